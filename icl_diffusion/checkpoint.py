@@ -1,0 +1,93 @@
+"""Inference checkpoints: config + weights in one safetensors file, never an unpickled object.
+
+The file's safetensors metadata holds ``format`` (a tag checked on load), ``config`` (JSON: the model's
+``DenoiserConfig``, the diffusion's settings and free-form ``info`` such as tables seen) and ``sha256`` of the
+weights, so a wrong or corrupted file fails with a clear message instead of a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .diffusion import GaussianDiffusion
+from .model import Denoiser, DenoiserConfig
+
+FORMAT = "icl-diffusion/1"
+ENV_VAR = "ICL_DIFFUSION_CHECKPOINT"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "icl_diffusion_small.safetensors"
+
+
+@dataclass
+class Pretrained:
+    """A loaded model: the network (eval mode), its diffusion and the metadata stored with it."""
+
+    model: Denoiser
+    diffusion: GaussianDiffusion
+    info: dict = field(default_factory=dict)
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Denoiser,
+    diffusion: GaussianDiffusion,
+    info: dict | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write model + diffusion settings to ``path`` (weights cast to ``dtype`` to keep the file small)."""
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    config = {
+        "model": model.cfg.to_dict(),
+        "diffusion": {"num_steps": diffusion.num_steps, "schedule": diffusion.schedule,
+                      "prediction": diffusion.prediction},
+        "info": info or {},
+    }
+    meta = {"format": FORMAT, "config": json.dumps(config), "sha256": _digest(state)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
+    """Load a file written by ``save_checkpoint``; weights are returned in float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for non-safetensors files
+        raise ValueError(f"{path} is not an icl-diffusion checkpoint (not a safetensors file: {err})") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an icl-diffusion checkpoint (format tag {meta.get('format')!r})")
+    if meta.get("sha256") != _digest(state):
+        raise ValueError(f"{path}: weights do not match their recorded checksum (corrupted file?)")
+    config = json.loads(meta["config"])
+    model = Denoiser(DenoiserConfig(**config["model"]))
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.to(device).eval()
+    return Pretrained(model, GaussianDiffusion(**config["diffusion"]), config.get("info", {}))
+
+
+def load_pretrained(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Pretrained:
+    """The shipped checkpoint, or ``path``, or the file named by $ICL_DIFFUSION_CHECKPOINT."""
+    path = path or os.environ.get(ENV_VAR) or DEFAULT_CHECKPOINT
+    return load_checkpoint(path, device)

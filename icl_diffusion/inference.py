@@ -1,0 +1,120 @@
+"""From a standardized table tensor to imputations: key-row selection, context caching and query chunking.
+
+Strategy for any table size (documented in the README):
+- Key rows: the rows every cell may attend to across rows. If the table has more than ``max_context_rows``
+  rows, a seeded random subset of that many rows is the key set (TabPFN-style context subsampling; rows
+  with every cell known are preferred, since they carry the most information and can be cached).
+- Every other row is a query row: it attends to the key rows only, so query rows are processed in chunks
+  of ``chunk_rows`` against the key rows' cached keys, and one call costs O(rows x keys), linear in rows.
+- When the key rows are fully known and the sampler keeps known cells clean (conditional, ddim), their
+  encoding does not change between steps (time conditioning reaches unknown cells only) and is computed
+  once per ``sample`` call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .diffusion import GaussianDiffusion
+from .model import Denoiser
+from .sampling import sample
+
+
+def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of the key rows (sorted) of one table; known: (N, F). Complete rows first, then others."""
+    N = known.shape[0]
+    if N <= max_context_rows:
+        return torch.arange(N)
+    order = torch.randperm(N, generator=generator)
+    complete = known.all(1)[order]
+    order = torch.cat([order[complete], order[~complete]])  # stable: random within each group
+    return order[:max_context_rows].sort().values
+
+
+class TableDenoiser:
+    """The sampler's denoiser callable for one table (repeated over the sample batch).
+
+    Args:
+        model, is_cat (F,), n_classes (F,): the network and the table's column types.
+        key_rows: (K,) indices of key rows. chunk_rows: query rows per forward pass.
+        cache_context: reuse the key rows' encoding across calls (valid when they are fully known and the
+            sampler passes them clean).
+    """
+
+    def __init__(self, model: Denoiser, is_cat, n_classes, key_rows, chunk_rows: int, cache_context: bool):
+        self.model = model
+        self.is_cat, self.n_classes = is_cat, n_classes
+        self.key_rows = key_rows
+        self.chunk_rows = chunk_rows
+        self.cache_context = cache_context
+        self._cache = None
+        self.calls = 0
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, known: torch.Tensor):
+        self.calls += 1
+        S, N, Fe = x_t.shape
+        is_cat = self.is_cat.expand(S, Fe)
+        n_classes = self.n_classes.expand(S, Fe)
+        kr = self.key_rows.to(x_t.device)
+        if len(kr) == N:  # small table: one pass, every row a key row
+            return self.model(x_t, t, known, is_cat, n_classes)
+        num = x_t.new_empty(S, N, Fe)
+        logits = x_t.new_empty(S, N, Fe, self.model.cfg.max_classes)
+        if self.cache_context and self._cache is not None:
+            ctx, (k_num, k_logits) = self._cache
+            num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
+        else:
+            # The key rows are identical across samples when cached: encode one copy.
+            n = 1 if self.cache_context else S
+            k_num, k_logits, ctx = self.model(
+                x_t[:n, kr], t[:n], known[:n, kr], is_cat[:n], n_classes[:n], return_context=True
+            )
+            num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
+            if self.cache_context:
+                self._cache = (ctx, (k_num, k_logits))
+        rest = torch.ones(N, dtype=torch.bool, device=x_t.device)
+        rest[kr] = False
+        rest = rest.nonzero().squeeze(1)
+        for start in range(0, len(rest), self.chunk_rows):
+            idx = rest[start : start + self.chunk_rows]
+            q_num, q_logits = self.model(x_t[:, idx], t, known[:, idx], is_cat, n_classes, context=ctx)
+            num[:, idx], logits[:, idx] = q_num, q_logits
+        return num, logits
+
+
+@torch.no_grad()
+def impute_standardized(
+    model: Denoiser,
+    diffusion: GaussianDiffusion,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    is_cat: torch.Tensor,
+    n_classes: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    method: str = "ddim",
+    n_steps: int = 1,
+    jump_length: int = 1,
+    jump_n_sample: int = 1,
+    max_context_rows: int = 512,
+    chunk_rows: int = 1024,
+    generator: torch.Generator | None = None,
+    key_rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Imputations (n_samples, N, F) of one standardized table.
+
+    x: (N, F) standardized values (codes for categorical columns; anything at unknown cells).
+    known: (N, F) bool; is_cat: (F,) bool; n_classes: (F,) long. Known cells are returned bit for bit.
+    """
+    generator = generator or torch.Generator().manual_seed(0)
+    model.eval()
+    if key_rows is None:
+        key_rows = choose_key_rows(known.cpu(), max_context_rows, generator)
+    cache = method != "repaint" and bool(known[key_rows.to(known.device)].all())
+    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache)
+    x_rep = x[None].expand(n_samples, -1, -1).contiguous()
+    k_rep = known[None].expand(n_samples, -1, -1)
+    return sample(
+        den, diffusion, x_rep, k_rep, method=method, n_steps=n_steps, jump_length=jump_length,
+        jump_n_sample=jump_n_sample, generator=generator, is_cat=is_cat[None, None, :],
+    )

@@ -1,0 +1,215 @@
+"""The set-equivariant denoiser: a transformer over the cells of a table.
+
+Every cell is a token ``(B, N, F, D)``. Each block attends across rows within a column (so a cell sees how
+its column behaves in the other rows: the in-context "training set"), then across features within a row
+(so a cell sees the other cells of its row), then applies an MLP. No positional encoding anywhere:
+permuting rows or features permutes the output the same way.
+
+Across rows, a cell attends only to *key rows*. By default every row is a key row; at inference the caller
+picks a capped subset of rows as keys (``encode_context`` + ``context=``), which makes one call linear in the
+number of rows, and lets query rows be processed in chunks against the cached keys. Row attention can also
+be ``"isab"`` (Set Transformer induced points), linear in rows at any table size.
+
+Timestep conditioning reaches only the unknown (noisy) cells. So a key row whose cells are all known, and
+which attends only to key rows, is encoded identically at every denoising step: the sampler can encode the
+context once and reuse it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .diffusion import MASK
+
+
+@dataclass
+class DenoiserConfig:
+    d_model: int = 96  # small: the dev machine trains on 2 CPU cores; 96 is enough for in-context regression
+    n_blocks: int = 4  # each block = row attention + feature attention + MLP
+    n_heads: int = 4
+    mlp_ratio: int = 2
+    max_classes: int = 10  # categorical columns with more levels are rejected by the API
+    row_attention: str = "full"  # "full": attend to key rows (capped by the caller); "isab": induced points
+    n_inducing: int = 32  # only for "isab"
+    num_steps: int = 1000  # diffusion length, to scale t into the time embedding
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RowAttention(nn.Module):
+    """Attention across rows within each column; keys restricted to key rows."""
+
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+        self.isab = cfg.row_attention == "isab"
+        if self.isab:
+            self.inducing = nn.Parameter(torch.randn(cfg.n_inducing, d) / math.sqrt(d))
+            self.ind_q = nn.Linear(d, d)
+            self.ind_out = nn.Linear(d, d)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        # (S, L, D) -> (S, H, L, D/H)
+        S, L, D = x.shape
+        return x.view(S, L, self.n_heads, D // self.n_heads).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        S, H, L, Dh = x.shape
+        return x.transpose(1, 2).reshape(S, L, H * Dh)
+
+    def keys(self, h: torch.Tensor, key_mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """Keys/values of the key rows. h: (B, N, F, D) normalized tokens -> tensors over (B*F, ...)."""
+        B, N, Fe, D = h.shape
+        x = h.permute(0, 2, 1, 3).reshape(B * Fe, N, D)  # (B*F, N, D)
+        mask = None
+        if key_mask is not None:
+            mask = key_mask[:, None, :].expand(B, Fe, N).reshape(B * Fe, 1, 1, N)
+        k, v = self.kv(x).chunk(2, -1)
+        k, v = self._heads(k), self._heads(v)
+        if not self.isab:
+            return k, v, mask
+        # ISAB step 1: inducing points summarize the key rows of each column; (B*F, M, D)
+        iq = self._heads(self.ind_q(self.inducing).expand(B * Fe, -1, -1))
+        ind = self._merge(F.scaled_dot_product_attention(iq, k, v, attn_mask=mask))
+        ind = self.inducing + self.ind_out(ind)
+        k2, v2 = self.kv(ind).chunk(2, -1)
+        return self._heads(k2), self._heads(v2), None
+
+    def forward(self, h: torch.Tensor, kv: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """h: (B, N, F, D) normalized query tokens; kv from ``keys`` (with the same B and F)."""
+        B, N, Fe, D = h.shape
+        k, v, mask = kv
+        q = self._heads(self.q(h.permute(0, 2, 1, 3).reshape(B * Fe, N, D)))  # (B*F, H, N, Dh)
+        if k.shape[0] != q.shape[0]:  # cached context of one table shared by B samples
+            k, v = k.repeat(q.shape[0] // k.shape[0], 1, 1, 1), v.repeat(q.shape[0] // v.shape[0], 1, 1, 1)
+            mask = None if mask is None else mask.repeat(q.shape[0] // mask.shape[0], 1, 1, 1)
+        o = self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B*F, N, D)
+        return self.out(o).view(B, Fe, N, D).permute(0, 2, 1, 3)
+
+
+class FeatureAttention(nn.Module):
+    """Attention across the features of each row."""
+
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, h: torch.Tensor, col_mask: torch.Tensor | None) -> torch.Tensor:
+        B, N, Fe, D = h.shape
+        H = self.n_heads
+        qkv = self.qkv(h.reshape(B * N, Fe, D)).view(B * N, Fe, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        mask = None
+        if col_mask is not None:  # padded features are never keys
+            mask = col_mask[:, None, :].expand(B, N, Fe).reshape(B * N, 1, 1, Fe)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)  # (B*N, H, F, Dh)
+        return self.out(o.transpose(1, 2).reshape(B, N, Fe, D))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.time = nn.Linear(d, d)
+        self.norm_row, self.norm_feat, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.row_attn = RowAttention(cfg)
+        self.feat_attn = FeatureAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
+
+    def forward(self, h, temb, unknown, key_mask, col_mask, kv=None):
+        """h: (B, N, F, D); temb: (B, D); unknown: (B, N, F, 1) float. Returns (h, kv of these rows)."""
+        h = h + self.time(temb)[:, None, None, :] * unknown
+        hn = self.norm_row(h)
+        own_kv = self.row_attn.keys(hn, key_mask) if kv is None else None
+        h = h + self.row_attn(hn, own_kv if kv is None else kv)
+        h = h + self.feat_attn(self.norm_feat(h), col_mask)
+        h = h + self.mlp(self.norm_mlp(h))
+        return h, own_kv
+
+
+class Denoiser(nn.Module):
+    """Predicts, for every cell, the diffusion target (numeric) and class logits (categorical)."""
+
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.value = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        self.category = nn.Embedding(cfg.max_classes + 1, d)  # last index = MASK (absorbed)
+        self.flags = nn.Embedding(4, d)  # (known, is_cat) pairs
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
+        self.norm_out = nn.LayerNorm(d)
+        self.num_head = nn.Linear(d, 1)
+        self.cat_head = nn.Linear(d, cfg.max_classes)
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.cfg.d_model // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+        arg = (t.float() * 1000 / self.cfg.num_steps)[:, None] * freqs[None]
+        return self.time_mlp(torch.cat([arg.sin(), arg.cos()], -1))  # (B, D)
+
+    def embed(self, x, known, is_cat):
+        """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F) and is_cat (B, F)."""
+        cat = is_cat[:, None, :].expand_as(x)
+        num_tok = self.value(torch.where(cat, torch.zeros_like(x), x).unsqueeze(-1))
+        codes = torch.where(cat & (x != MASK), x, torch.full_like(x, self.cfg.max_classes)).long()
+        codes = codes.clamp(0, self.cfg.max_classes)
+        cat_tok = self.category(codes)
+        tok = torch.where(cat.unsqueeze(-1), cat_tok, num_tok)
+        return tok + self.flags(known.long() * 2 + cat.long())
+
+    def heads(self, h, n_classes):
+        h = self.norm_out(h)
+        logits = self.cat_head(h)  # (B, N, F, C)
+        valid = torch.arange(self.cfg.max_classes, device=h.device) < n_classes.clamp(min=1)[:, None, :, None]
+        return self.num_head(h).squeeze(-1), logits.masked_fill(~valid, -1e4)  # (B, N, F, C)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        known: torch.Tensor,
+        is_cat: torch.Tensor,
+        n_classes: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        col_mask: torch.Tensor | None = None,
+        context: list | None = None,
+        return_context: bool = False,
+    ):
+        """Denoise one step.
+
+        Args:
+            x: (B, N, F) noisy values (standardized numeric; categorical codes or MASK).
+            t: (B,) original diffusion step. known: (B, N, F) bool. is_cat: (B, F) bool.
+            n_classes: (B, F) long (0 for numeric columns).
+            key_mask: (B, N) bool, rows other rows may attend to (also the row padding mask). None = all.
+            col_mask: (B, F) bool, real (non-padded) features. None = all.
+            context: per-block keys from a previous ``return_context=True`` call on the key rows; when
+                given, the rows of ``x`` attend only to those cached rows (``key_mask`` is ignored).
+        Returns:
+            (num_out (B, N, F), logits (B, N, F, max_classes)), plus the per-block keys if return_context.
+        """
+        unknown = (~known).unsqueeze(-1).float()
+        temb = self.time_embedding(t)
+        h = self.embed(x, known, is_cat) + temb[:, None, None, :] * unknown
+        kvs = []
+        for b, block in enumerate(self.blocks):
+            h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context[b])
+            kvs.append(kv)
+        out = self.heads(h, n_classes)
+        return (*out, kvs) if return_context else out
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

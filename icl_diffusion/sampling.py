@@ -1,0 +1,163 @@
+"""Samplers: turn any denoiser callable into an imputer. No network code lives here.
+
+The denoiser contract (DESIGN.md)::
+
+    denoiser(x_t: float[B, N, F], t: long[B], known: bool[B, N, F]) -> float[B, N, F]
+                                                            or (float[B, N, F], float[B, N, F, C])
+
+The output is in the diffusion's parameterization for numeric cells; when the table has categorical cells
+the callable also returns logits over categories. ``t`` is always the ORIGINAL step index. Categorical cells
+hold their code as a float, or ``diffusion.MASK`` while absorbed.
+
+Methods:
+- ``repaint``: Lugmayr et al. 2022, Algorithm 1. Known cells are re-noised to the current level and blended
+  in before every denoising step, the denoiser is called with ``known`` all False (unconditional), and the
+  schedule of ``repaint_schedule`` jumps back ``jump_length`` steps ``jump_n_sample - 1`` times.
+- ``conditional``: known cells stay clean and are flagged as known; ancestral sampling of the rest, with the
+  same optional resampling jumps.
+- ``ddim``: conditional and deterministic (eta = 0); categorical cells take the most likely class. With
+  ``n_steps=1`` this is the one-call point estimate: the x0 prediction at t = T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .diffusion import MASK, GaussianDiffusion
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
+METHODS = ("repaint", "conditional", "ddim")
+
+
+def repaint_schedule(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:
+    """Timesteps visited by RePaint, as in the official ``get_schedule_jump`` (n_sample = 1).
+
+    Returns ``[t_T - 1, ..., -1]``; consecutive pairs ``(a, b)`` with ``b < a`` are denoising steps from ``a``
+    and pairs with ``b > a`` are jumps back (forward noising to ``b``). (250, 10, 10) gives 2,410 denoising
+    steps and 2,160 jumps back.
+    """
+    if t_T < 1 or jump_length < 1 or jump_n_sample < 1:
+        raise ValueError("t_T, jump_length and jump_n_sample must be >= 1")
+    jumps = {j: jump_n_sample - 1 for j in range(0, t_T - jump_length, jump_length)}
+    t, ts = t_T, []
+    while t >= 1:
+        t -= 1
+        ts.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(jump_length):
+                t += 1
+                ts.append(t)
+    ts.append(-1)
+    # Invariants of the official _check_times: starts at t_T - 1, ends at -1, moves by one step at a time.
+    assert ts[0] == t_T - 1 and ts[-1] == -1
+    assert all(abs(a - b) == 1 for a, b in zip(ts[:-1], ts[1:]))
+    assert all(-1 <= x < t_T for x in ts)
+    return ts
+
+
+def count_calls(schedule: list[int]) -> tuple[int, int]:
+    """(denoiser calls, jumps back) of a RePaint schedule."""
+    down = sum(b < a for a, b in zip(schedule[:-1], schedule[1:]))
+    return down, len(schedule) - 1 - down
+
+
+def _split(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+
+
+def _draw_categories(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    """Codes (as float) from logits (..., C): argmax if greedy, else one categorical draw per cell."""
+    if greedy:
+        return logits.argmax(-1).float()
+    probs = torch.softmax(logits.float(), -1).reshape(-1, logits.shape[-1])
+    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1]).float()
+
+
+def sample(
+    denoiser: Denoiser,
+    diffusion: GaussianDiffusion,
+    x_known: torch.Tensor,
+    known: torch.Tensor,
+    *,
+    method: str = "conditional",
+    n_steps: int = 50,
+    jump_length: int = 1,
+    jump_n_sample: int = 1,
+    generator: torch.Generator | None = None,
+    is_cat: torch.Tensor | None = None,
+    clip: float | None = None,
+) -> torch.Tensor:
+    """Fill the unknown cells of ``x_known`` (B, N, F); returns x0 with known cells equal bit for bit.
+
+    Args:
+        denoiser: callable as in the module docstring.
+        diffusion: the model's diffusion (over the original steps); respaced here to ``n_steps``.
+        x_known: (B, N, F) values; anything (NaN included) at unknown cells. Categorical cells hold codes.
+        known: (B, N, F) bool, True where the cell is observed.
+        method: "repaint", "conditional" or "ddim".
+        n_steps: length of the respaced chain (RePaint's t_T).
+        jump_length, jump_n_sample: RePaint resampling (1, 1 = none); used by "repaint" and "conditional".
+        generator: the only source of randomness (same generator state -> same result).
+        is_cat: bool broadcastable to (B, N, F) marking categorical columns, e.g. (B, 1, F); None = all numeric.
+        clip: optional clamp of the x0 estimate of numeric cells (in standardized units).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    chain = diffusion.respaced(n_steps)
+    device = x_known.device
+    cat = torch.zeros_like(known) if is_cat is None else is_cat.to(device).expand_as(known)
+    num = ~cat
+    known = known.bool()
+    x0_known = torch.where(known, x_known, torch.zeros_like(x_known))  # NaN-free copy for the noise math
+    unconditional = method == "repaint"
+    net_known = torch.zeros_like(known) if unconditional else known
+    B = x_known.shape[0]
+
+    def noise_like(x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+
+    def known_at(i: int) -> torch.Tensor:
+        # Known cells as the network should see them at chain position i (RePaint Alg. 1 line 5).
+        if not unconditional:
+            return x0_known
+        noisy = chain.q_sample(x0_known, i, noise_like(x0_known))
+        if cat.any():
+            noisy = torch.where(cat, chain.q_sample_categorical(x0_known, i, generator), noisy)
+        return noisy
+
+    # Start: unknown numeric cells pure noise, unknown categorical cells masked.
+    x = torch.where(cat, torch.full_like(x0_known, MASK), noise_like(x0_known))
+    if method == "repaint":
+        schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample)
+    else:
+        schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample) if jump_n_sample > 1 else (
+            list(range(chain.n_chain - 1, -2, -1)))
+    for a, b in zip(schedule[:-1], schedule[1:]):
+        if b > a:  # jump back a -> b = a + 1 (RePaint's undo): re-noise the current sample one step
+            x = torch.where(cat, chain.q_step_up_categorical(x, b, generator), chain.q_step_up(x, b, noise_like(x)))
+            continue
+        i = a
+        x = torch.where(known, known_at(i), x)
+        t = torch.full((B,), chain.original_t(i), dtype=torch.long, device=device)
+        out, logits = _split(denoiser(x, t, net_known))
+        if method == "ddim":
+            x0_hat, eps_hat = chain.predict_x0_eps(out, x, i)
+            if clip is not None:
+                x0_hat = x0_hat.clamp(-clip, clip)
+            x_num = chain.ddim_step(x0_hat, eps_hat, i)
+        else:
+            mean, var, _ = chain.p_mean_variance(out, x, i, clip)
+            x_num = mean + (var**0.5) * noise_like(x) if i > 0 else mean
+        x_new = torch.where(num, x_num, x)
+        if logits is not None and cat.any():
+            # Masked cells are revealed with the absorbing chain's probability (all of them at i = 0).
+            reveal = torch.rand(x.shape, generator=generator, device=device) < chain.unmask_probability(i)
+            reveal &= cat & (x == MASK)
+            drawn = _draw_categories(logits, generator, greedy=method == "ddim")
+            x_new = torch.where(reveal, drawn, x_new)
+        x = x_new
+    # Known cells bit for bit; torch.where so NaN in x_known at unknown cells never leaks.
+    return torch.where(known, x_known, x)

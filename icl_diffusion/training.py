@@ -1,0 +1,98 @@
+"""The training objective shared by the Lightning module, the recipe scripts and the tests.
+
+One network learns both sampling modes, like classifier-free guidance: a share ``p_uncond`` of the tables
+is unconditional (every cell noised, no known flags, loss on every cell: what faithful RePaint calls), the
+rest conditional (observed cells clean and flagged, loss on the unknown cells only). A share ``p_t_max`` of
+the tables is trained at t = T-1, where the x0 prediction is the one-call point estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .diffusion import GaussianDiffusion
+from .model import Denoiser
+
+CLIP = 8.0  # standardized values are clamped for the network: rare outliers must not dominate the loss
+
+
+def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-column standardization with the mean and std of the *known* cells (as at inference).
+
+    x: (B, N, F) raw values; known: (B, N, F); is_cat: (B, F). Categorical columns pass through.
+    Returns (x_std clamped to +-CLIP, mean (B, 1, F), std (B, 1, F)).
+    """
+    w = known.float()
+    count = w.sum(1, keepdim=True).clamp(min=1)
+    xz = torch.where(known, x, torch.zeros_like(x))
+    mean = xz.sum(1, keepdim=True) / count
+    var = (torch.where(known, x - mean, torch.zeros_like(x)) ** 2).sum(1, keepdim=True) / count
+    std = var.sqrt()
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant columns: shift only
+    cat = is_cat[:, None, :]
+    mean = torch.where(cat, torch.zeros_like(mean), mean)
+    std = torch.where(cat, torch.ones_like(std), std)
+    x_std = torch.where(cat.expand_as(x), x, ((x - mean) / std).clamp(-CLIP, CLIP))
+    return x_std, mean, std
+
+
+@dataclass
+class LossConfig:
+    p_uncond: float = 0.1  # share of unconditional tables (faithful RePaint needs them)
+    p_t_max: float = 0.5  # share of tables at t = T-1 (the one-call point estimate)
+    cat_weight: float = 1.0  # weight of the categorical cross-entropy next to the numeric MSE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def training_loss(
+    model: Denoiser,
+    diffusion: GaussianDiffusion,
+    batch: dict,
+    cfg: LossConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one prior batch (dict of ``priors.sample_batch``). Returns (loss, scalar stats)."""
+    cfg = cfg or LossConfig()
+    x, known, is_cat, n_classes = batch["x"], batch["known"].bool(), batch["is_cat"].bool(), batch["n_classes"]
+    B, N, Fe = x.shape
+    dev = x.device
+
+    def rand(*shape):
+        return torch.rand(shape, generator=generator, device=dev)
+
+    x0, _, _ = standardize(x, known, is_cat)
+    uncond = rand(B) < cfg.p_uncond
+    known_in = known & ~uncond[:, None, None]
+    target_cells = ~known_in
+    t = (rand(B) * diffusion.num_steps).long().clamp(max=diffusion.num_steps - 1)
+    t = torch.where(rand(B) < cfg.p_t_max, torch.full_like(t, diffusion.num_steps - 1), t)
+
+    noise = torch.randn(x0.shape, generator=generator, device=dev)
+    cat = is_cat[:, None, :].expand_as(x0)
+    x_t = torch.where(cat, diffusion.q_sample_categorical(x0, t, generator), diffusion.q_sample(x0, t, noise))
+    x_t = torch.where(known_in, x0, x_t)
+
+    # Prediction tables: query rows are never attended to, exactly as the classifier/regressor runs them.
+    query = batch.get("query")
+    key_mask = None
+    if query is not None and bool(query.any()):
+        key_mask = ~(query.bool() & ~uncond[:, None])
+    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask)
+
+    num_cells = target_cells & ~cat
+    target = diffusion.target(x0, noise, t)
+    se = (out - target) ** 2
+    num_loss = (se * num_cells).sum() / num_cells.sum().clamp(min=1)
+    cat_cells = target_cells & cat & (x_t == -1.0)
+    if cat_cells.any():
+        ce = F.cross_entropy(logits[cat_cells], x0[cat_cells].long().clamp(min=0))
+    else:
+        ce = out.new_zeros(())
+    loss = num_loss + cfg.cat_weight * ce
+    stats = {"loss": float(loss), "num_mse": float(num_loss), "cat_ce": float(ce)}
+    return loss, stats
