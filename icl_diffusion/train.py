@@ -1,0 +1,147 @@
+"""Pretraining entry points.
+
+- ``train(cfg)``: pretrain, resume or fine-tune as a composed config says (tests and notebooks call it).
+- ``hydra_main(overrides)``: the Hydra application; ``python -m icl_diffusion.train key=value ...`` and
+  ``icl-diffusion pretrain|finetune`` (which passes its overrides as a list) both land here.
+- ``export_main(argv)``: ``icl-diffusion export LIGHTNING.ckpt -o OUT.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .lit import DiffusionLitModule, PriorDataModule
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Every entry of ``cfg.callbacks`` with a ``_target_`` (the rest are knobs those entries read)."""
+    return [hydra.utils.instantiate(node) for node in (cfg.get("callbacks") or {}).values()
+            if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Trainer]:
+    """The module, data and trainer a config describes (nothing runs)."""
+    L.seed_everything(cfg.seed, workers=True)
+    model_cfg, diffusion_cfg, init = _plain(cfg.model), _plain(cfg.diffusion), None
+    if cfg.get("init_from"):
+        # Fine-tuning: the checkpoint decides the architecture and the noise schedule.
+        init = load_checkpoint(cfg.init_from)
+        model_cfg = init.model.cfg.to_dict()
+        diffusion_cfg = {"num_steps": init.diffusion.num_steps, "schedule": init.diffusion.schedule,
+                         "prediction": init.diffusion.prediction}
+    module = DiffusionLitModule(
+        model=model_cfg, diffusion=diffusion_cfg, loss=_plain(cfg.loss), optim=_plain(cfg.optim),
+        val=_plain(cfg.val), prior=_plain(cfg.prior),
+    )
+    if init is not None:
+        module.model.load_state_dict(init.model.state_dict())
+    data = PriorDataModule(prior=_plain(cfg.prior), seed=cfg.seed, num_workers=cfg.num_workers,
+                           batch_size=cfg.get("batch_size"), device=cfg.get("prior_device", "cpu"))
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = L.Trainer(**_plain(cfg.trainer), logger=logger, callbacks=build_callbacks(cfg),
+                        default_root_dir=str(cfg.out_dir))
+    return module, data, trainer
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=last``: the newest of out_dir/checkpoints/last.ckpt and a SLURM requeue checkpoint
+    (out_dir/hpc_ckpt_*.ckpt), or None (a fresh start) when there is none, so one command both starts a
+    run and resumes it after a crash or preemption. Any other value is a path, passed through."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "last":
+        return ckpt_path
+    out_dir = Path(cfg.out_dir)
+    found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+
+
+def train(cfg: DictConfig) -> DiffusionLitModule:
+    """Pretrain (or resume, or fine-tune) as ``cfg`` says; exports an inference checkpoint if asked."""
+    module, data, trainer = build(cfg)
+    trainer.fit(module, datamodule=data, ckpt_path=resolve_ckpt_path(cfg))
+    if cfg.get("export_path") and trainer.is_global_zero:
+        export(module, cfg.export_path)
+    return module
+
+
+def export(module: DiffusionLitModule, path: str | os.PathLike, steps: int | None = None) -> Path:
+    """Inference checkpoint (safetensors, fp16) from a trained module."""
+    info = {"tables_seen": module.tables_seen, "steps": int(module.global_step if steps is None else steps),
+            "prior": module.prior_overrides, "loss": module.loss_cfg.to_dict()}
+    return save_checkpoint(path, module.model, module.diffusion, info=info)
+
+
+def export_lightning_checkpoint(ckpt: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``icl-diffusion export``: Lightning checkpoint -> inference checkpoint."""
+    state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
+    # The module rebuilds from the config dataclasses stored as its hyperparameters (no Hydra needed).
+    module = DiffusionLitModule(**state["hyper_parameters"])
+    module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)  # tables_seen
+    return export(module, path, steps=state.get("global_step", 0))
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The config Hydra would build for these overrides (for tests and notebooks)."""
+    with hydra.initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra.compose(config_name="config", overrides=overrides or [])
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def _hydra_app(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+def hydra_main(overrides: list[str] | None = None) -> None:
+    """Run the Hydra application with these overrides (None: the command line's).
+
+    Hydra reads its arguments from ``sys.argv``, so a caller passing a list (the ``icl-diffusion`` CLI)
+    gets them placed there for the call. ``__main__.__spec__`` names this module meanwhile: Lightning's
+    DDP launcher starts the other ranks as ``python -m <__main__'s module> <sys.argv[1:]>``, and only this
+    module understands bare overrides.
+    """
+    if overrides is None:
+        return _hydra_app()
+    main = sys.modules["__main__"]
+    saved_argv, saved_spec = sys.argv, getattr(main, "__spec__", None)
+    sys.argv = [sys.argv[0] if sys.argv else "icl_diffusion.train", *overrides]
+    main.__spec__ = importlib.util.find_spec(__name__)
+    try:
+        _hydra_app()
+    finally:
+        sys.argv, main.__spec__ = saved_argv, saved_spec
+
+
+def export_main(argv: list[str] | None = None) -> Path:
+    """``icl-diffusion export LIGHTNING.ckpt -o OUT.safetensors``."""
+    parser = argparse.ArgumentParser(
+        prog="icl-diffusion export",
+        description="Convert a Lightning training checkpoint into an inference checkpoint (safetensors, fp16).",
+    )
+    parser.add_argument("ckpt", help="Lightning checkpoint, e.g. runs/RUN/checkpoints/last.ckpt")
+    parser.add_argument("-o", "--output", required=True,
+                        help="inference checkpoint to write, e.g. checkpoints/icl_diffusion_small.safetensors")
+    args = parser.parse_args(argv)
+    path = export_lightning_checkpoint(args.ckpt, args.output)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    hydra_main()
