@@ -2,12 +2,16 @@
 
 from .checkpoint import load_checkpoint, load_pretrained, save_checkpoint
 from .diffusion import GaussianDiffusion
+from .estimators import DiffusionClassifier, DiffusionImputer, DiffusionRegressor
 from .model import Denoiser, DenoiserConfig
 from .sampling import repaint_schedule, sample
 
 __all__ = [
     "Denoiser",
     "DenoiserConfig",
+    "DiffusionClassifier",
+    "DiffusionImputer",
+    "DiffusionRegressor",
     "GaussianDiffusion",
     "load_checkpoint",
     "load_pretrained",

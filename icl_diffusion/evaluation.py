@@ -13,7 +13,7 @@ import torch
 
 from .diffusion import GaussianDiffusion
 from .model import Denoiser
-from .training import standardize
+from .training import CLIP, standardize
 
 
 @torch.no_grad()
@@ -33,6 +33,7 @@ def point_estimate(model: Denoiser, diffusion: GaussianDiffusion, batch: dict) -
     x_in = torch.where(is_cat[:, None, :] & ~known, torch.full_like(x_in, -1.0), x_in)
     out, logits = model(x_in, t, known, is_cat, n_classes, key_mask=key_mask)
     x0, _ = diffusion.predict_x0_eps(out, x_in, t)
+    x0 = x0.clamp(-CLIP, CLIP)  # the range the network was trained on
     filled = torch.where(is_cat[:, None, :], logits.argmax(-1).float(), x0 * std + mean)
     return torch.where(known, x, filled)
 

@@ -18,6 +18,7 @@ import torch
 from .diffusion import GaussianDiffusion
 from .model import Denoiser
 from .sampling import sample
+from .training import CLIP
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -116,5 +117,5 @@ def impute_standardized(
     k_rep = known[None].expand(n_samples, -1, -1)
     return sample(
         den, diffusion, x_rep, k_rep, method=method, n_steps=n_steps, jump_length=jump_length,
-        jump_n_sample=jump_n_sample, generator=generator, is_cat=is_cat[None, None, :],
+        jump_n_sample=jump_n_sample, generator=generator, is_cat=is_cat[None, None, :], clip=CLIP,
     )

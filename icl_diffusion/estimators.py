@@ -1,0 +1,486 @@
+"""scikit-learn estimators over the pretrained denoiser: imputation, classification, regression.
+
+The estimators are thin: ``fit`` loads the checkpoint, fits a ``TablePreprocessor`` and keeps the (encoded)
+table as context; every prediction is an imputation of one table by ``impute_table`` below.
+- ``DiffusionImputer`` imputes the missing cells of a table; a table other than the fit table is imputed
+  with the fit table's complete rows as extra context.
+- ``DiffusionClassifier`` / ``DiffusionRegressor`` impute the target column of the query rows in the joint
+  table [training rows with y; query rows with y unknown]; the training rows are the key rows, so query
+  rows attend only to them and never to each other.
+
+Point estimates (the defaults: ``method="ddim", n_steps=1, n_imputations=1``) come from ``one_call``: one
+network call at t = T with unknown numeric cells at the mean of x_T. Everything else goes through
+``inference.impute_standardized``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _assert_all_finite,
+    _check_feature_names_in,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
+from .diffusion import MASK
+from .inference import TableDenoiser, choose_key_rows, impute_standardized
+from .preprocessing import TablePreprocessor, as_table
+from .sampling import METHODS, count_calls, repaint_schedule
+from .training import CLIP, standardize
+
+_LOADED: dict[tuple, Pretrained] = {}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto": cuda if available, else cpu."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.device) -> Pretrained:
+    """The checkpoint as ``load_pretrained`` resolves it (None: $ICL_DIFFUSION_CHECKPOINT or the shipped
+    file), loaded once per file version and device; a ``Pretrained`` passes through."""
+    if isinstance(checkpoint, Pretrained):
+        return checkpoint
+    path = Path(checkpoint or os.environ.get(ENV_VAR) or DEFAULT_CHECKPOINT).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (pass a checkpoint path or set ${ENV_VAR})")
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, str(device))
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_checkpoint(path, device)
+    return _LOADED[key]
+
+
+def _seed(random_state) -> int:
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class _Ticking:
+    """The model, ticking a progress bar at every forward pass (the samplers take no callback)."""
+
+    def __init__(self, model, bar) -> None:
+        self.model, self.bar, self.cfg = model, bar, model.cfg
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        self.bar.update(1)
+        return out
+
+
+def _progress(model, enabled: bool, total: int, desc: str):
+    if not enabled:
+        return model, None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="pass", leave=False)
+    return _Ticking(model, bar), bar
+
+
+@torch.no_grad()
+def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = 1024):
+    """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
+
+    This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean: unknown numeric cells enter as 0
+    instead of a noise draw. At t = T the input carries no signal (abar ~ 0); without the draw each query
+    row's output depends only on itself and the key rows (deterministic, independent of the batch).
+    x: (N, F) standardized, known: (N, F) bool, is_cat: (F,) bool, n_classes: (F,) long, key_rows: (K,).
+    """
+    chain = diffusion.respaced(1)
+    cat = is_cat[None, :].expand_as(known)
+    x_t = torch.where(known, x, torch.where(cat, torch.full_like(x, MASK), torch.zeros_like(x)))
+    t = torch.full((1,), chain.original_t(0), dtype=torch.long, device=x.device)
+    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
+    out, logits = den(x_t[None], t, known[None])  # (1, N, F), (1, N, F, C)
+    x0, _ = chain.predict_x0_eps(out, x_t[None], 0)
+    x0 = torch.where(cat, logits[0].argmax(-1).float(), x0[0])
+    return torch.where(known, x, x0), logits[0]
+
+
+def sampling_settings(method: str, n_steps: int) -> tuple[str, int]:
+    """Sampler for multiple imputation: deterministic ddim becomes the conditional sampler (10 steps
+    unless more were asked for)."""
+    return ("conditional", n_steps if n_steps > 1 else 10) if method == "ddim" else (method, n_steps)
+
+
+def impute_table(
+    pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
+    n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
+    max_context_rows: int = 512, chunk_rows: int = 1024, seed: int = 0, key_rows: np.ndarray | None = None,
+    progress: bool = False, return_logits: bool = False,
+):
+    """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy).
+
+    The one-call point estimate when ``method="ddim", n_steps=1, n_samples=1`` (then also the logits
+    (N, F, C) if ``return_logits``), else ``impute_standardized``. Rows that are complete and not key
+    rows influence no other row (query rows attend to key rows only), so they are left out of the call.
+    """
+    model, diffusion = pretrained.model, pretrained.diffusion
+    dev = next(model.parameters()).device
+    N = x.shape[0]
+    known_t = torch.as_tensor(known)
+    cpu_gen = torch.Generator().manual_seed(seed)
+    keys = choose_key_rows(known_t, max_context_rows, cpu_gen) if key_rows is None else torch.as_tensor(key_rows)
+    rows = torch.as_tensor(~known).any(1)
+    rows[keys] = True
+    rows = rows.nonzero().squeeze(1)  # (R,) sorted: key rows + rows with something to impute
+    pos = torch.full((N,), -1, dtype=torch.long)
+    pos[rows] = torch.arange(len(rows))
+    keys_sub = pos[keys]
+    xs, ks = torch.as_tensor(x)[rows].to(dev), known_t[rows].to(dev)
+    cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
+    n_query = len(rows) - len(keys_sub)
+    chunks = math.ceil(n_query / chunk_rows) if n_query else 0
+    point = method == "ddim" and n_steps == 1 and n_samples == 1
+    if point:
+        total = 1 + chunks
+    else:
+        chain_len = diffusion.respaced(n_steps).n_chain
+        steps = (count_calls(repaint_schedule(chain_len, jump_length, jump_n_sample))[0]
+                 if method == "repaint" or jump_n_sample > 1 else chain_len)
+        cached = method != "repaint" and bool(ks[keys_sub.to(dev)].all())
+        total = steps if not n_query else steps * chunks + (1 if cached else steps)
+    net, bar = _progress(model, progress, total, "imputing" if n_samples == 1 else f"{n_samples} imputations")
+    try:
+        if point:
+            x0, logits = one_call(net, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)
+            out_sub = x0[None]
+        else:
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            out_sub = impute_standardized(
+                net, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
+                jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
+                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub,
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+    # No NaN or inf leaves: numeric cells are clamped to the network's input range.
+    out_sub = torch.nan_to_num(out_sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
+    out = torch.as_tensor(x)[None].repeat(n_samples, 1, 1)
+    out[:, rows] = torch.where(torch.as_tensor(known)[rows], out[:, rows], out_sub)
+    if return_logits:
+        if not point:
+            raise ValueError("logits come only with the one-call point estimate")
+        full = torch.zeros(N, *logits.shape[1:])
+        full[rows] = logits.float().cpu()
+        return out.numpy(), full.numpy()
+    return out.numpy()
+
+
+def aggregate(samples: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
+    """Point estimate (N, F) from imputations (S, N, F): mean of numeric cells, mode of categorical cells."""
+    point = samples.mean(0)
+    if is_cat.any() and samples.shape[0] > 1:
+        codes = np.rint(samples[:, :, is_cat]).astype(np.int64)  # (S, N, Fc)
+        counts = (codes[..., None] == np.arange(codes.max() + 1)).sum(0)  # (N, Fc, C)
+        point[:, is_cat] = counts.argmax(-1)  # ties: the smallest code
+    return point
+
+
+class _Base(BaseEstimator):
+    """Shared parameter checks, model loading and tags."""
+
+    def _check_params(self) -> None:
+        method = getattr(self, "method", "ddim")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        for name in ("n_steps", "jump_length", "jump_n_sample", "n_imputations", "max_context_rows", "batch_size"):
+            value = getattr(self, name, 1)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def _load(self) -> Pretrained:
+        return load_model(self.checkpoint, resolve_device(self.device))
+
+    def _run(self, x, known, is_cat, n_classes, n_samples=None, sampling=False, **kw):
+        method, n_steps = getattr(self, "method", "ddim"), getattr(self, "n_steps", 1)
+        if sampling:
+            method, n_steps = sampling_settings(method, n_steps)
+        return impute_table(
+            self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples or getattr(self, "n_imputations", 1),
+            method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
+            jump_n_sample=getattr(self, "jump_n_sample", 1), max_context_rows=self.max_context_rows,
+            chunk_rows=self.batch_size, seed=_seed(self.random_state), progress=self.progress, **kw,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        return tags
+
+
+class DiffusionImputer(TransformerMixin, _Base):
+    """Fill every missing cell of a table with the pretrained diffusion model (zero-shot, no training).
+
+    Args:
+        checkpoint: path of an inference checkpoint (or a loaded ``Pretrained``); None = the shipped file
+            or $ICL_DIFFUSION_CHECKPOINT.
+        method, n_steps, jump_length, jump_n_sample: sampler ("ddim", "conditional", "repaint"); the default
+            ddim with one step is the one-call posterior mean.
+        n_imputations: imputations averaged by ``transform`` (numeric mean, categorical mode).
+        device: "auto" (cuda if available), "cpu", "cuda", ...
+        random_state: seed of the key-row subsample and of the sampler's noise.
+        max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
+        progress: show a tqdm progress bar.
+
+    Attributes:
+        pretrained_: the loaded model (``Pretrained``).
+        preprocessor_: the fitted ``TablePreprocessor``.
+        x_fit_, known_fit_: the encoded fit table (N, F) float32 and its known mask, the context.
+        n_features_in_, feature_names_in_: as in scikit-learn.
+    """
+
+    def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
+                 n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
+                 progress=False):
+        self.checkpoint = checkpoint
+        self.method = method
+        self.n_steps = n_steps
+        self.jump_length = jump_length
+        self.jump_n_sample = jump_n_sample
+        self.n_imputations = n_imputations
+        self.device = device
+        self.random_state = random_state
+        self.max_context_rows = max_context_rows
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def fit(self, X, y=None):
+        """Fit the column encodings on the observed cells of X and keep X as context."""
+        self._check_params()
+        table = as_table(X)
+        validate_data(self, table, reset=True, skip_check_array=True)
+        self.pretrained_ = self._load()
+        self.preprocessor_ = TablePreprocessor(self.pretrained_.model.cfg.max_classes).fit(table)
+        enc = self.preprocessor_.transform(table)
+        self.x_fit_, self.known_fit_ = enc.x, enc.known
+        return self
+
+    def _samples(self, X, n_samples: int, sampling: bool):
+        """(table, imputations (S, n, F) of its rows or None when nothing is missing)."""
+        check_is_fitted(self)
+        table = as_table(X)
+        validate_data(self, table, reset=False, skip_check_array=True)
+        enc = self.preprocessor_.transform(table)
+        if enc.known.all():
+            return table, None
+        x, known = enc.x, enc.known
+        same = known.shape == self.known_fit_.shape and np.array_equal(known, self.known_fit_) and (
+            np.array_equal(x, self.x_fit_))
+        if not same:  # the fit table's complete rows join as context (all its rows if none is complete)
+            ctx = self.known_fit_.all(1)
+            ctx = np.flatnonzero(ctx if ctx.any() else np.ones_like(ctx))
+            if len(ctx) > self.max_context_rows:
+                rng = check_random_state(_seed(self.random_state))
+                ctx = np.sort(rng.choice(ctx, self.max_context_rows, replace=False))
+            x = np.concatenate([self.x_fit_[ctx], x])
+            known = np.concatenate([self.known_fit_[ctx], known])
+        out = self._run(x, known, enc.is_cat, enc.n_classes, n_samples=n_samples, sampling=sampling)
+        return table, out[:, len(x) - len(enc.x):]
+
+    def transform(self, X):
+        """X with every missing cell imputed (same type, shape, index and dtypes; observed cells kept)."""
+        table, samples = self._samples(X, self.n_imputations, sampling=False)
+        if samples is None:
+            return table.copy()
+        return self.preprocessor_.inverse_transform(aggregate(samples, self._is_cat()), table)
+
+    def sample(self, X, n_imputations: int = 5) -> list:
+        """``n_imputations`` filled copies of X (multiple imputation); ddim is replaced by the conditional
+        sampler (``n_steps`` steps, 10 when n_steps is 1) so that the imputations differ."""
+        if not isinstance(n_imputations, (int, np.integer)) or n_imputations < 1:
+            raise ValueError(f"n_imputations must be an integer >= 1, got {n_imputations!r}")
+        table, samples = self._samples(X, n_imputations, sampling=True)
+        if samples is None:
+            return [table.copy() for _ in range(n_imputations)]
+        return [self.preprocessor_.inverse_transform(s, table) for s in samples]
+
+    def _is_cat(self) -> np.ndarray:
+        return np.array([c.kind == "categorical" for c in self.preprocessor_.columns_])
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class _Predictor(_Base):
+    """Prediction as imputation of the target column; the training rows are the key rows."""
+
+    def _fit_context(self, X, y_x: np.ndarray, y_cat: bool, y_classes: int) -> None:
+        """Keep [training features, encoded target y_x (n,)] as context (subsampled to max_context_rows)."""
+        table = as_table(X)
+        self.pretrained_ = self._load()
+        self.preprocessor_ = TablePreprocessor(self.pretrained_.model.cfg.max_classes).fit(table)
+        enc = self.preprocessor_.transform(table)
+        rows = np.arange(len(y_x))
+        if len(rows) > self.max_context_rows:
+            rng = check_random_state(self.random_state)
+            rows = np.sort(rng.choice(rows, self.max_context_rows, replace=False))
+        self.x_context_ = np.concatenate([enc.x, y_x[:, None].astype(np.float32)], 1)[rows]
+        self.known_context_ = np.concatenate([enc.known, np.ones((len(y_x), 1), bool)], 1)[rows]
+        self.is_cat_ = np.append(enc.is_cat, y_cat)
+        self.n_classes_ = np.append(enc.n_classes, y_classes)
+
+    def _validate(self, X, y=None):
+        self._check_params()
+        table = as_table(X)
+        validate_data(self, table, y, reset=True, skip_check_array=True)
+        check_consistent_length(table, y)
+        y = np.asarray(y)
+        if y.dtype.kind == "c":
+            raise ValueError("Complex data not supported (y)")
+        return table, column_or_1d(y, warn=True)
+
+    def _joint(self, X):
+        """The joint table [context rows; query rows with the target unknown] and the query row count."""
+        check_is_fitted(self)
+        table = as_table(X)
+        validate_data(self, table, reset=False, skip_check_array=True)
+        enc = self.preprocessor_.transform(table)
+        n = len(enc.x)
+        x = np.concatenate([self.x_context_, np.concatenate([enc.x, np.zeros((n, 1), np.float32)], 1)])
+        known = np.concatenate([self.known_context_, np.concatenate([enc.known, np.zeros((n, 1), bool)], 1)])
+        return x, known, n
+
+    def _impute_target(self, X, n_samples=None, sampling=False, return_logits=False):
+        x, known, n = self._joint(X)
+        keys = np.arange(len(self.x_context_))
+        out = self._run(x, known, self.is_cat_, self.n_classes_, n_samples=n_samples, sampling=sampling,
+                        key_rows=keys, return_logits=return_logits)
+        if return_logits:
+            return out[0][:, -n:, -1], out[1][-n:, -1]
+        return out[:, -n:, -1]  # (S, n) standardized target / codes
+
+
+class DiffusionClassifier(ClassifierMixin, _Predictor):
+    """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
+
+    Args:
+        checkpoint, device, random_state, max_context_rows, batch_size, progress: as ``DiffusionImputer``.
+            Training sets larger than max_context_rows are subsampled (with random_state) as the context.
+
+    Attributes:
+        classes_: the class labels (sorted), at most the model's max_classes.
+        pretrained_, preprocessor_: the loaded model and the fitted feature preprocessor.
+        x_context_, known_context_: the context rows (features + target code) encoded, (K, F + 1).
+        is_cat_, n_classes_: column types of the joint table (F + 1,).
+        n_features_in_, feature_names_in_: as in scikit-learn.
+    """
+
+    def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=512,
+                 batch_size=1024, progress=False):
+        self.checkpoint = checkpoint
+        self.device = device
+        self.random_state = random_state
+        self.max_context_rows = max_context_rows
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def fit(self, X, y):
+        table, y = self._validate(X, y)
+        if y.dtype.kind in "fc":
+            _assert_all_finite(y, input_name="y")
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        max_classes = self._load().model.cfg.max_classes
+        if len(self.classes_) > max_classes:
+            raise ValueError(f"y has {len(self.classes_)} classes, more than the model's max_classes="
+                             f"{max_classes}: merge classes or use DiffusionRegressor for ordered targets")
+        self._fit_context(table, codes, True, len(self.classes_))
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, n_classes) class probabilities: softmax of the target cell's logits at t = T."""
+        _, logits = self._impute_target(X, return_logits=True)
+        k = len(self.classes_)
+        logits = logits[:, :k].astype(np.float64)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
+
+
+class DiffusionRegressor(RegressorMixin, _Predictor):
+    """Zero-shot regressor: each prediction is the model's imputation of the query row's target cell.
+
+    Args:
+        checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
+            batch_size, progress: as ``DiffusionImputer``.
+        n_imputations: imputations averaged by ``predict`` (1 with ddim, one step: the posterior mean).
+
+    Attributes:
+        y_mean_, y_std_: standardization of the target (observed mean and std, as in training).
+        pretrained_, preprocessor_, x_context_, known_context_, is_cat_, n_classes_, n_features_in_,
+            feature_names_in_: as ``DiffusionClassifier``.
+    """
+
+    def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
+                 n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
+                 progress=False):
+        self.checkpoint = checkpoint
+        self.method = method
+        self.n_steps = n_steps
+        self.jump_length = jump_length
+        self.jump_n_sample = jump_n_sample
+        self.n_imputations = n_imputations
+        self.device = device
+        self.random_state = random_state
+        self.max_context_rows = max_context_rows
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def fit(self, X, y):
+        table, y = self._validate(X, y)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        yt = torch.tensor(y)[None, :, None]
+        y_std, mean, std = standardize(yt, torch.ones_like(yt, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool))
+        self.y_mean_, self.y_std_ = float(mean), float(std)
+        self._fit_context(table, y_std[0, :, 0].numpy(), False, 0)
+        return self
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        return np.clip(z.astype(np.float64), -CLIP, CLIP) * self.y_std_ + self.y_mean_
+
+    def predict(self, X) -> np.ndarray:
+        """(n,) point predictions: the mean of ``n_imputations`` imputations of the target."""
+        return self._decode(self._impute_target(X).mean(0))
+
+    def predict_samples(self, X, n_samples: int = 100) -> np.ndarray:
+        """(n_samples, n) draws from the predictive distribution (the conditional sampler replaces ddim)."""
+        return self._decode(self._impute_target(X, n_samples=n_samples, sampling=True))
+
+    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int = 100) -> np.ndarray:
+        """(n, len(quantiles)) empirical quantiles of ``predict_samples``."""
+        q = np.asarray(quantiles, dtype=np.float64)
+        if q.ndim != 1 or ((q < 0) | (q > 1)).any():
+            raise ValueError(f"quantiles must be a sequence of numbers in [0, 1], got {quantiles!r}")
+        return np.quantile(self.predict_samples(X, n_samples), q, axis=0).T

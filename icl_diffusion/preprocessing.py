@@ -1,0 +1,410 @@
+"""User tables <-> the model's standardized tensors, column by column.
+
+``TablePreprocessor`` is fitted on the observed cells of a table (numpy array or pandas DataFrame) and turns
+any table with the same columns into an ``EncodedTable``: standardized numeric values and categorical codes
+``x (N, F) float32``, the ``known (N, F)`` mask, ``is_cat (F,)`` and ``n_classes (F,)``. ``inverse_transform``
+puts imputed cells back into the caller's table: observed cells are copied from the input (bit for bit, in
+their own dtype), only missing cells are decoded.
+
+Column rules (decided at fit, from the observed values):
+- numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers): standardized with
+  the observed mean and std exactly as ``training.standardize`` does, clamped to +-CLIP for the network.
+  When every observed value is an integer, imputations are rounded; a float DataFrame column that is only
+  float because of its missing values (integer-valued, with NaN) comes back as int64 once filled.
+- categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted
+  observed levels; a pandas Categorical keeps its own categories and order; booleans are [False, True].
+Missing markers: NaN, None, pd.NA, pd.NaT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+import torch
+from pandas.api.types import infer_dtype
+
+from .training import CLIP, standardize
+
+_NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
+_EPOCH_SECONDS = pd.Timedelta(seconds=1)
+
+
+@dataclass
+class EncodedTable:
+    """A table as the model sees it. x: (N, F) float32, 0 at unknown cells; known: (N, F) bool;
+    is_cat: (F,) bool; n_classes: (F,) int64 (0 for numeric columns)."""
+
+    x: np.ndarray
+    known: np.ndarray
+    is_cat: np.ndarray
+    n_classes: np.ndarray
+
+    def to_torch(self, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+        return tuple(torch.as_tensor(a, device=device) for a in (self.x, self.known, self.is_cat, self.n_classes))
+
+
+@dataclass
+class ColumnSpec:
+    """What fit learned about one column."""
+
+    name: Hashable
+    kind: str  # "numeric" | "categorical"
+    mean: float = 0.0
+    std: float = 1.0
+    integer: bool = False  # numeric with integer observed values: imputations are rounded
+    temporal: str | None = None  # "datetime" | "timedelta": numeric in seconds since the epoch / zero
+    categories: list = field(default_factory=list)  # labels in code order
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.categories) if self.kind == "categorical" else 0
+
+
+@dataclass
+class _Read:
+    """One column of an input table, read: its kind and observed values."""
+
+    kind: str  # "numeric" | "categorical" | "bool" | "empty"
+    missing: np.ndarray  # (N,) bool
+    values: np.ndarray  # numeric: float64 (NaN at missing); otherwise object
+    temporal: str | None = None
+    categories: list | None = None  # a pandas Categorical's own categories
+
+
+def as_table(X) -> pd.DataFrame | np.ndarray:
+    """Check the container and return a DataFrame as is, anything else as a 2-D ndarray.
+
+    Lists and string arrays become object arrays (numpy would turn ``[[1.5, "a"]]`` into strings).
+    """
+    if scipy.sparse.issparse(X):
+        raise TypeError("sparse input is not supported: pass a dense array or a pandas DataFrame")
+    if isinstance(X, pd.DataFrame):
+        table = X
+    elif isinstance(X, pd.Series):  # sklearn expects a ValueError for 1-D input
+        raise ValueError(  # noqa: TRY004
+            "Expected a 2D table, got a pandas Series (1D). Reshape your data with series.to_frame() if it "
+            "is a single feature."
+        )
+    else:
+        table = np.asarray(X)
+        if table.dtype.kind in "USa":
+            table = np.asarray(X, dtype=object)
+        if table.ndim != 2:
+            raise ValueError(
+                f"Expected a 2D table, got a {table.ndim}D array instead. Reshape your data either using "
+                "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) if it "
+                "contains a single sample."
+            )
+        if table.dtype.kind == "c":
+            raise ValueError("Complex data not supported")
+    n, f = table.shape
+    if n == 0 or f == 0:
+        what = "0 sample(s)" if n == 0 else "0 feature(s)"
+        raise ValueError(f"empty table: Found array with {what} (shape=({n}, {f})) while a minimum of 1 "
+                         "is required.")
+    return table
+
+
+def missing_mask(table: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """(N, F) bool: True at NaN, None, pd.NA and pd.NaT cells."""
+    if isinstance(table, pd.DataFrame):
+        return table.isna().to_numpy(dtype=bool)
+    if table.dtype.kind == "f":
+        return np.isnan(table)
+    if table.dtype.kind == "O":
+        return pd.isna(table)
+    return np.zeros(table.shape, dtype=bool)
+
+
+def _label(name: Hashable, framed: bool) -> str:
+    return f"column {name!r}" if framed else f"column {name}"
+
+
+def _read_objects(values: np.ndarray, label: str) -> _Read:
+    """An object column: numbers, strings or booleans, never a mix."""
+    missing = pd.isna(values)
+    obs = values[~missing]
+    inferred = infer_dtype(obs, skipna=False) if len(obs) else "empty"
+    if inferred == "empty":
+        return _Read("empty", missing, values)
+    if inferred in _NUMERIC_INFERRED:
+        out = np.full(len(values), np.nan)
+        out[~missing] = obs.astype(np.float64)
+        return _Read("numeric", missing, out)
+    if inferred == "string":
+        return _Read("categorical", missing, values)
+    if inferred == "boolean":
+        return _Read("bool", missing, values)
+    if inferred == "complex":
+        raise ValueError(f"Complex data not supported ({label})")
+    kinds = set()
+    for v in obs:
+        if isinstance(v, (bool, np.bool_)):
+            kinds.add("booleans")
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            kinds.add("numbers")
+        elif isinstance(v, str):
+            kinds.add("strings")
+        else:
+            raise TypeError(f"{label}: float() argument must be a string or a real number, "
+                            f"not {type(v).__name__!r}")
+    raise ValueError(f"{label} mixes {' and '.join(sorted(kinds))}: make every value of a column the same type")
+
+
+def _read_column(col: pd.Series | np.ndarray, label: str) -> _Read:
+    """Classify one column and extract its observed values (no fit-time state involved)."""
+    if isinstance(col, np.ndarray):
+        dtype = col.dtype
+        if dtype.kind == "O":
+            return _read_objects(col, label)
+        if dtype.kind == "b":
+            return _Read("bool", np.zeros(len(col), dtype=bool), col.astype(object))
+        if dtype.kind in "iuf":
+            values = col.astype(np.float64)
+            return _Read("numeric", np.isnan(values), values)
+        raise ValueError(f"{label} has unsupported dtype {dtype}")
+    dtype = col.dtype
+    missing = col.isna().to_numpy(dtype=bool)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _Read("categorical", missing, col.to_numpy(dtype=object), categories=list(dtype.categories))
+    if pd.api.types.is_bool_dtype(dtype):
+        return _Read("bool", missing, col.to_numpy(dtype=object))
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        temporal = "timedelta" if pd.api.types.is_timedelta64_dtype(dtype) else "datetime"
+        origin = pd.Timedelta(0) if temporal == "timedelta" else pd.Timestamp(0, tz=getattr(dtype, "tz", None))
+        values = ((col - origin) / _EPOCH_SECONDS).to_numpy(dtype=np.float64, na_value=np.nan)
+        return _Read("numeric", missing, values, temporal=temporal)
+    if pd.api.types.is_complex_dtype(dtype):
+        raise ValueError(f"Complex data not supported ({label})")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return _Read("numeric", missing, col.to_numpy(dtype=np.float64, na_value=np.nan))
+    if pd.api.types.is_object_dtype(dtype):
+        return _read_objects(col.to_numpy(dtype=object), label)
+    if pd.api.types.is_string_dtype(dtype):
+        return _Read("categorical", missing, col.to_numpy(dtype=object))
+    raise ValueError(f"{label} has unsupported dtype {dtype}")
+
+
+def _columns(table: pd.DataFrame | np.ndarray):
+    """(name, column) pairs; positions for arrays, labels for DataFrames (duplicates allowed)."""
+    if isinstance(table, pd.DataFrame):
+        return [(name, table.iloc[:, j]) for j, name in enumerate(table.columns)]
+    return [(j, table[:, j]) for j in range(table.shape[1])]
+
+
+def _moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and std of observed values, exactly as ``training.standardize`` computes them (float64)."""
+    x = torch.from_numpy(values)[None, :, None]
+    _, mean, std = standardize(x, torch.ones_like(x, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool))
+    return float(mean), float(std)
+
+
+class TablePreprocessor:
+    """Fit per-column encodings on observed cells; encode tables for the model and decode imputations.
+
+    Args:
+        max_classes: most categories a categorical column may have (the model's ``max_classes``).
+
+    Attributes (after ``fit``):
+        columns_: list of ColumnSpec, one per column, in order.
+        feature_names_: the DataFrame's column labels, or None when fitted on an array.
+    """
+
+    def __init__(self, max_classes: int = 10) -> None:
+        self.max_classes = max_classes
+
+    def fit(self, X) -> TablePreprocessor:
+        table = as_table(X)
+        framed = isinstance(table, pd.DataFrame)
+        n_rows = table.shape[0]
+        specs = []
+        for name, col in _columns(table):
+            label = _label(name, framed)
+            read = _read_column(col, label)
+            n_obs = int((~read.missing).sum())
+            if read.kind == "empty" or n_obs == 0:
+                raise ValueError(f"{label} has no observed values (all missing): drop it or fill it")
+            if n_obs < 2:
+                raise ValueError(f"{label} has {n_obs} observed value; at least 2 are needed to fit "
+                                 f"(the table has n_samples={n_rows})")
+            if read.kind == "numeric":
+                obs = read.values[~read.missing]
+                if not np.isfinite(obs).all():
+                    raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
+                                     "have them imputed")
+                mean, std = _moments(obs)
+                integer = read.temporal is None and bool(np.all(obs == np.round(obs)))
+                specs.append(ColumnSpec(name, "numeric", mean, std, integer, read.temporal))
+                continue
+            if read.kind == "bool":
+                categories = [False, True]
+            elif read.categories is not None:
+                categories = read.categories
+            else:
+                levels = set(read.values[~read.missing].tolist())
+                categories = sorted(levels)
+            if len(categories) > self.max_classes:
+                raise ValueError(
+                    f"{label} has {len(categories)} categories, more than max_classes={self.max_classes} "
+                    "that the model can predict: encode it differently (group rare levels into one, use "
+                    "numeric codes if the levels are ordered, or drop the column)"
+                )
+            specs.append(ColumnSpec(name, "categorical", categories=list(categories)))
+        self.columns_ = specs
+        self.feature_names_ = list(table.columns) if framed else None
+        return self
+
+    @property
+    def n_features_(self) -> int:
+        return len(self.columns_)
+
+    def _check_columns(self, table) -> bool:
+        framed = isinstance(table, pd.DataFrame)
+        if table.shape[1] != self.n_features_:
+            raise ValueError(f"the table has {table.shape[1]} columns but the preprocessor was fitted on "
+                             f"{self.n_features_}")
+        if framed and self.feature_names_ is not None and list(table.columns) != self.feature_names_:
+            names = list(table.columns)
+            missing = [c for c in self.feature_names_ if c not in names]
+            extra = [c for c in names if c not in self.feature_names_]
+            if missing or extra:
+                raise ValueError(f"columns differ from fit: missing {missing}, unexpected {extra}")
+            raise ValueError(f"columns are in a different order than at fit: expected {self.feature_names_}")
+        return framed
+
+    def transform(self, X) -> EncodedTable:
+        """Encode a table with the fitted columns. Missing cells get x = 0 and known = False."""
+        table = as_table(X)
+        framed = self._check_columns(table)
+        n = table.shape[0]
+        x = np.zeros((n, self.n_features_), dtype=np.float32)
+        known = np.zeros((n, self.n_features_), dtype=bool)
+        for j, ((name, col), spec) in enumerate(zip(_columns(table), self.columns_)):
+            label = _label(name, framed)
+            read = _read_column(col, label)
+            obs = ~read.missing
+            known[:, j] = obs
+            if read.kind == "empty" or not obs.any():
+                continue
+            if spec.kind == "numeric":
+                if read.kind != "numeric" or read.temporal != spec.temporal:
+                    now = {"categorical": "strings", "bool": "booleans"}.get(read.kind, read.temporal or "numbers")
+                    raise ValueError(f"{label} was {spec.temporal or 'numeric'} at fit but now holds {now}")
+                v = read.values[obs]
+                if not np.isfinite(v).all():
+                    raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
+                                     "have them imputed")
+                x[obs, j] = np.clip((v - spec.mean) / spec.std, -CLIP, CLIP)
+            else:
+                observed = col[obs] if isinstance(col, np.ndarray) else col.to_numpy(dtype=object)[obs]
+                codes = pd.Index(spec.categories, dtype=object).get_indexer(np.asarray(observed, dtype=object))
+                if (codes < 0).any():
+                    unseen = sorted({str(v) for v in np.asarray(observed, dtype=object)[codes < 0]})
+                    raise ValueError(f"{label} has categories not seen at fit: {unseen[:5]}"
+                                     f"{' ...' if len(unseen) > 5 else ''} (fit saw {spec.categories})")
+                x[obs, j] = codes
+        is_cat = np.array([s.kind == "categorical" for s in self.columns_], dtype=bool)
+        n_classes = np.array([s.n_classes for s in self.columns_], dtype=np.int64)
+        return EncodedTable(x, known, is_cat, n_classes)
+
+    def fit_transform(self, X) -> EncodedTable:
+        return self.fit(X).transform(X)
+
+    def decode(self, j: int, z: np.ndarray) -> np.ndarray:
+        """Values of column ``j`` from model outputs z (standardized values or codes), shape (n,).
+
+        Numeric: float64 (rounded for integer columns; seconds for temporal columns); categorical: labels.
+        """
+        spec = self.columns_[j]
+        z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0)
+        if spec.kind == "categorical":
+            codes = np.clip(np.round(z), 0, spec.n_classes - 1).astype(np.int64)
+            labels = np.empty(len(codes), dtype=object)
+            labels[:] = [spec.categories[c] for c in codes]
+            return labels
+        v = np.clip(z, -CLIP, CLIP) * spec.std + spec.mean
+        return np.round(v) if spec.integer else v
+
+    def inverse_transform(self, x: np.ndarray, X):
+        """Fill the missing cells of ``X`` with the decoded model outputs ``x`` (N, F); same type as ``X``.
+
+        Observed cells are copied from ``X`` unchanged. DataFrames keep index, column order and dtypes
+        (float columns that are integer-valued come back int64 once filled); arrays come back as arrays:
+        float stays float, object stays object (an array that must hold labels becomes object).
+        """
+        table = as_table(X)
+        framed = self._check_columns(table)
+        x = np.asarray(x)
+        if x.shape != table.shape:
+            raise ValueError(f"imputations have shape {x.shape}, the table {table.shape}")
+        miss = missing_mask(table)
+        if framed:
+            out = table.copy()
+            for j, spec in enumerate(self.columns_):
+                if miss[:, j].any():
+                    out.isetitem(j, self._fill_series(table.iloc[:, j], miss[:, j], self.decode(j, x[miss[:, j], j]),
+                                                      spec))
+            return out
+        needs_object = any(s.kind == "categorical" and miss[:, j].any() for j, s in enumerate(self.columns_))
+        out = table.astype(object) if needs_object and table.dtype.kind != "O" else table.copy()
+        for j, spec in enumerate(self.columns_):
+            rows = miss[:, j]
+            if not rows.any():
+                continue
+            fill = self.decode(j, x[rows, j])
+            if out.dtype.kind == "O" and spec.kind == "numeric":
+                fill = np.array([int(v) if spec.integer else float(v) for v in fill], dtype=object)
+            out[rows, j] = fill
+        return out
+
+    @staticmethod
+    def _fill_series(s: pd.Series, rows: np.ndarray, fill: np.ndarray, spec: ColumnSpec) -> pd.Series:
+        """Column ``s`` with ``fill`` at ``rows``, in the dtype the caller expects back."""
+        dtype = s.dtype
+        if spec.kind == "numeric" and spec.temporal is None and isinstance(dtype, np.dtype) and dtype.kind == "f":
+            arr = s.to_numpy(copy=True)
+            arr[rows] = fill
+            # Only float because of its NaN: an integer column (as read from a CSV) comes back int64.
+            return pd.Series(arr.astype(np.int64) if spec.integer else arr, index=s.index, name=s.name)
+        if spec.temporal == "datetime":
+            origin = pd.Timestamp(0, tz=getattr(dtype, "tz", None))
+            fill = [origin + pd.Timedelta(seconds=float(v)) for v in fill]
+        elif spec.temporal == "timedelta":
+            fill = [pd.Timedelta(seconds=float(v)) for v in fill]
+        elif spec.kind == "numeric":
+            fill = [int(v) if spec.integer else float(v) for v in fill]
+        obj = s.to_numpy(dtype=object, copy=True)
+        vals = np.empty(len(fill), dtype=object)
+        vals[:] = list(fill)
+        obj[rows] = vals
+        return pd.Series(_as_dtype(obj, dtype, spec), index=s.index, name=s.name)
+
+
+def _as_dtype(obj: np.ndarray, dtype, spec: ColumnSpec):
+    """Filled object values in the column's own dtype when it can hold them, else the natural one."""
+    t = pd.api.types
+    booleans = spec.categories == [False, True]
+    if t.is_object_dtype(dtype):
+        # An object column of booleans comes back bool once filled; anything else stays object.
+        return obj.astype(bool) if booleans else obj
+    if spec.temporal == "datetime":
+        keeps = t.is_datetime64_any_dtype(dtype)
+    elif spec.temporal == "timedelta":
+        keeps = t.is_timedelta64_dtype(dtype)
+    elif spec.kind == "numeric":
+        keeps = t.is_numeric_dtype(dtype) and not t.is_bool_dtype(dtype)
+    else:
+        keeps = isinstance(dtype, pd.CategoricalDtype) or t.is_bool_dtype(dtype) or (
+            t.is_string_dtype(dtype) and all(isinstance(c, str) for c in spec.categories))
+    if keeps:
+        return pd.array(obj, dtype=dtype)
+    # e.g. an all-missing float column standing in for a string, datetime or integer column
+    if spec.kind == "categorical":
+        return obj.astype(bool) if booleans else obj
+    if spec.temporal is not None:
+        return pd.array(list(obj))
+    return obj.astype(np.int64 if spec.integer else np.float64)

@@ -1,0 +1,128 @@
+"""From SCM nodes to table columns: which nodes, which column is the target, categoricals, post-transforms.
+
+Real tables are not standardized Gaussians: columns are skewed, rounded to integers, censored, carry
+rare gross errors, are nearly constant, and live on any scale; categorical columns are unordered codes.
+Each such property is switched on per column at random with the probabilities in ``PriorConfig``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._random import Rng, standardize
+from .config import PriorConfig
+
+# exp() of a skewed column is capped at e**MAX_SKEW_EXPONENT (~1.6e5) so that squares of the final values
+# (scale up to 1e3) stay far from float32 overflow in any downstream statistics.
+MAX_SKEW_EXPONENT = 12.0
+
+
+def make_columns(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_features: int) -> dict[str, Tensor]:
+    """Pick ``n_features`` of the SCM nodes (B, N, M) as columns and turn them into a table.
+
+    Returns ``x`` float32 (B, N, F), ``is_cat`` bool (B, F), ``n_classes`` int64 (B, F) and ``target``
+    int64 (B,). The column order is random, so the target (one of the picked nodes) sits at a random
+    position and may be a cause, an effect or a sibling of any feature.
+    """
+    B, N, M = nodes.shape
+    F = n_features
+    pick = rng.permutation_t(B, M)[:, :F]  # (B, F)
+    z = standardize(nodes.gather(2, pick.unsqueeze(1).expand(B, N, F)))
+    z = z.clamp(-cfg.max_abs_z, cfg.max_abs_z)  # (B, N, F)
+
+    target = rng.randint_t((B,), 0, F - 1)
+    is_target = torch.nn.functional.one_hot(target, F).bool()  # (B, F)
+    has_cat = rng.bernoulli_t((B, 1), cfg.p_has_categorical)
+    cat_frac = rng.uniform_t((B, 1), *cfg.categorical_frac) * has_cat
+    is_cat = rng.rand(B, F) < cat_frac
+    is_cat = torch.where(is_target, rng.bernoulli_t((B, 1), cfg.p_classification), is_cat)
+    n_classes = _draw_n_classes(cfg, rng, B, F, N) * is_cat
+
+    # A categorical column is binned from its node mixed with a second (possibly hidden) node, so its
+    # codes are not just a coarsened copy of one numeric variable.
+    other = nodes.gather(2, rng.randint_t((B, 1, F), 0, M - 1).expand(B, N, F))
+    mix = rng.uniform_t((B, 1, F), *cfg.categorical_mix)
+    codes = categorize(rng, z + mix * standardize(other), n_classes, cfg.max_classes)
+
+    numeric = post_transform(cfg, rng, z, is_target)
+    x = torch.where(is_cat.unsqueeze(1), codes.to(z.dtype), numeric)
+    return {"x": x, "is_cat": is_cat, "n_classes": n_classes, "target": target}
+
+
+def _draw_n_classes(cfg: PriorConfig, rng: Rng, B: int, F: int, n_rows: int) -> Tensor:
+    """Number of levels (B, F) in [2, k_max]: binary with p_binary, else uniform."""
+    k_max = max(2, min(cfg.max_classes, n_rows // cfg.min_rows_per_class))
+    k = rng.randint_t((B, F), 2, k_max)
+    return torch.where(rng.bernoulli_t((B, F), cfg.p_binary), 2, k)
+
+
+def categorize(rng: Rng, score: Tensor, n_classes: Tensor, max_classes: int) -> Tensor:
+    """Unordered integer codes from a continuous score.
+
+    score (B, N, F); n_classes (B, F) (0 or 1 -> all codes 0). Thresholds sit at random empirical
+    quantiles (so class sizes are Dirichlet-like: some rare, some common); a random permutation of the
+    labels then removes the order, as for real categories. Returns int64 (B, N, F) in [0, n_classes).
+    """
+    B, N, F = score.shape
+    K = max_classes
+    # Thresholds at the score of random rows = at random empirical quantiles; unused ones at +inf.
+    rows = rng.randint_t((B, K - 1, F), 0, N - 1)
+    thresholds = score.gather(1, rows).transpose(1, 2)  # (B, F, K-1)
+    unused_thr = torch.arange(K - 1, device=score.device) >= (n_classes - 1).unsqueeze(-1)
+    thresholds = thresholds.masked_fill(unused_thr, float("inf")).sort(dim=-1).values
+    # bins = number of thresholds strictly below the score
+    bins = torch.searchsorted(thresholds, score.transpose(1, 2).contiguous(), side="left")  # (B, F, N)
+    # Random bijection of 0..K-1: unused labels get keys > 1 so they sort last.
+    unused = torch.arange(K, device=score.device) >= n_classes.unsqueeze(-1)  # (B, F, K)
+    perm = torch.argsort(rng.rand(B, F, K) + 2.0 * unused, dim=-1)
+    return perm.gather(2, bins).transpose(1, 2)
+
+
+def post_transform(cfg: PriorConfig, rng: Rng, z: Tensor, is_target: Tensor) -> Tensor:
+    """Make standardized columns z (B, N, F) look like real numeric data; returns (B, N, F).
+
+    Order matters: censoring and gross errors act on the measured quantity, skew and integer rounding
+    define its unit, and the final scale / offset puts it anywhere on the real line.
+    """
+    B, N, F = z.shape
+
+    def per_column(p: float) -> Tensor:
+        return rng.bernoulli_t((B, 1, F), p)
+
+    # Censoring: pile the low (or high) tail of the column up at a bound t std from the mean.
+    bound = rng.uniform_t((B, 1, F), *cfg.clip_at)
+    lower = rng.bernoulli_t((B, 1, F), 0.5)
+    clipped = torch.where(lower, torch.maximum(z, -bound), torch.minimum(z, bound))
+    z = torch.where(per_column(cfg.p_clip), clipped, z)
+
+    # One uniform per cell serves both cell-level choices below: U < rate marks a gross error (and
+    # U / rate, uniform again, gives its sign and size); U > 1 - frac marks a near-constant cell.
+    u = rng.rand(B, N, F)
+    rate = rng.uniform_t((B, 1, F), *cfg.outlier_rate)
+    hit = (u < rate) & per_column(cfg.p_outliers)
+    v = u / rate
+    lo, hi = cfg.outlier_size
+    size = torch.where(v < 0.5, -1.0, 1.0) * (lo + (hi - lo) * (2 * v - 1).abs())
+    z = torch.where(hit, z + size, z)  # rare gross errors, a few column stds away
+
+    # Log-normal-like positive skew.
+    skew = per_column(cfg.p_skew)
+    a = rng.uniform_t((B, 1, F), *cfg.skew_strength)
+    v = torch.where(skew, torch.exp((a * z).clamp(max=MAX_SKEW_EXPONENT)), z)
+
+    # Final unit: integer columns (counts, ordinal scores) or floats on an arbitrary scale. Skewed
+    # columns keep offset 0 so they stay positive, like incomes or counts.
+    offset = rng.randn(B, 1, F) * cfg.shift_std * ~skew
+    int_scale = rng.log_uniform_t((B, 1, F), *cfg.integer_scale)
+    as_int = torch.round(v * int_scale) + torch.round(offset * int_scale)
+    scale = torch.pow(10.0, rng.uniform_t((B, 1, F), *cfg.log10_scale))
+    as_float = (v + offset) * scale
+    x = torch.where(per_column(cfg.p_integer), as_int, as_float)
+
+    # Near-constant columns: most rows share one value (taken from a random row), never the target.
+    const = x.gather(1, rng.randint_t((B, 1, F), 0, N - 1))
+    frac = rng.uniform_t((B, 1, F), *cfg.near_constant_frac)
+    near_const = per_column(cfg.p_near_constant) & ~is_target.unsqueeze(1)
+    x = torch.where(near_const & (u > 1 - frac), const, x)
+    return x

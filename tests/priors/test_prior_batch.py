@@ -1,0 +1,152 @@
+"""sample_batch: shapes, dtypes, value ranges, guarantees and determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from priors import MASK_KINDS, PriorConfig, default_batch_size, sample_batch
+
+# Smaller tables than the defaults keep the suite fast; the code paths are the same.
+SMALL = PriorConfig(n_rows=(8, 128), n_features=(2, 16), max_cells=2**13)
+
+
+def _check_batch(batch: dict, cfg: PriorConfig) -> None:
+    x, known, query = batch["x"], batch["known"], batch["query"]
+    B, N, F = x.shape
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert known.dtype == torch.bool and known.shape == (B, N, F)
+    assert query.dtype == torch.bool and query.shape == (B, N)
+    assert batch["is_cat"].dtype == torch.bool and batch["is_cat"].shape == (B, F)
+    assert batch["n_classes"].dtype == torch.int64 and batch["n_classes"].shape == (B, F)
+    assert batch["target"].dtype == torch.int64 and batch["target"].shape == (B,)
+    assert ((batch["target"] >= 0) & (batch["target"] < F)).all()
+    assert batch["family"] in ("scm", "gaussian")
+    assert batch["mask_kind"] in (*MASK_KINDS, "mixed")
+
+    # Guarantees: >= 2 known cells per column, >= 1 unknown cell per table.
+    assert (known.sum(1) >= 2).all()
+    assert ((~known).flatten(1).sum(1) >= 1).all()
+
+    # Categorical columns: 2..max_classes levels, integer codes in [0, n_classes); numeric: 0 levels.
+    is_cat, n_classes = batch["is_cat"], batch["n_classes"]
+    assert (n_classes[~is_cat] == 0).all()
+    assert ((n_classes[is_cat] >= 2) & (n_classes[is_cat] <= cfg.max_classes)).all()
+    codes = x.transpose(1, 2)[is_cat]  # (n_cat_columns, N)
+    assert (codes == codes.round()).all()
+    assert ((codes >= 0) & (codes < n_classes[is_cat].unsqueeze(-1))).all()
+
+    # Query rows: only where the target cell is unknown.
+    target_known = known.gather(2, batch["target"].view(B, 1, 1).expand(B, N, 1)).squeeze(-1)
+    assert not (query & target_known).any()
+    if batch["mask_kind"] not in ("prediction", "mixed"):
+        assert not query.any()
+
+    if batch["family"] == "gaussian":
+        assert batch["mean"].shape == (B, F) and batch["cov"].shape == (B, F, F)
+        assert not is_cat.any()
+        assert torch.allclose(batch["cov"], batch["cov"].transpose(1, 2))
+    else:
+        assert "mean" not in batch and "cov" not in batch
+
+
+def test_random_batches_satisfy_the_contract() -> None:
+    generator = torch.Generator().manual_seed(0)
+    families = set()
+    for _ in range(40):
+        batch = sample_batch(SMALL, generator)
+        _check_batch(batch, SMALL)
+        families.add(batch["family"])
+        N, F = batch["x"].shape[1:]
+        assert batch["x"].shape[0] == default_batch_size(SMALL, N, F)
+    assert families == {"scm", "gaussian"}
+
+
+@pytest.mark.parametrize("family", ["scm", "gaussian"])
+@pytest.mark.parametrize("mask_kind", [*MASK_KINDS, "mixed"])
+def test_every_family_and_mask_kind(family: str, mask_kind: str) -> None:
+    generator = torch.Generator().manual_seed(1)
+    batch = sample_batch(
+        SMALL, generator, batch_size=6, n_rows=24, n_features=5, family=family, mask_kind=mask_kind
+    )
+    assert batch["x"].shape == (6, 24, 5)
+    assert batch["mask_kind"] == mask_kind and batch["family"] == family
+    _check_batch(batch, SMALL)
+
+
+def test_extreme_sizes() -> None:
+    generator = torch.Generator().manual_seed(2)
+    for n_rows, n_features in [(4, 2), (3, 2), (1024, 64), (8, 64)]:
+        for family in ("scm", "gaussian"):
+            batch = sample_batch(
+                PriorConfig(), generator, n_rows=n_rows, n_features=n_features, family=family
+            )
+            _check_batch(batch, PriorConfig())
+
+
+def test_batch_size_follows_cell_budget() -> None:
+    cfg = PriorConfig(max_cells=2**16, max_batch_size=64)
+    assert default_batch_size(cfg, 64, 8) == 64
+    assert default_batch_size(cfg, 128, 16) == 32
+    assert default_batch_size(cfg, 1024, 64) == 1
+    assert default_batch_size(cfg, 1024, 128) == 1
+
+
+def test_same_generator_state_gives_identical_batch() -> None:
+    for seed in range(5):
+        a = sample_batch(SMALL, torch.Generator().manual_seed(seed))
+        b = sample_batch(SMALL, torch.Generator().manual_seed(seed))
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+    c = sample_batch(SMALL, torch.Generator().manual_seed(99))
+    assert not (c["x"].shape == a["x"].shape and torch.equal(c["x"], a["x"]))
+
+
+def test_target_type_follows_p_classification() -> None:
+    generator = torch.Generator().manual_seed(3)
+    for p in (0.0, 1.0):
+        cfg = PriorConfig(p_classification=p, family_weights={"scm": 1.0})
+        batch = sample_batch(cfg, generator, batch_size=32, n_rows=16, n_features=4)
+        target_is_cat = batch["is_cat"].gather(1, batch["target"].unsqueeze(-1))
+        assert bool(target_is_cat.all()) == (p == 1.0)
+        assert bool((~target_is_cat).all()) == (p == 0.0)
+
+
+def test_columns_depend_on_each_other() -> None:
+    """The prior must teach in-context regression: columns are, on the whole, strongly related."""
+    generator = torch.Generator().manual_seed(4)
+    cfg = PriorConfig(p_has_categorical=0.0, p_classification=0.0, p_skew=0.0, p_integer=0.0, p_outliers=0.0)
+    batch = sample_batch(cfg, generator, batch_size=64, n_rows=256, n_features=6, family="scm")
+    x = batch["x"].double()
+    ranks = x.argsort(1).argsort(1).double()  # Spearman: robust to the post-transforms
+    ranks = (ranks - ranks.mean(1, keepdim=True)) / ranks.std(1, keepdim=True)
+    corr = (ranks.transpose(1, 2) @ ranks) / (x.shape[1] - 1)  # (B, F, F)
+    off_diag = corr.abs() - torch.eye(6, dtype=torch.float64)
+    strongest = off_diag.amax((1, 2))  # per table, the most related pair
+    assert strongest.median() > 0.6
+    assert torch.isfinite(corr).all()
+
+
+def test_post_transforms_appear() -> None:
+    generator = torch.Generator().manual_seed(5)
+    cfg = PriorConfig(p_integer=1.0, p_has_categorical=0.0, p_classification=0.0, p_near_constant=0.0)
+    x = sample_batch(cfg, generator, batch_size=8, n_rows=64, n_features=4, family="scm")["x"]
+    assert (x == x.round()).all()
+    cfg = PriorConfig(
+        p_skew=1.0, p_integer=0.0, p_has_categorical=0.0, p_classification=0.0, p_near_constant=0.0
+    )
+    x = sample_batch(cfg, generator, batch_size=8, n_rows=64, n_features=4, family="scm")["x"]
+    assert (x > 0).all()  # log-normal-like columns keep offset 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_batch() -> None:
+    batch = sample_batch(SMALL, torch.Generator().manual_seed(0), device="cuda")
+    assert batch["x"].device.type == "cuda"
+    _check_batch({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, SMALL)
+    again = sample_batch(SMALL, torch.Generator().manual_seed(0), device="cuda")
+    assert torch.equal(batch["x"], again["x"]) and torch.equal(batch["known"], again["known"])

@@ -1,0 +1,155 @@
+"""The icl-diffusion command line, end to end through ``main([...])`` on the tiny checkpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import icl_diffusion
+from icl_diffusion.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "x": rng.normal(size=30).round(3),
+        "n": rng.integers(0, 9, 30),
+        "kind": rng.choice(["a", "b"], 30),
+    })
+    df.loc[[1, 4, 7], "x"] = np.nan
+    df.loc[[2, 5], "n"] = np.nan
+    df.loc[[3, 8], "kind"] = None
+    path = tmp_path / "in.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_impute(table_csv, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out.csv"
+    assert main(["impute", str(table_csv), "-o", str(out), "--checkpoint", str(tiny_checkpoint)]) == 0
+    before, after = pd.read_csv(table_csv), pd.read_csv(out)
+    assert after.shape == before.shape and not after.isna().any().any()
+    seen = before.notna()
+    assert (after[seen].fillna(0) == before[seen].fillna(0)).all().all()
+    assert after["n"].dtype == np.int64
+
+
+def test_impute_multiple_long_format(table_csv, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out.csv"
+    args = ["impute", str(table_csv), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--n-imputations", "3",
+            "--n-steps", "2", "--seed", "1"]
+    assert main(args) == 0
+    after = pd.read_csv(out)
+    assert list(after.columns) == ["_imputation", "x", "n", "kind"] and len(after) == 90
+    assert sorted(after["_imputation"].unique()) == [1, 2, 3] and not after.isna().any().any()
+
+
+def test_impute_parquet(table_csv, tiny_checkpoint, tmp_path):
+    pytest.importorskip("pyarrow")
+    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    pd.read_csv(table_csv).to_parquet(src)
+    assert main(["impute", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert not pd.read_parquet(out).isna().any().any()
+
+
+def test_predict(table_csv, tiny_checkpoint, tmp_path):
+    df = pd.read_csv(table_csv)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    df.iloc[:20].to_csv(train, index=False)
+    df.iloc[20:].drop(columns=["kind"]).to_csv(test, index=False)
+    out = tmp_path / "pred.csv"
+    common = ["--train", str(train), "--test", str(test), "-o", str(out), "--checkpoint", str(tiny_checkpoint)]
+    assert main(["predict", *common, "--target", "kind", "--proba"]) == 0
+    pred = pd.read_csv(out)
+    assert set(pred["kind"]) <= {"a", "b"} and np.allclose(pred["proba_a"] + pred["proba_b"], 1)
+    df.iloc[20:].drop(columns=["x"]).to_csv(test, index=False)
+    assert main(["predict", *common, "--target", "x", "--quantiles", "0.1,0.9"]) == 0
+    pred = pd.read_csv(out)
+    assert np.isfinite(pred[["x", "x_q0.1", "x_q0.9"]].to_numpy()).all() and len(pred) == 10
+
+
+def test_demo(tiny_checkpoint, capsys):
+    assert main(["demo", "--checkpoint", str(tiny_checkpoint), "--rows", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "Before" in text and "After" in text and "NaN" in text.split("After")[0]
+    assert "NaN" not in text.split("After")[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["impute", "missing.csv", "-o", "{out}"], "no such file"),
+        (["impute", "{mixed}", "-o", "{out}", "--checkpoint", "{ckpt}"], "column 'v' mixes numbers and strings"),
+        (["impute", "{good}", "-o", "{out}", "--checkpoint", "nowhere.safetensors"], "checkpoint not found"),
+        (["impute", "{good}", "-o", "{out}", "--checkpoint", "{good}"], "not an icl-diffusion checkpoint"),
+        (["predict", "--train", "{good}", "--test", "{good}", "--target", "zz", "-o", "{out}"], "target column 'zz'"),
+    ],
+)
+def test_bad_input_one_line_and_exit_1(args, message, tmp_path, tiny_checkpoint, capsys):
+    mixed, good = tmp_path / "mixed.csv", tmp_path / "good.csv"
+    mixed.write_text("u,v\n1,2\n2,a\n3,\n")
+    good.write_text("u,v\n1,2\n2,\n3,4\n")
+    args = [a.format(mixed=mixed, good=good, ckpt=tiny_checkpoint, out=tmp_path / "out.csv") for a in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_na_values(tmp_path, tiny_checkpoint):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("u,v\n1,2\n2,?\n3,5\n")
+    assert main(["impute", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--na-values", "?"]) == 0
+    assert pd.read_csv(out)["v"].dtype == np.int64
+
+
+def test_usage_errors_and_help(capsys):
+    assert main(["impute"]) == 2
+    assert "required" in capsys.readouterr().err
+    for command in ([], ["impute"], ["predict"], ["demo"], ["pretrain"], ["finetune"], ["export"]):
+        assert main([*command, "--help"]) == 0
+        assert "usage: icl-diffusion" in capsys.readouterr().out
+
+
+def test_training_commands_without_train_module(monkeypatch, capsys):
+    monkeypatch.delattr(icl_diffusion, "train", raising=False)
+    monkeypatch.setitem(sys.modules, "icl_diffusion.train", None)  # import fails
+    assert main(["pretrain", "trainer.max_steps=1"]) == 2
+    assert "could not import icl_diffusion.train" in capsys.readouterr().err
+
+
+def test_training_commands_call_train(monkeypatch):
+    calls = []
+    fake = types.ModuleType("icl_diffusion.train")
+    fake.hydra_main = lambda overrides: calls.append(overrides)
+    fake.export_lightning_checkpoint = lambda ckpt, path: calls.append((ckpt, path)) or path
+    monkeypatch.setattr(icl_diffusion, "train", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "icl_diffusion.train", fake)
+    assert main(["pretrain", "trainer.max_steps=1"]) == 0
+    assert main(["finetune", "--from", "m.safetensors", "seed=1"]) == 0
+    assert main(["export", "last.ckpt", "-o", "m.safetensors"]) == 0
+    assert calls == [["trainer.max_steps=1"], ["seed=1", "init_from=m.safetensors"], ("last.ckpt", "m.safetensors")]
+
+    def hydra_style():  # a @hydra.main function reads sys.argv
+        calls.append(sys.argv[1:])
+
+    fake.hydra_main = hydra_style
+    assert main(["pretrain", "a=1"]) == 0 and calls[-1] == ["a=1"]
+
+
+def test_python_dash_m_help():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "icl_diffusion.cli", "--help"], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 0
+    for command in ("impute", "predict", "demo", "pretrain", "finetune", "export"):
+        assert command in result.stdout

@@ -1,0 +1,223 @@
+"""The scikit-learn estimators, on a tiny random-init checkpoint (so answers are checked for their form,
+never for their quality)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.utils.estimator_checks import (
+    check_classifiers_train,
+    check_regressors_train,
+    parametrize_with_checks,
+)
+
+from icl_diffusion import DiffusionClassifier, DiffusionImputer, DiffusionRegressor
+from icl_diffusion.checkpoint import ENV_VAR
+from icl_diffusion.estimators import aggregate, load_model, resolve_device
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# A random-init model scores at chance: only the score thresholds of these checks fail (their other
+# assertions run in test_train_checks_without_score_threshold below).
+SCORE = "the tiny random-init test checkpoint predicts at chance; the score threshold needs a trained model"
+# The sampler draws its noise for the whole joint table, so a row's draw depends on the other query rows.
+NOISE = "sampling noise is drawn per table, so a query row's draw depends on the rows next to it"
+
+
+def expected_failures(estimator) -> dict[str, str]:
+    failures = {}
+    if isinstance(estimator, DiffusionClassifier):
+        failures["check_classifiers_train"] = SCORE
+    if isinstance(estimator, DiffusionRegressor):
+        failures["check_regressors_train"] = SCORE
+        if estimator.method != "ddim" or estimator.n_imputations > 1:
+            failures["check_methods_subset_invariance"] = NOISE
+            failures["check_methods_sample_order_invariance"] = NOISE
+    return failures
+
+
+@parametrize_with_checks(
+    [
+        DiffusionImputer(),
+        DiffusionImputer(method="conditional", n_steps=2, n_imputations=2),
+        DiffusionClassifier(),
+        DiffusionRegressor(),
+        DiffusionRegressor(method="conditional", n_steps=2, n_imputations=2),
+    ],
+    expected_failed_checks=expected_failures,
+)
+def test_sklearn_compatible(estimator, check, tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tiny_checkpoint))  # checkpoint=None resolves to the tiny model
+    check(estimator)
+
+
+class _PoorClassifier(DiffusionClassifier):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.poor_score = True
+        return tags
+
+
+class _PoorRegressor(DiffusionRegressor):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True
+        return tags
+
+
+def test_train_checks_without_score_threshold(tiny_checkpoint):
+    check_classifiers_train("DiffusionClassifier", _PoorClassifier(checkpoint=str(tiny_checkpoint)))
+    check_regressors_train("DiffusionRegressor", _PoorRegressor(checkpoint=str(tiny_checkpoint)))
+
+
+def holey_frame(seed: int = 0, n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "a": rng.normal(size=n),
+        "b": rng.integers(0, 50, n).astype(float),
+        "c": rng.choice(["x", "y", "z"], n),
+        "d": pd.Categorical(rng.choice(["lo", "hi"], n), categories=["lo", "hi"]),
+    })
+    for col in df.columns:
+        df.loc[rng.random(n) < 0.25, col] = np.nan
+    return df
+
+
+def assert_observed_kept(before: pd.DataFrame, after: pd.DataFrame) -> None:
+    assert after.shape == before.shape and list(after.columns) == list(before.columns)
+    assert not after.isna().any().any()
+    for col in before.columns:
+        seen = before[col].notna().to_numpy()
+        assert (after[col].to_numpy(dtype=object)[seen] == before[col].to_numpy(dtype=object)[seen]).all(), col
+
+
+@st.composite
+def tables_with_holes(draw):
+    n = draw(st.integers(3, 10))
+    kinds = draw(st.lists(st.sampled_from(["float", "int", "cat"]), min_size=1, max_size=4))
+    columns = {}
+    for j, kind in enumerate(kinds):
+        if kind == "cat":
+            values = draw(st.lists(st.sampled_from(["u", "v", "w"]), min_size=n, max_size=n))
+            col = pd.Series(values, dtype=object)
+        else:
+            floats = st.floats(-1e6, 1e6, allow_nan=False) if kind == "float" else st.integers(-100, 100)
+            col = pd.Series(draw(st.lists(floats, min_size=n, max_size=n)), dtype=float)
+        holes = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        holes[:2] = [False, False]  # at least two observed values per column
+        col[np.array(holes)] = None if kind == "cat" else np.nan
+        columns[f"{kind}{j}"] = col
+    return pd.DataFrame(columns)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=tables_with_holes(), method=st.sampled_from(["ddim", "conditional"]), seed=st.integers(0, 3))
+def test_imputer_properties(tiny_checkpoint, table, method, seed):
+    imputer = DiffusionImputer(checkpoint=str(tiny_checkpoint), method=method, n_steps=2, random_state=seed)
+    out = imputer.fit_transform(table)
+    assert_observed_kept(table, out)
+    for col in table.columns:
+        if col.startswith("float"):
+            assert out[col].dtype == np.float64 and np.isfinite(out[col]).all()
+        elif col.startswith("int"):
+            assert out[col].dtype == (np.int64 if table[col].isna().any() else np.float64)
+        else:
+            assert set(out[col]) <= {"u", "v", "w"}
+    pd.testing.assert_frame_equal(out, imputer.transform(table))  # deterministic given random_state
+
+
+def test_imputer_dataframe_and_new_rows(tiny_checkpoint):
+    df = holey_frame()
+    imputer = DiffusionImputer(checkpoint=str(tiny_checkpoint), random_state=0).fit(df)
+    out = imputer.transform(df)
+    assert_observed_kept(df, out)
+    assert dict(out.dtypes) == {"a": np.float64, "b": np.int64, "c": df["c"].dtype, "d": df["d"].dtype}
+    new = holey_frame(seed=1, n=7).set_index(pd.Index(list("abcdefg")))
+    filled = imputer.transform(new)  # imputed with the fit table's complete rows as context
+    assert_observed_kept(new, filled)
+    assert list(filled.index) == list("abcdefg")
+
+
+def test_imputer_array_observed_bits_and_dtype(tiny_checkpoint):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3)) / 3
+    X[rng.random(X.shape) < 0.2] = np.nan
+    for dtype in (np.float64, np.float32):
+        Xd = X.astype(dtype)
+        out = DiffusionImputer(checkpoint=str(tiny_checkpoint), random_state=0).fit_transform(Xd)
+        seen = ~np.isnan(Xd)
+        assert out.dtype == dtype and np.isfinite(out).all()
+        assert np.array_equal(out[seen].view(np.uint8), Xd[seen].view(np.uint8))  # bit for bit
+
+
+def test_multiple_imputation(tiny_checkpoint):
+    df = holey_frame()
+    imputer = DiffusionImputer(checkpoint=str(tiny_checkpoint), random_state=0).fit(df)
+    copies = imputer.sample(df, n_imputations=3)
+    assert len(copies) == 3
+    for c in copies:
+        assert_observed_kept(df, c)
+    holes = df["a"].isna().to_numpy()
+    assert not np.array_equal(copies[0]["a"][holes], copies[1]["a"][holes])  # draws differ
+    again = imputer.sample(df, n_imputations=3)
+    pd.testing.assert_frame_equal(copies[2], again[2])  # but are reproducible
+    averaged = DiffusionImputer(checkpoint=str(tiny_checkpoint), method="conditional", n_steps=2,
+                                n_imputations=3, random_state=0, progress=True).fit_transform(df)
+    assert_observed_kept(df, averaged)
+
+
+def test_aggregate_mean_and_mode():
+    samples = np.array([[[1.0, 2.0]], [[2.0, 2.0]], [[6.0, 0.0]]])  # (S=3, N=1, F=2)
+    assert aggregate(samples, np.array([False, True])).tolist() == [[3.0, 2.0]]
+
+
+def test_classifier(tiny_checkpoint):
+    df = holey_frame()
+    y = np.where(np.arange(len(df)) % 3 == 0, "yes", "no")
+    clf = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, random_state=0).fit(df, y)
+    assert clf.classes_.tolist() == ["no", "yes"] and len(clf.x_context_) == 25
+    proba = clf.predict_proba(df.iloc[:6])
+    assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
+    assert clf.predict(df.iloc[:6]).tolist() == clf.classes_[proba.argmax(1)].tolist()
+    refit = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, random_state=0).fit(df, y)
+    assert np.array_equal(refit.predict_proba(df.iloc[:6]), proba)
+    with pytest.raises(ValueError, match="12 classes, more than the model's max_classes=10"):
+        DiffusionClassifier(checkpoint=str(tiny_checkpoint)).fit(df.iloc[:36], np.arange(36) % 12)
+
+
+def test_regressor_target_standardized(tiny_checkpoint):
+    df = holey_frame()
+    y = np.random.default_rng(0).normal(size=len(df))
+    reg = DiffusionRegressor(checkpoint=str(tiny_checkpoint), random_state=0).fit(df, y)
+    assert np.isclose(reg.y_mean_, y.mean()) and np.isclose(reg.y_std_, y.std())
+    pred = reg.predict(df)
+    scaled = DiffusionRegressor(checkpoint=str(tiny_checkpoint), random_state=0).fit(df, 1000 * y + 5)
+    np.testing.assert_allclose(scaled.predict(df), 1000 * pred + 5, rtol=1e-6)
+    samples = reg.predict_samples(df.iloc[:4], n_samples=8)
+    assert samples.shape == (8, 4) and np.isfinite(samples).all()
+    q = reg.predict_quantiles(df.iloc[:4], quantiles=(0.1, 0.5, 0.9), n_samples=8)
+    assert q.shape == (4, 3) and (np.diff(q, axis=1) >= 0).all()
+    with pytest.raises(ValueError, match="quantiles"):
+        reg.predict_quantiles(df, quantiles=(1.5,))
+
+
+def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
+    X = np.arange(12.0).reshape(6, 2)
+    with pytest.raises(ValueError, match="method must be one of"):
+        DiffusionImputer(checkpoint=str(tiny_checkpoint), method="bogus").fit(X)
+    with pytest.raises(ValueError, match="n_steps must be an integer >= 1"):
+        DiffusionRegressor(checkpoint=str(tiny_checkpoint), n_steps=0).fit(X, X[:, 0])
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        DiffusionImputer().fit(X)
+    monkeypatch.setenv(ENV_VAR, str(tiny_checkpoint))
+    assert load_model(None, torch.device("cpu")) is load_model(str(tiny_checkpoint), torch.device("cpu"))
+
+
+def test_device_auto():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")

@@ -1,0 +1,157 @@
+"""TablePreprocessor: encodings, the round trip of every supported dtype, and a clear error per bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from icl_diffusion.preprocessing import TablePreprocessor, as_table
+from icl_diffusion.training import CLIP, standardize
+
+
+def mixed_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "float": [0.1 + 0.2, np.nan, 2.5, -1.25, 7.0],
+            "int_nan": [1.0, 4.0, np.nan, 3.0, 10.0],  # an int64 column read with a hole
+            "Int64": pd.array([1, None, 3, 4, 8], dtype="Int64"),
+            "bool": [True, False, True, True, False],
+            "boolean": pd.array([True, None, False, True, None], dtype="boolean"),
+            "obj_bool": np.array([True, None, False, True, False], dtype=object),
+            "str": ["b", None, "a", "b", pd.NA],
+            "object": np.array(["x", None, "y", "x", "z"], dtype=object),
+            "category": pd.Categorical(["lo", "hi", None, "lo", "mid"], categories=["lo", "mid", "hi", "max"]),
+            "date": pd.to_datetime(["2020-01-01", None, "2020-03-01", "2021-01-01", "2020-06-01"]),
+        },
+        index=[10, 11, 12, 13, 14],
+    )
+
+
+def fill_with(pre: TablePreprocessor, table, value: float = 0.4):
+    enc = pre.transform(table)
+    return enc, pre.inverse_transform(np.where(enc.known, enc.x, value), table)
+
+
+def test_round_trip_keeps_dtypes_index_and_observed_cells():
+    df = mixed_frame()
+    pre = TablePreprocessor().fit(df)
+    enc, out = fill_with(pre, df)
+    assert list(out.columns) == list(df.columns) and list(out.index) == list(df.index)
+    assert not out.isna().any().any()
+    expected = dict(df.dtypes)
+    expected["int_nan"] = np.dtype(np.int64)  # integer-valued with NaN: int64 once filled
+    expected["obj_bool"] = np.dtype(bool)  # booleans stay booleans
+    assert dict(out.dtypes) == expected
+    assert list(out["category"].cat.categories) == ["lo", "mid", "hi", "max"]
+    for col in df.columns:
+        seen = df[col].notna().to_numpy()
+        assert (out[col].to_numpy(dtype=object)[seen] == df[col].to_numpy(dtype=object)[seen]).all(), col
+    assert out.loc[10, "float"] == 0.1 + 0.2  # bit for bit, not through float32
+    assert out.loc[12, "int_nan"] == round(out.loc[12, "int_nan"])
+    assert enc.is_cat.tolist() == [False, False, False, True, True, True, True, True, True, False]
+    assert enc.n_classes.tolist() == [0, 0, 0, 2, 2, 2, 2, 3, 4, 0]
+
+
+def test_numeric_standardized_like_training():
+    values = np.array([1.0, 2.0, np.nan, 4.0, 100.0])
+    pre = TablePreprocessor().fit(pd.DataFrame({"a": values}))
+    enc = pre.transform(pd.DataFrame({"a": values}))
+    known = ~np.isnan(values)
+    x = torch.tensor(np.nan_to_num(values))[None, :, None]
+    ref, _, _ = standardize(x, torch.tensor(known)[None, :, None], torch.zeros(1, 1, dtype=torch.bool))
+    np.testing.assert_allclose(enc.x[known, 0], ref[0, known, 0].numpy(), rtol=1e-6)
+    assert np.array_equal(enc.known[:, 0], known) and enc.x[2, 0] == 0
+    outlier = pre.transform(pd.DataFrame({"a": [1e9]}))
+    assert outlier.x[0, 0] == CLIP  # clamped for the network
+
+
+def test_categorical_codes():
+    df = pd.DataFrame({"s": ["b", "a", "c", None], "c": pd.Categorical(["x", "z", "y", "x"], categories=["z", "y", "x"])})
+    enc = TablePreprocessor().fit(df).transform(df)
+    assert enc.x[:, 0].tolist() == [1, 0, 2, 0] and enc.known[:, 0].tolist() == [True, True, True, False]
+    assert enc.x[:, 1].tolist() == [2, 0, 1, 2]  # a Categorical keeps its own order
+
+
+def test_missing_markers():
+    arr = np.array([[1.0, "a"], [None, None], [np.nan, pd.NA], [pd.NaT, "b"], [2.0, "a"]], dtype=object)
+    enc = TablePreprocessor().fit(arr).transform(arr)
+    assert enc.known.tolist() == [[True, True], [False, False], [False, False], [False, True], [True, True]]
+
+
+def test_arrays_come_back_as_arrays():
+    a = np.array([[1.5, 2.0], [np.nan, 3.0], [2.5, np.nan], [3.0, 5.0]], dtype=np.float32)
+    pre = TablePreprocessor().fit(a)
+    _, out = fill_with(pre, a)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert out[2, 1] == round(float(out[2, 1]))  # integer-valued column: rounded, dtype kept
+    obj = np.array([[1.5, "a"], [np.nan, None], [2.5, "b"], [3.0, "a"]], dtype=object)
+    _, out = fill_with(TablePreprocessor().fit(obj), obj)
+    assert out.dtype == object and isinstance(out[1, 0], float) and out[1, 1] in ("a", "b")
+
+
+def test_lists_and_strings_are_objects_not_strings():
+    table = as_table([[1.5, "a"], [2.5, "b"]])
+    assert table.dtype == object and table[0, 0] == 1.5
+
+
+def test_all_missing_transform_column_takes_labels():
+    fit = pd.DataFrame({"s": ["a", "b", "a"], "n": [1, 2, 3]})
+    new = pd.DataFrame({"s": [np.nan, np.nan], "n": [np.nan, 2.0]})
+    pre = TablePreprocessor().fit(fit)
+    _, out = fill_with(pre, new, 0.0)
+    assert out["s"].tolist() == ["a", "a"] and out["n"].dtype == np.int64
+
+
+def test_datetime_column_round_trip():
+    df = pd.DataFrame({"d": pd.to_datetime(["2020-01-01", None, "2020-01-03"]), "v": [1.0, 2.0, 3.0]})
+    pre = TablePreprocessor().fit(df)
+    _, out = fill_with(pre, df, 0.0)
+    assert out["d"].dtype == df["d"].dtype and out.loc[1, "d"] == pd.Timestamp("2020-01-02")
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        (pd.DataFrame({"x": [1, "a", 2.0]}, dtype=object), "column 'x' mixes numbers and strings"),
+        (pd.DataFrame({"ok": [1.0, 2.0, 3.0], "x": [1.0, np.inf, 2.0]}), "column 'x' contains inf"),
+        (np.array([[1.0, -np.inf], [2.0, 1.0], [3.0, 0.0]]), "column 1 contains inf"),
+        (pd.DataFrame({"x": [np.nan, np.nan, np.nan], "y": [1.0, 2.0, 3.0]}), "column 'x' has no observed values"),
+        (pd.DataFrame({"x": [1.0, np.nan, np.nan]}), "column 'x' has 1 observed value"),
+        (pd.DataFrame({"x": [f"level{i}" for i in range(12)]}), "column 'x' has 12 categories.*encode it"),
+        (pd.DataFrame({"x": pd.Series([], dtype=float)}), "0 sample"),
+        (pd.DataFrame(index=range(3)), "0 feature"),
+        (np.array([[1.0 + 1j], [2.0]]), "Complex data not supported"),
+    ],
+)
+def test_bad_fit_input_names_column(table, match):
+    with pytest.raises(ValueError, match=match):
+        TablePreprocessor().fit(table)
+
+
+def test_unsupported_object_is_a_type_error():
+    with pytest.raises(TypeError, match="column 'x'.*not 'dict'"):
+        TablePreprocessor().fit(pd.DataFrame({"x": [{"a": 1}, 1.0, 2.0]}, dtype=object))
+
+
+@pytest.mark.parametrize(
+    "new, match",
+    [
+        (pd.DataFrame({"num": [1.0], "cat": ["zz"]}), r"column 'cat' has categories not seen at fit: \['zz'\]"),
+        (pd.DataFrame({"num": ["a"], "cat": ["u"]}), "column 'num' was numeric at fit but now holds strings"),
+        (pd.DataFrame({"num": [1.0], "other": ["u"]}), r"columns differ from fit: missing \['cat'\]"),
+        (pd.DataFrame({"cat": ["u"], "num": [1.0]}), "different order"),
+        (pd.DataFrame({"num": [1.0]}), "1 columns but the preprocessor was fitted on 2"),
+        (pd.DataFrame({"num": [np.inf], "cat": ["u"]}), "column 'num' contains inf"),
+    ],
+)
+def test_bad_transform_input_names_column(new, match):
+    pre = TablePreprocessor().fit(pd.DataFrame({"num": [1.0, 2.0, 3.0], "cat": ["u", "v", "u"]}))
+    with pytest.raises(ValueError, match=match):
+        pre.transform(new)
+
+
+def test_one_dimensional_input_is_rejected():
+    with pytest.raises(ValueError, match="Reshape your data"):
+        TablePreprocessor().fit(np.arange(3.0))
