@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import MASK
+from .gaussian_feature import gaussian_estimate, table_covariance
 
 
 @dataclass
@@ -37,6 +38,12 @@ class DenoiserConfig:
     row_attention: str = "full"  # "full": attend to key rows (capped by the caller); "isab": induced points
     n_inducing: int = 32  # only for "isab"
     num_steps: int = 1000  # diffusion length, to scale t into the time embedding
+    # Random per-column identity vectors (TabPFN-style): standardized columns are otherwise
+    # indistinguishable, so a cell could not tell which value in its row belongs to which feature.
+    col_embed_dim: int = 16
+    # Feed each numeric cell the closed-form linear-Gaussian estimate from its row's known cells
+    # (gaussian_feature.py): in-context linear regression for free, the network learns the rest.
+    gaussian_feature: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,9 +152,10 @@ class Denoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.value = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        self.value = nn.Sequential(nn.Linear(2 if cfg.gaussian_feature else 1, d), nn.GELU(), nn.Linear(d, d))
         self.category = nn.Embedding(cfg.max_classes + 1, d)  # last index = MASK (absorbed)
         self.flags = nn.Embedding(4, d)  # (known, is_cat) pairs
+        self.col_proj = nn.Linear(cfg.col_embed_dim, d, bias=False) if cfg.col_embed_dim else None
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         self.norm_out = nn.LayerNorm(d)
@@ -160,10 +168,20 @@ class Denoiser(nn.Module):
         arg = (t.float() * 1000 / self.cfg.num_steps)[:, None] * freqs[None]
         return self.time_mlp(torch.cat([arg.sin(), arg.cos()], -1))  # (B, D)
 
-    def embed(self, x, known, is_cat):
-        """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F) and is_cat (B, F)."""
+    def column_embeddings(self, n_features: int, seed: int = 0, device=None) -> torch.Tensor:
+        """The default identity vectors (F, col_embed_dim) of ``n_features`` columns: seeded, so the same
+        table gets the same output; training draws fresh ones for every table."""
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(n_features, self.cfg.col_embed_dim, generator=g).to(device)
+
+    def embed(self, x, known, is_cat, gauss=None):
+        """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F) and the
+        linear-Gaussian estimate gauss (B, N, F) when the config uses it."""
         cat = is_cat[:, None, :].expand_as(x)
-        num_tok = self.value(torch.where(cat, torch.zeros_like(x), x).unsqueeze(-1))
+        value = torch.where(cat, torch.zeros_like(x), x).unsqueeze(-1)
+        if gauss is not None:
+            value = torch.cat([value, gauss.unsqueeze(-1)], -1)
+        num_tok = self.value(value)
         codes = torch.where(cat & (x != MASK), x, torch.full_like(x, self.cfg.max_classes)).long()
         codes = codes.clamp(0, self.cfg.max_classes)
         cat_tok = self.category(codes)
@@ -187,6 +205,7 @@ class Denoiser(nn.Module):
         col_mask: torch.Tensor | None = None,
         context: list | None = None,
         return_context: bool = False,
+        col_embed: torch.Tensor | None = None,
     ):
         """Denoise one step.
 
@@ -196,20 +215,32 @@ class Denoiser(nn.Module):
             n_classes: (B, F) long (0 for numeric columns).
             key_mask: (B, N) bool, rows other rows may attend to (also the row padding mask). None = all.
             col_mask: (B, F) bool, real (non-padded) features. None = all.
-            context: per-block keys from a previous ``return_context=True`` call on the key rows; when
-                given, the rows of ``x`` attend only to those cached rows (``key_mask`` is ignored).
+            context: what a previous ``return_context=True`` call on the key rows returned (per-block keys
+                and the key rows' covariance); when given, the rows of ``x`` attend only to those cached
+                rows (``key_mask`` is ignored).
+            col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
+                seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
         Returns:
-            (num_out (B, N, F), logits (B, N, F, max_classes)), plus the per-block keys if return_context.
+            (num_out (B, N, F), logits (B, N, F, max_classes)), plus the context if return_context.
         """
         unknown = (~known).unsqueeze(-1).float()
         temb = self.time_embedding(t)
-        h = self.embed(x, known, is_cat) + temb[:, None, None, :] * unknown
+        gauss, cov = None, None
+        if self.cfg.gaussian_feature:
+            seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters
+            cov = context["cov"] if context is not None else table_covariance(x, seen, is_cat, key_mask)
+            gauss = gaussian_estimate(x, seen, is_cat, cov)
+        h = self.embed(x, known, is_cat, gauss) + temb[:, None, None, :] * unknown
+        if self.col_proj is not None:
+            if col_embed is None:
+                col_embed = self.column_embeddings(x.shape[2], device=x.device)
+            h = h + self.col_proj(col_embed).unsqueeze(-3)  # (B or 1, 1, F, D)
         kvs = []
         for b, block in enumerate(self.blocks):
-            h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context[b])
+            h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
         out = self.heads(h, n_classes)
-        return (*out, kvs) if return_context else out
+        return (*out, {"kv": kvs, "cov": cov}) if return_context else out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -82,7 +82,10 @@ def training_loss(
     key_mask = None
     if query is not None and bool(query.any()):
         key_mask = ~(query.bool() & ~uncond[:, None])
-    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask)
+    col_embed = None
+    if model.cfg.col_embed_dim:  # fresh identities per table: the network may not memorize any
+        col_embed = torch.randn(B, Fe, model.cfg.col_embed_dim, generator=generator, device=dev)
+    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed)
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)
