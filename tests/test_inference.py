@@ -1,0 +1,179 @@
+"""impute_standardized / TableDenoiser: invariants, determinism, chunked context == joint forward, caching."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from icl_diffusion.diffusion import GaussianDiffusion
+from icl_diffusion.inference import TableDenoiser, choose_key_rows, impute_standardized
+from icl_diffusion.model import Denoiser, DenoiserConfig
+from icl_diffusion.sampling import count_calls, repaint_schedule, sample
+from icl_diffusion.training import CLIP
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: tiny tensors, shared 2-core machine
+
+IS_CAT = torch.tensor([False, True, False, False, True])
+N_CLASSES = torch.tensor([0, 3, 0, 0, 4])
+SETTINGS = {
+    "ddim-1": {"method": "ddim", "n_steps": 1},
+    "ddim-4": {"method": "ddim", "n_steps": 4},
+    "conditional-4": {"method": "conditional", "n_steps": 4},
+    "conditional-4-jumps": {"method": "conditional", "n_steps": 4, "jump_length": 2, "jump_n_sample": 2},
+    "repaint-4-jumps": {"method": "repaint", "n_steps": 4, "jump_length": 2, "jump_n_sample": 2},
+}
+
+
+def make_model(row_attention: str = "full") -> Denoiser:
+    torch.manual_seed(0)
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, row_attention=row_attention,
+                         n_inducing=8)
+    return Denoiser(cfg).eval()
+
+
+def make_table(seed: int, N: int = 40, p_known: float = 0.7, complete_rows: int = 0):
+    """Standardized table (N, 5) with NaN at unknown cells; the first ``complete_rows`` rows fully known."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(N, 1, generator=g)
+    x = 0.8 * z + 0.6 * torch.randn(N, 5, generator=g)  # correlated numeric columns
+    codes = torch.stack([torch.randint(0, max(int(c), 1), (N,), generator=g) for c in N_CLASSES], 1).float()
+    x = torch.where(IS_CAT, codes, x)
+    known = torch.rand(N, 5, generator=g) < p_known
+    known[:complete_rows] = True
+    return torch.where(known, x, torch.full_like(x, float("nan"))), known
+
+
+def _impute(model, x, known, seed=0, **kw):
+    return impute_standardized(model, GaussianDiffusion(), x, known, IS_CAT, N_CLASSES,
+                               generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def _check_invariants(out, x, known):
+    assert bool(torch.isfinite(out).all())
+    for s in range(out.shape[0]):
+        assert torch.equal(out[s][known], x[known]), "known cells bit for bit"
+    cat = IS_CAT.expand_as(out)
+    codes = out[cat]
+    assert torch.equal(codes, codes.round()) and bool((codes >= 0).all())
+    assert bool((out < N_CLASSES.float()).where(cat, torch.ones_like(cat)).all())
+
+
+@pytest.mark.parametrize("setting", SETTINGS.values(), ids=SETTINGS.keys())
+@pytest.mark.parametrize("max_context_rows", [512, 16])
+def test_impute_invariants_and_determinism(setting, max_context_rows):
+    model = make_model()
+    x, known = make_table(0)
+    kw = dict(n_samples=2, max_context_rows=max_context_rows, chunk_rows=7, **setting)
+    out = _impute(model, x, known, **kw)
+    assert out.shape == (2,) + x.shape
+    _check_invariants(out, x, known)
+    assert torch.equal(_impute(model, x, known, **kw), out), "same generator seed -> same result"
+    if setting["method"] != "ddim":
+        assert not torch.equal(out[0], out[1]), "samples are distinct draws"
+    # No generator: a fixed default seed, still deterministic.
+    a = impute_standardized(model, GaussianDiffusion(), x, known, IS_CAT, N_CLASSES, **kw)
+    assert torch.equal(a, impute_standardized(model, GaussianDiffusion(), x, known, IS_CAT, N_CLASSES, **kw))
+
+
+def test_impute_without_categorical_columns_and_nothing_unknown():
+    model = make_model()
+    x, known = make_table(1)
+    is_cat, n_classes = torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long)
+    x = torch.where(known, torch.nan_to_num(x), x)
+    out = impute_standardized(model, GaussianDiffusion(), x, known, is_cat, n_classes, method="conditional",
+                              n_steps=3)
+    assert bool(torch.isfinite(out).all()) and torch.equal(out[0][known], x[known])
+    full = torch.nan_to_num(x)
+    out = impute_standardized(model, GaussianDiffusion(), full, torch.ones_like(known), is_cat, n_classes)
+    assert torch.equal(out[0], full)
+
+
+class CountForwards:
+    """Counts the network's forward passes (one sampler call may be several: key rows + query chunks)."""
+
+    def __init__(self, model):
+        self.n = 0
+        self.handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        self.n += 1
+
+
+def _joint_denoiser(model, key_rows, N):
+    """All rows in one forward pass; rows attend only to the key rows (key_mask): the unchunked reference."""
+
+    def den(x_t, t, known):
+        S = x_t.shape[0]
+        key_mask = torch.zeros(S, N, dtype=torch.bool)
+        key_mask[:, key_rows] = True
+        return model(x_t, t, known, IS_CAT.expand(S, -1), N_CLASSES.expand(S, -1), key_mask=key_mask)
+
+    return den
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ["full", "isab"])
+@pytest.mark.parametrize("complete_rows", [30, 0], ids=["cached", "uncached"])
+@pytest.mark.parametrize("setting", ["ddim-4", "conditional-4", "conditional-4-jumps", "repaint-4-jumps"])
+def test_chunked_context_equals_joint_forward(row_attention, complete_rows, setting):
+    model = make_model(row_attention)
+    N, max_rows, chunk = 40, 16, 7
+    x, known = make_table(2, N=N, p_known=0.6, complete_rows=complete_rows)
+    kw = SETTINGS[setting]
+    counter = CountForwards(model)
+    out = _impute(model, x, known, seed=3, n_samples=2, max_context_rows=max_rows, chunk_rows=chunk, **kw)
+    counter.handle.remove()
+    # The reference: same key rows (same generator draw), same sampler, one joint forward per call.
+    g = torch.Generator().manual_seed(3)
+    key_rows = choose_key_rows(known, max_rows, g)
+    x_rep, k_rep = x[None].expand(2, -1, -1).contiguous(), known[None].expand(2, -1, -1)
+    ref = sample(_joint_denoiser(model, key_rows, N), GaussianDiffusion(), x_rep, k_rep, generator=g,
+                 is_cat=IS_CAT[None, None, :], clip=CLIP, **kw)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    # The chunked path really ran: key rows + ceil(24 / 7) query chunks per call, key rows once if cached.
+    cached = complete_rows >= max_rows and kw["method"] != "repaint"
+    chunks = math.ceil((N - max_rows) / chunk)
+    n_calls = GaussianDiffusion().respaced(kw["n_steps"]).n_chain
+    if kw.get("jump_n_sample", 1) > 1:
+        n_calls = count_calls(repaint_schedule(n_calls, kw["jump_length"], kw["jump_n_sample"]))[0]
+    assert counter.n == (1 + chunks * n_calls if cached else (1 + chunks) * n_calls)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("method", ["ddim", "conditional"])
+def test_context_cache_on_and_off_agree(method):
+    model = make_model()
+    N = 40
+    x, known = make_table(4, N=N, complete_rows=20)
+    key_rows = choose_key_rows(known, 16, torch.Generator().manual_seed(0))
+    assert bool(known[key_rows].all()), "complete rows are preferred as key rows"
+    outs, forwards = [], []
+    for cache in (True, False):
+        den = TableDenoiser(model, IS_CAT[None], N_CLASSES[None], key_rows, chunk_rows=9, cache_context=cache)
+        counter = CountForwards(model)
+        x_rep, k_rep = x[None].expand(3, -1, -1).contiguous(), known[None].expand(3, -1, -1)
+        outs.append(sample(den, GaussianDiffusion(), x_rep, k_rep, method=method, n_steps=5, clip=CLIP,
+                           generator=torch.Generator().manual_seed(5), is_cat=IS_CAT[None, None, :]))
+        counter.handle.remove()
+        forwards.append(counter.n)
+        assert den.calls == 5
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=0)
+    assert forwards[0] < forwards[1], "the cache skips re-encoding the key rows"
+    _check_invariants(outs[0], x, known)
+
+
+def test_choose_key_rows():
+    known = torch.rand(50, 4, generator=torch.Generator().manual_seed(6)) < 0.8
+    assert torch.equal(choose_key_rows(known, 64, torch.Generator()), torch.arange(50))
+    assert torch.equal(choose_key_rows(known, 50, torch.Generator()), torch.arange(50))
+    n_complete = int(known.all(1).sum())
+    for m in (5, n_complete, n_complete + 7):
+        kr = choose_key_rows(known, m, torch.Generator().manual_seed(1))
+        assert len(kr) == m and torch.equal(kr, kr.sort().values) and len(kr.unique()) == m
+        assert int(known[kr].all(1).sum()) == min(m, n_complete), "complete rows first"
+        assert torch.equal(kr, choose_key_rows(known, m, torch.Generator().manual_seed(1)))
+    a = choose_key_rows(known, 5, torch.Generator().manual_seed(1))
+    b = choose_key_rows(known, 5, torch.Generator().manual_seed(2))
+    assert not torch.equal(a, b)

@@ -1,0 +1,228 @@
+"""The set-equivariant Denoiser: permutation equivariance, padding, context caching, categorical logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icl_diffusion.diffusion import MASK
+from icl_diffusion.model import Denoiser, DenoiserConfig
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: tiny tensors, shared 2-core machine
+
+ATOL = 1e-5
+ROW_ATTENTION = ["full", "isab"]
+
+
+def make_model(row_attention: str, seed: int = 0) -> Denoiser:
+    torch.manual_seed(seed)
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, mlp_ratio=2, max_classes=5,
+                         row_attention=row_attention, n_inducing=6)
+    return Denoiser(cfg).eval()
+
+
+def make_inputs(seed: int, B: int = 2, N: int = 9, Fe: int = 5):
+    """x (B, N, F) with categorical columns 1 and 3 holding codes or MASK; known, is_cat, n_classes, t."""
+    g = torch.Generator().manual_seed(seed)
+    is_cat = torch.zeros(B, Fe, dtype=torch.bool)
+    is_cat[:, 1] = True
+    is_cat[:, 3] = True
+    n_classes = torch.zeros(B, Fe, dtype=torch.long)
+    n_classes[:, 1], n_classes[:, 3] = 3, 5
+    known = torch.rand(B, N, Fe, generator=g) < 0.5
+    codes = (torch.rand(B, N, Fe, generator=g) * n_classes[:, None, :].clamp(min=1)).floor()
+    codes = torch.where(known, codes, torch.full_like(codes, MASK))  # unknown categorical cells absorbed
+    x = torch.where(is_cat[:, None, :], codes, torch.randn(B, N, Fe, generator=g))
+    t = torch.tensor([10, 900])[:B]
+    return x, t, known, is_cat, n_classes
+
+
+def _close(a, b, atol=ATOL):
+    torch.testing.assert_close(a, b, atol=atol, rtol=0)
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    """Every tensor inside a (nested) context object, in a fixed order, whatever its structure."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for k in sorted(obj) for t in _tensors(obj[k])]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    return []
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+@pytest.mark.parametrize("with_key_mask", [False, True])
+def test_row_permutation_equivariance(row_attention, with_key_mask):
+    model = make_model(row_attention)
+    x, t, known, is_cat, n_classes = make_inputs(0)
+    key_mask = None
+    if with_key_mask:
+        key_mask = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(1)) < 0.6
+        key_mask[:, 0] = True  # at least one key row per table
+    num, logits = model(x, t, known, is_cat, n_classes, key_mask=key_mask)
+    assert bool(torch.isfinite(num).all()) and bool(torch.isfinite(logits).all())
+    perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(2))
+    num_p, logits_p = model(x[:, perm], t, known[:, perm], is_cat, n_classes,
+                            key_mask=None if key_mask is None else key_mask[:, perm])
+    _close(num_p, num[:, perm])
+    _close(logits_p, logits[:, perm])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_feature_permutation_equivariance(row_attention, with_masks):
+    model = make_model(row_attention)
+    x, t, known, is_cat, n_classes = make_inputs(3)
+    key_mask = col_mask = None
+    if with_masks:
+        key_mask = torch.ones(x.shape[:2], dtype=torch.bool)
+        key_mask[:, -3:] = False
+        col_mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool)
+        col_mask[:, 2] = False
+    # The per-column identity vectors travel with their columns; (F, E) and (B, F, E) forms both.
+    col_embed = model.column_embeddings(x.shape[2])
+    num, logits = model(x, t, known, is_cat, n_classes, key_mask=key_mask, col_mask=col_mask)
+    num_e, _ = model(x, t, known, is_cat, n_classes, key_mask=key_mask, col_mask=col_mask,
+                     col_embed=col_embed)
+    _close(num_e, num)  # None means the seeded default
+    perm = torch.randperm(x.shape[2], generator=torch.Generator().manual_seed(4))
+    for emb in (col_embed[perm], col_embed[perm].expand(x.shape[0], -1, -1)):
+        num_p, logits_p = model(x[:, :, perm], t, known[:, :, perm], is_cat[:, perm], n_classes[:, perm],
+                                key_mask=key_mask, col_mask=None if col_mask is None else col_mask[:, perm],
+                                col_embed=emb)
+        _close(num_p, num[:, :, perm])
+        _close(logits_p, logits[:, :, perm])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+def test_batch_elements_are_independent(row_attention):
+    model = make_model(row_attention)
+    x, t, known, is_cat, n_classes = make_inputs(5)
+    num, logits = model(x, t, known, is_cat, n_classes)
+    for b in range(x.shape[0]):
+        s = slice(b, b + 1)
+        num_b, logits_b = model(x[s], t[s], known[s], is_cat[s], n_classes[s])
+        _close(num_b, num[s])
+        _close(logits_b, logits[s])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+def test_padding_does_not_leak(row_attention):
+    model = make_model(row_attention)
+    x, t, known, is_cat, n_classes = make_inputs(6, N=10, Fe=6)
+    B, N, Fe = x.shape
+    real_rows, real_cols = 7, 4  # rows 7.. and features 4.. are padding (features 4, 5 numeric)
+    key_mask = torch.zeros(B, N, dtype=torch.bool)
+    key_mask[:, :real_rows] = True
+    col_mask = torch.zeros(B, Fe, dtype=torch.bool)
+    col_mask[:, :real_cols] = True
+    num, logits = model(x, t, known, is_cat, n_classes, key_mask=key_mask, col_mask=col_mask)
+    g = torch.Generator().manual_seed(7)
+    x2, known2 = x.clone(), known.clone()
+    pad = torch.zeros_like(known)
+    pad[:, real_rows:] = True
+    pad[:, :, real_cols:] = True
+    pad &= ~is_cat[:, None, :]  # keep categorical padding cells valid codes; numeric ones change freely
+    x2[pad] = 100 * torch.randn(int(pad.sum()), generator=g)
+    known2[:, real_rows:] = ~known2[:, real_rows:]
+    known2[:, :, real_cols:] = ~known2[:, :, real_cols:]
+    num2, logits2 = model(x2, t, known2, is_cat, n_classes, key_mask=key_mask, col_mask=col_mask)
+    assert not torch.allclose(num2[:, real_rows:], num[:, real_rows:]), "the change must reach padded cells"
+    _close(num2[:, :real_rows, :real_cols], num[:, :real_rows, :real_cols])
+    _close(logits2[:, :real_rows, :real_cols], logits[:, :real_rows, :real_cols])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+def test_context_cache_equals_joint_forward_with_key_mask(row_attention):
+    model = make_model(row_attention)
+    x, t, known, is_cat, n_classes = make_inputs(8, N=12)
+    K = 7  # rows 0..6 are key rows, 7..11 query rows
+    key_mask = torch.zeros(x.shape[:2], dtype=torch.bool)
+    key_mask[:, :K] = True
+    num, logits = model(x, t, known, is_cat, n_classes, key_mask=key_mask)
+    k_num, k_logits, ctx = model(x[:, :K], t, known[:, :K], is_cat, n_classes, return_context=True)
+    _close(k_num, num[:, :K])
+    _close(k_logits, logits[:, :K])
+    # Query rows in two chunks against the cached keys.
+    for rows in (slice(K, K + 2), slice(K + 2, None)):
+        q_num, q_logits = model(x[:, rows], t, known[:, rows], is_cat, n_classes, context=ctx)
+        _close(q_num, num[:, rows])
+        _close(q_logits, logits[:, rows])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+def test_context_of_one_table_shared_by_a_batch_of_samples(row_attention):
+    # The inference path encodes the key rows once (batch 1) and reuses them for S samples of the query rows.
+    model = make_model(row_attention)
+    x, _, known, is_cat, n_classes = make_inputs(9, B=1, N=10)
+    K, S = 6, 3
+    known[:, :K] = True  # fully known key rows
+    t = torch.tensor([500])
+    _, _, ctx = model(x[:, :K], t, known[:, :K], is_cat, n_classes, return_context=True)
+    g = torch.Generator().manual_seed(10)
+    xq = x[:, K:].repeat(S, 1, 1)
+    xq = torch.where(is_cat[:, None, :] | known[:, K:], xq, torch.randn(xq.shape, generator=g))
+    q_num, q_logits = model(xq, t.expand(S), known[:, K:].expand(S, -1, -1), is_cat.expand(S, -1),
+                            n_classes.expand(S, -1), context=ctx)
+    key_mask = torch.zeros(1, x.shape[1], dtype=torch.bool)
+    key_mask[:, :K] = True
+    for s in range(S):
+        joint = torch.cat([x[:, :K], xq[s : s + 1]], 1)
+        num, logits = model(joint, t, known, is_cat, n_classes, key_mask=key_mask)
+        _close(q_num[s : s + 1], num[:, K:])
+        _close(q_logits[s : s + 1], logits[:, K:])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("row_attention", ROW_ATTENTION)
+def test_fully_known_key_rows_do_not_depend_on_t(row_attention):
+    # What makes context caching across denoising steps valid: time conditioning reaches unknown cells only.
+    model = make_model(row_attention)
+    x, _, known, is_cat, n_classes = make_inputs(11, B=1)
+    known[:] = True
+    outs = [model(x, torch.tensor([t]), known, is_cat, n_classes, return_context=True) for t in (0, 999)]
+    _close(outs[0][0], outs[1][0])
+    ctx0, ctx1 = _tensors(outs[0][2]), _tensors(outs[1][2])
+    assert len(ctx0) == len(ctx1) > 0
+    for a, b in zip(ctx0, ctx1):
+        _close(a.float(), b.float())
+    # ... while unknown cells do see t.
+    num = [model(x, torch.tensor([t]), ~known, is_cat, n_classes)[0] for t in (0, 999)]
+    assert not torch.allclose(num[0], num[1])
+
+
+@torch.no_grad()
+def test_categorical_logits_beyond_n_classes_are_minus_infinity():
+    model = make_model("full")
+    x, t, known, is_cat, n_classes = make_inputs(12)
+    _, logits = model(x, t, known, is_cat, n_classes)
+    C = model.cfg.max_classes
+    assert logits.shape == x.shape + (C,)
+    valid = torch.arange(C) < n_classes.clamp(min=1)[:, None, :, None]  # (B, 1, F, C)
+    valid = valid.expand_as(logits)
+    assert bool((logits[~valid] <= -1e3).all())
+    assert bool((logits[valid].abs() < 1e3).all())
+    probs = torch.softmax(logits, -1)
+    assert bool((probs[~valid] == 0).all()), "invalid classes get exactly zero probability"
+    torch.testing.assert_close(probs.sum(-1), torch.ones(x.shape))
+    assert bool((logits.argmax(-1) < n_classes.clamp(min=1)[:, None, :]).all())
+
+
+def test_config_round_trip_and_parameter_count():
+    model = make_model("isab")
+    cfg = DenoiserConfig(**model.cfg.to_dict())
+    assert cfg == model.cfg
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters()) > 0
+    # Gradients flow to every parameter in a full forward (no dead branch).
+    x, t, known, is_cat, n_classes = make_inputs(13)
+    num, logits = model(x, t, known, is_cat, n_classes)
+    (num.sum() + logits.clamp(min=-100).sum()).backward()
+    assert all(p.grad is not None for p in model.parameters())
