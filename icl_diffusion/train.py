@@ -17,7 +17,8 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .lit import DiffusionLitModule, PriorDataModule
@@ -29,14 +30,32 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
+class ExportAtEnd(L.Callback):
+    """Writes the inference checkpoint when training ends, from the process that trained (with
+    ``ddp_spawn`` the caller's copy of the module never sees the step count or tables seen)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: DiffusionLitModule) -> None:
+        if trainer.is_global_zero:
+            export(pl_module, self.path)
+
+
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """Every entry of ``cfg.callbacks`` with a ``_target_`` (the rest are knobs those entries read)."""
-    return [hydra.utils.instantiate(node) for node in (cfg.get("callbacks") or {}).values()
-            if isinstance(node, DictConfig) and "_target_" in node]
+    """Every entry of ``cfg.callbacks`` with a ``_target_`` (the rest are knobs those entries read), and
+    the export at the end if ``cfg.export_path`` is set."""
+    callbacks = [hydra.utils.instantiate(node) for node in (cfg.get("callbacks") or {}).values()
+                 if isinstance(node, DictConfig) and "_target_" in node]
+    if cfg.get("export_path"):
+        callbacks.append(ExportAtEnd(cfg.export_path))
+    return callbacks
 
 
 def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Trainer]:
     """The module, data and trainer a config describes (nothing runs)."""
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
     model_cfg, diffusion_cfg, init = _plain(cfg.model), _plain(cfg.diffusion), None
     if cfg.get("init_from"):
@@ -75,8 +94,6 @@ def train(cfg: DictConfig) -> DiffusionLitModule:
     """Pretrain (or resume, or fine-tune) as ``cfg`` says; exports an inference checkpoint if asked."""
     module, data, trainer = build(cfg)
     trainer.fit(module, datamodule=data, ckpt_path=resolve_ckpt_path(cfg))
-    if cfg.get("export_path") and trainer.is_global_zero:
-        export(module, cfg.export_path)
     return module
 
 
@@ -105,6 +122,10 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _hydra_app(cfg: DictConfig) -> None:
+    # Hydra's run dir is out_dir, resolved once. Lightning's DDP launcher starts the other ranks with the
+    # first one's hydra.run.dir; their own out_dir (runs/${now:...}) would resolve to a later second.
+    with open_dict(cfg):
+        cfg.out_dir = HydraConfig.get().runtime.output_dir
     train(cfg)
 
 

