@@ -73,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as err:  # safetensors raises its own error types for non-safetensors files
         raise ValueError(f"{path} is not an icl-diffusion checkpoint (not a safetensors file: {err})") from err
     if meta.get("format") != FORMAT:

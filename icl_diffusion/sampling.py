@@ -22,6 +22,7 @@ Methods:
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 
@@ -53,14 +54,14 @@ def repaint_schedule(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -
     ts.append(-1)
     # Invariants of the official _check_times: starts at t_T - 1, ends at -1, moves by one step at a time.
     assert ts[0] == t_T - 1 and ts[-1] == -1
-    assert all(abs(a - b) == 1 for a, b in zip(ts[:-1], ts[1:]))
+    assert all(abs(a - b) == 1 for a, b in pairwise(ts))
     assert all(-1 <= x < t_T for x in ts)
     return ts
 
 
 def count_calls(schedule: list[int]) -> tuple[int, int]:
     """(denoiser calls, jumps back) of a RePaint schedule."""
-    down = sum(b < a for a, b in zip(schedule[:-1], schedule[1:]))
+    down = sum(b < a for a, b in pairwise(schedule))
     return down, len(schedule) - 1 - down
 
 
@@ -135,7 +136,7 @@ def sample(
     else:
         schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample) if jump_n_sample > 1 else (
             list(range(chain.n_chain - 1, -2, -1)))
-    for a, b in zip(schedule[:-1], schedule[1:]):
+    for a, b in pairwise(schedule):
         if b > a:  # jump back a -> b = a + 1 (RePaint's undo): re-noise the current sample one step
             x = torch.where(cat, chain.q_step_up_categorical(x, b, generator), chain.q_step_up(x, b, noise_like(x)))
             continue

@@ -92,6 +92,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 def train(cfg: DictConfig) -> DiffusionLitModule:
     """Pretrain (or resume, or fine-tune) as ``cfg`` says; exports an inference checkpoint if asked."""
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)  # callbacks may write before any logger does
     module, data, trainer = build(cfg)
     trainer.fit(module, datamodule=data, ckpt_path=resolve_ckpt_path(cfg))
     return module

@@ -59,7 +59,7 @@ def training_loss(
     """Loss of one prior batch (dict of ``priors.sample_batch``). Returns (loss, scalar stats)."""
     cfg = cfg or LossConfig()
     x, known, is_cat, n_classes = batch["x"], batch["known"].bool(), batch["is_cat"].bool(), batch["n_classes"]
-    B, N, Fe = x.shape
+    B, _, Fe = x.shape
     dev = x.device
 
     def rand(*shape):
