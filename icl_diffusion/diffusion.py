@@ -140,7 +140,7 @@ class GaussianDiffusion:
             eps = (x_t - a * x0) / s.clamp(min=1e-4)
         elif self.prediction == "eps":
             eps = model_out
-            x0 = (x_t - s * eps) / a.clamp(min=1e-4)
+            x0 = (x_t - s * eps) / a.clamp(min=1e-8)  # cosine sqrt(abar_{T-1}) ~ 5e-5
         else:  # v = a eps - s x0 (Salimans & Ho 2022)
             x0 = a * x_t - s * model_out
             eps = s * x_t + a * model_out

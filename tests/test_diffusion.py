@@ -201,3 +201,15 @@ def test_categorical_absorbing_process():
     # Jump back: an unmasked code is re-masked with probability beta_i.
     up = d.q_step_up_categorical(codes, 10, g)
     assert float((up == MASK).float().mean()) == pytest.approx(float(d._betas[10]), abs=5e-3)
+
+
+def test_eps_prediction_recovers_x0_at_the_last_step():
+    # Regression: sqrt(abar) was floored at 1e-4 while the cosine schedule reaches ~5e-5 at t = T-1, so an
+    # exact eps-predictor's one-call point estimate came out at half the right size.
+    diffusion = GaussianDiffusion(prediction="eps")
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 8, 3, generator=g), torch.randn(4, 8, 3, generator=g)
+    t = diffusion.num_steps - 1
+    x_t = diffusion.q_sample(x0, t, eps)
+    x0_hat, _ = diffusion.predict_x0_eps(eps, x_t, t)
+    torch.testing.assert_close(x0_hat, x0, atol=2e-2, rtol=0)
