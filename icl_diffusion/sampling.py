@@ -131,11 +131,8 @@ def sample(
 
     # Start: unknown numeric cells pure noise, unknown categorical cells masked.
     x = torch.where(cat, torch.full_like(x0_known, MASK), noise_like(x0_known))
-    if method == "repaint":
-        schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample)
-    else:
-        schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample) if jump_n_sample > 1 else (
-            list(range(chain.n_chain - 1, -2, -1)))
+    # With jump_n_sample = 1 the schedule is the plain descent n-1, ..., 0, -1 (every method uses it).
+    schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample)
     for a, b in pairwise(schedule):
         if b > a:  # jump back a -> b = a + 1 (RePaint's undo): re-noise the current sample one step
             x = torch.where(cat, chain.q_step_up_categorical(x, b, generator), chain.q_step_up(x, b, noise_like(x)))
