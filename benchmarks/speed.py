@@ -125,17 +125,22 @@ def time_denoiser_call(model: Denoiser, n_rows: int, n_features: int, max_contex
 
 @torch.no_grad()
 def time_gaussian_feature(n_rows: int, n_features: int, max_context_rows: int = 512,
-                          missing: float = 0.3) -> float:
-    """Wall seconds of the closed-form Gaussian input feature alone (covariance over the key rows, one
-    solve per row), the part of a call that runs in float64 outside the transformer."""
-    from icl_diffusion.gaussian_feature import gaussian_estimate, table_covariance
+                          missing: float = 0.3, em_iters: int = 0) -> float:
+    """Wall seconds of the closed-form Gaussian input feature alone (fit over the key rows, one solve per
+    row), the part of a call that runs in float64 outside the transformer."""
+    from icl_diffusion.gaussian_feature import gaussian_estimate, table_gaussian
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, n_rows, n_features, generator=gen)
     known = torch.rand(1, n_rows, n_features, generator=gen) >= missing
     is_cat = torch.zeros(1, n_features, dtype=torch.bool)
     k = min(n_rows, max_context_rows)
-    return _seconds(lambda: gaussian_estimate(x, known, is_cat, table_covariance(x[:, :k], known[:, :k], is_cat)))
+
+    def feature():
+        mean, cov = table_gaussian(x[:, :k], known[:, :k], is_cat, em_iters=em_iters)
+        return gaussian_estimate(x, known, is_cat, cov, mean)
+
+    return _seconds(feature)
 
 
 def denoiser_grid(model: Denoiser, rows: list[int], features: list[int], peak: float, budget_s: float,

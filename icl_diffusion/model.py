@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import MASK
-from .gaussian_feature import gaussian_estimate, table_covariance
+from .gaussian_feature import gaussian_estimate, table_gaussian
 
 
 @dataclass
@@ -44,6 +44,7 @@ class DenoiserConfig:
     # Feed each numeric cell the closed-form linear-Gaussian estimate from its row's known cells
     # (gaussian_feature.py): in-context linear regression for free, the network learns the rest.
     gaussian_feature: bool = True
+    gaussian_em_iters: int = 0  # EM refinements of the feature's Gaussian fit (0 = pairwise covariance)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,7 +217,7 @@ class Denoiser(nn.Module):
             key_mask: (B, N) bool, rows other rows may attend to (also the row padding mask). None = all.
             col_mask: (B, F) bool, real (non-padded) features. None = all.
             context: what a previous ``return_context=True`` call on the key rows returned (per-block keys
-                and the key rows' covariance); when given, the rows of ``x`` attend only to those cached
+                and the key rows' Gaussian fit: mean, covariance); when given, the rows of ``x`` attend only to those cached
                 rows (``key_mask`` is ignored).
             col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
                 seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
@@ -225,11 +226,14 @@ class Denoiser(nn.Module):
         """
         unknown = (~known).unsqueeze(-1).float()
         temb = self.time_embedding(t)
-        gauss, cov = None, None
+        gauss, fit = None, None
         if self.cfg.gaussian_feature:
             seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters
-            cov = context["cov"] if context is not None else table_covariance(x, seen, is_cat, key_mask)
-            gauss = gaussian_estimate(x, seen, is_cat, cov)
+            if context is not None:
+                fit = context["gaussian"]
+            else:
+                fit = table_gaussian(x, seen, is_cat, key_mask, self.cfg.gaussian_em_iters)
+            gauss = gaussian_estimate(x, seen, is_cat, fit[1], fit[0])
         h = self.embed(x, known, is_cat, gauss) + temb[:, None, None, :] * unknown
         if self.col_proj is not None:
             if col_embed is None:
@@ -240,7 +244,7 @@ class Denoiser(nn.Module):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
         out = self.heads(h, n_classes)
-        return (*out, {"kv": kvs, "cov": cov}) if return_context else out
+        return (*out, {"kv": kvs, "gaussian": fit}) if return_context else out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

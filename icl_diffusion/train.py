@@ -61,7 +61,7 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
     if cfg.get("init_from"):
         # Fine-tuning: the checkpoint decides the architecture and the noise schedule.
         init = load_checkpoint(cfg.init_from)
-        model_cfg = init.model.cfg.to_dict()
+        model_cfg = {**init.model.cfg.to_dict(), **_plain(cfg.get("init_overrides"))}
         diffusion_cfg = {"num_steps": init.diffusion.num_steps, "schedule": init.diffusion.schedule,
                          "prediction": init.diffusion.prediction}
     module = DiffusionLitModule(

@@ -29,7 +29,7 @@ SETTINGS = {
 def make_model(row_attention: str = "full") -> Denoiser:
     torch.manual_seed(0)
     cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, row_attention=row_attention,
-                         n_inducing=8)
+                         n_inducing=8, gaussian_em_iters=3)
     return Denoiser(cfg).eval()
 
 

@@ -17,7 +17,7 @@ ROW_ATTENTION = ["full", "isab"]
 def make_model(row_attention: str, seed: int = 0) -> Denoiser:
     torch.manual_seed(seed)
     cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, mlp_ratio=2, max_classes=5,
-                         row_attention=row_attention, n_inducing=6)
+                         row_attention=row_attention, n_inducing=6, gaussian_em_iters=3)
     return Denoiser(cfg).eval()
 
 

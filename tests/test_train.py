@@ -216,6 +216,10 @@ def test_finetune_from_an_inference_checkpoint(tmp_path):
     assert module.model.cfg == first.model.cfg
     for a, b in zip(module.model.parameters(), first.model.parameters()):
         assert torch.equal(a, b.half().float())
+    # init_overrides: settings that keep the weights' shapes may change on top of the checkpoint's.
+    cfg = compose([*SMALL, "trainer.max_steps=0", f"out_dir={tmp_path / 'c'}", f"init_from={tmp_path / 'a.safetensors'}",
+                   "+init_overrides.gaussian_em_iters=4"])
+    assert train(cfg).model.cfg.gaussian_em_iters == 4
 
 
 def test_learns_to_beat_mean_imputation(tmp_path):
