@@ -19,10 +19,11 @@ from safetensors.torch import save_file
 
 from .diffusion import GaussianDiffusion
 from .model import Denoiser, DenoiserConfig
+from .resources import shipped_dir
 
 FORMAT = "icl-diffusion/1"
 ENV_VAR = "ICL_DIFFUSION_CHECKPOINT"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "icl_diffusion_small.safetensors"
+DEFAULT_CHECKPOINT = shipped_dir("checkpoints") / "icl_diffusion_small.safetensors"
 
 
 @dataclass

@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .lit import DiffusionLitModule, PriorDataModule
+from .resources import shipped_dir
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(shipped_dir("conf"))
 
 
 def _plain(node) -> dict:
