@@ -82,7 +82,7 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
         mean, var = conditional_gaussian(torch.from_numpy(table.mean), torch.from_numpy(table.cov),
                                          torch.from_numpy(x), torch.from_numpy(~missing))
         mean, std = mean.numpy()[missing], var.numpy()[missing] ** 0.5
-        rmse = lambda e: float(np.sqrt(np.mean(e**2)))  # noqa: E731
+        rmse = lambda e: float(np.sqrt(np.mean(e**2)))
         out["mean/oracle"] = rmse(ens.mean(0) - y) / rmse(mean - y)
         out["spread"] = float(ens.std(0).mean() / std.mean())
         out["oracle CRPS"] = gaussian_crps(mean, std, y)

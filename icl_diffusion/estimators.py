@@ -35,8 +35,7 @@ from sklearn.utils.validation import (
 )
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
-from .diffusion import MASK
-from .inference import TableDenoiser, choose_key_rows, impute_standardized
+from .inference import choose_key_rows, impute_standardized, one_call
 from .preprocessing import TablePreprocessor, as_table
 from .sampling import METHODS, count_calls, repaint_schedule
 from .training import CLIP, standardize
@@ -95,26 +94,6 @@ def _progress(model, enabled: bool, total: int, desc: str):
 
     bar = tqdm(total=total, desc=desc, unit="pass", leave=False)
     return _Ticking(model, bar), bar
-
-
-@torch.no_grad()
-def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = 1024):
-    """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
-
-    This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean: unknown numeric cells enter as 0
-    instead of a noise draw. At t = T the input carries no signal (abar ~ 0); without the draw each query
-    row's output depends only on itself and the key rows (deterministic, independent of the batch).
-    x: (N, F) standardized, known: (N, F) bool, is_cat: (F,) bool, n_classes: (F,) long, key_rows: (K,).
-    """
-    chain = diffusion.respaced(1)
-    cat = is_cat[None, :].expand_as(known)
-    x_t = torch.where(known, x, torch.where(cat, torch.full_like(x, MASK), torch.zeros_like(x)))
-    t = torch.full((1,), chain.original_t(0), dtype=torch.long, device=x.device)
-    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
-    out, logits = den(x_t[None], t, known[None])  # (1, N, F), (1, N, F, C)
-    x0, _ = chain.predict_x0_eps(out, x_t[None], 0)
-    x0 = torch.where(cat, logits[0].argmax(-1).float(), x0[0])
-    return torch.where(known, x, x0), logits[0]
 
 
 def sampling_settings(method: str, n_steps: int) -> tuple[str, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .diffusion import GaussianDiffusion
+from .inference import point_input
 from .model import Denoiser
 from .training import CLIP, standardize
 
@@ -29,8 +30,7 @@ def point_estimate(model: Denoiser, diffusion: GaussianDiffusion, batch: dict) -
     key_mask = None
     if batch.get("query") is not None and bool(batch["query"].any()):
         key_mask = ~batch["query"].bool()
-    x_in = torch.where(known, x_std, torch.zeros_like(x_std))
-    x_in = torch.where(is_cat[:, None, :] & ~known, torch.full_like(x_in, -1.0), x_in)
+    x_in = point_input(x_std, known, is_cat[:, None, :])
     out, logits = model(x_in, t, known, is_cat, n_classes, key_mask=key_mask)
     x0, _ = diffusion.predict_x0_eps(out, x_in, t)
     x0 = x0.clamp(-CLIP, CLIP)  # the range the network was trained on

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .diffusion import GaussianDiffusion
+from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
 from .sampling import sample
 from .training import CLIP
@@ -81,6 +81,33 @@ class TableDenoiser:
             q_num, q_logits = self.model(x_t[:, idx], t, known[:, idx], is_cat, n_classes, context=ctx)
             num[:, idx], logits[:, idx] = q_num, q_logits
         return num, logits
+
+
+def point_input(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> torch.Tensor:
+    """The network input of the one-call point estimate: known cells as they are, unknown numeric cells at
+    x_T's mean (0), unknown categorical cells masked. ``is_cat`` broadcasts against ``known`` (e.g. (1, F))."""
+    cat = is_cat.expand_as(known)
+    return torch.where(known, x, torch.where(cat, torch.full_like(x, MASK), torch.zeros_like(x)))
+
+
+@torch.no_grad()
+def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = 1024):
+    """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
+
+    This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean: unknown numeric cells enter as 0
+    instead of a noise draw. At t = T the input carries no signal (abar ~ 0); without the draw each query
+    row's output depends only on itself and the key rows (deterministic, independent of the batch).
+    x: (N, F) standardized, known: (N, F) bool, is_cat: (F,) bool, n_classes: (F,) long, key_rows: (K,).
+    """
+    chain = diffusion.respaced(1)
+    cat = is_cat[None, :].expand_as(known)
+    x_t = point_input(x, known, is_cat[None, :])
+    t = torch.full((1,), chain.original_t(0), dtype=torch.long, device=x.device)
+    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
+    out, logits = den(x_t[None], t, known[None])  # (1, N, F), (1, N, F, C)
+    x0, _ = chain.predict_x0_eps(out, x_t[None], 0)
+    x0 = torch.where(cat, logits[0].argmax(-1).float(), x0[0])
+    return torch.where(known, x, x0), logits[0]
 
 
 @torch.no_grad()

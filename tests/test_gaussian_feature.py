@@ -1,8 +1,7 @@
 import torch
 
-from icl_diffusion.training import standardize
-
 from icl_diffusion.gaussian_feature import gaussian_estimate, table_covariance, table_gaussian
+from icl_diffusion.training import standardize
 
 
 def _gaussian_table(n=2000, f=4, seed=0):
@@ -64,7 +63,7 @@ def _mar_table(n=300, f=5, seed=3):
 
 
 def test_em_fit_beats_pairwise_under_mar_and_keeps_known_cells():
-    x, cov, known = _mar_table()
+    x, _cov, known = _mar_table()
     is_cat = torch.zeros(1, x.shape[2], dtype=torch.bool)
     hidden = ~known[0, :, 0]
     errors = {}
