@@ -29,6 +29,8 @@ softmax and other elementwise work are not counted):
                                                float64: one F x F LU solve and a product with the
                                                covariance per row, the covariance over the key rows,
                                                its eigendecomposition (~9 F^3, a rough count)
+          + [gaussian_em_iters = I] I K (14/3 F^3)   each EM iteration: per key row an LU solve with F + 1
+                                               right-hand sides and the conditional covariance product
 
 With ``row_attention="isab"`` (M inducing points) a cell attends to M rows instead of K, and each column
 and block adds 4 M K D (the inducing points attend to the key rows) + 8 M D^2 (their projections). For the
@@ -103,6 +105,7 @@ def denoiser_flops(cfg: DenoiserConfig, n_rows: int, n_features: int, max_contex
     flops = L * per_block + N * F * (2 * g * D + 2 * D * D + 2 * D * (1 + C))
     if g == 2:  # the closed-form linear-Gaussian input feature (float64)
         flops += N * (2 / 3 * F**3 + 4 * F**2) + 4 * K * F**2 + 9 * F**3
+        flops += getattr(cfg, "gaussian_em_iters", 0) * K * 14 / 3 * F**3
     return float(flops)
 
 

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="table with missing cells (.csv or .parquet)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the filled table")
     p.add_argument("--n-imputations", type=int, default=1, metavar="K",
-                   help="K > 1: multiple imputation (ddim becomes the conditional sampler, 10 steps)")
+                   help="K > 1: multiple imputation (ddim becomes the conditional sampler, 5 steps)")
     _model_args(p)
 
     p = sub.add_parser("predict", help="predict a target column of query rows from training rows",

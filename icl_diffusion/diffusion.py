@@ -164,13 +164,22 @@ class GaussianDiffusion:
         return mean, float(self._post_var[i])
 
     def p_mean_variance(
-        self, model_out: torch.Tensor, x_t: torch.Tensor, i: int, clip: float | None = None
+        self, model_out: torch.Tensor, x_t: torch.Tensor, i: int, clip: float | None = None,
+        variance_mix: float = 0.0,
     ) -> tuple[torch.Tensor, float, torch.Tensor]:
-        """Mean and variance of p(x_{i-1} | x_i) and the x0 estimate behind it."""
+        """Mean and variance of p(x_{i-1} | x_i) and the x0 estimate behind it.
+
+        The variance interpolates in log space between the posterior variance beta_tilde (``variance_mix``
+        0: right when x0 is known exactly) and beta (1: right when x0 ~ N(0, I)), Nichol & Dhariwal 2021's
+        parameterization with a fixed mix. On a short chain the x0 estimate is uncertain and 0 gives draws
+        that are too alike.
+        """
         x0, _ = self.predict_x0_eps(model_out, x_t, i)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
         mean, var = self.q_posterior_mean_variance(x0, x_t, i)
+        if variance_mix and var > 0:
+            var = math.exp((1 - variance_mix) * math.log(var) + variance_mix * math.log(float(self._betas[i])))
         return mean, var, x0
 
     def unmask_probability(self, i: int) -> float:

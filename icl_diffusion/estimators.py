@@ -86,6 +86,9 @@ class _Ticking:
         self.bar.update(1)
         return out
 
+    def fit_gaussian(self, *args, **kwargs):
+        return self.model.fit_gaussian(*args, **kwargs)
+
 
 def _progress(model, enabled: bool, total: int, desc: str):
     if not enabled:
@@ -97,9 +100,9 @@ def _progress(model, enabled: bool, total: int, desc: str):
 
 
 def sampling_settings(method: str, n_steps: int) -> tuple[str, int]:
-    """Sampler for multiple imputation: deterministic ddim becomes the conditional sampler (10 steps
-    unless more were asked for)."""
-    return ("conditional", n_steps if n_steps > 1 else 10) if method == "ddim" else (method, n_steps)
+    """Sampler for multiple imputation: deterministic ddim becomes the conditional sampler (5 steps
+    unless more were asked for: benchmarks/draws.py finds 5 as good as 10 at half the cost)."""
+    return ("conditional", n_steps if n_steps > 1 else 5) if method == "ddim" else (method, n_steps)
 
 
 def impute_table(
@@ -288,7 +291,7 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def sample(self, X, n_imputations: int = 5) -> list:
         """``n_imputations`` filled copies of X (multiple imputation); ddim is replaced by the conditional
-        sampler (``n_steps`` steps, 10 when n_steps is 1) so that the imputations differ."""
+        sampler (``n_steps`` steps, 5 when n_steps is 1) so that the imputations differ."""
         if not isinstance(n_imputations, (int, np.integer)) or n_imputations < 1:
             raise ValueError(f"n_imputations must be an integer >= 1, got {n_imputations!r}")
         table, samples = self._samples(X, n_imputations, sampling=True)

@@ -59,13 +59,13 @@ def table_gaussian(
     if em_iters == 0:
         return mean, cov
     w = _observed(known, is_cat, key_mask)
-    rows = w.any(2).double()[:, :, None]  # (B, N, 1): key rows with at least one known numeric cell
-    n_rows = rows.sum(1).clamp(min=1)  # (B, 1)
+    rows = w.any(2).double()  # (B, N): key rows with at least one known numeric cell
+    n_rows = rows.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
     for _ in range(em_iters):
-        x_hat, cond_cov = _conditional(x, w, mean, cov, with_cov=True)
-        mean = (x_hat * rows).sum(1) / n_rows
-        xc = (x_hat - mean[:, None, :]) * rows
-        scatter = xc.transpose(1, 2) @ xc + (cond_cov * rows[..., None]).sum(1)
+        x_hat, cond_cov_sum = _conditional(x, w, mean, cov, row_weight=rows)
+        mean = (x_hat * rows[..., None]).sum(1) / n_rows
+        xc = (x_hat - mean[:, None, :]) * rows[..., None]
+        scatter = xc.transpose(1, 2) @ xc + cond_cov_sum
         cov = _shrink(scatter / n_rows[..., None], n_rows[:, 0])
     return mean, cov
 
@@ -109,20 +109,24 @@ def _shrink(cov: torch.Tensor, n_rows: torch.Tensor) -> torch.Tensor:
     return (1 - lam) * off + torch.diag_embed(var)
 
 
-def _conditional(x, w, mean, cov, with_cov: bool = False):
-    """Per-row conditional mean (B, N, F) (and covariance (B, N, F, F)) of all cells given the cells in w.
+def _conditional(x, w, mean, cov, row_weight: torch.Tensor | None = None):
+    """Per-row conditional mean (B, N, F) of all cells given the cells in w; with ``row_weight`` (B, N)
+    also the weighted sum over rows of the conditional covariances (B, F, F), else None.
 
-    Solves [cov_KK] z_K = x_K - mean_K with identity rows for the unknown cells (P = diag(w)):
-    E[x | x_K] = mean + cov P z and Cov[x | x_K] = cov - cov P A^-1 P cov.
+    With P = diag(w), A = P cov P + (I - P) equals cov_KK on the known block and the identity elsewhere
+    (symmetric positive definite). E[x | x_K] = mean + cov A^-1 (x - mean)_K and, with L the Cholesky
+    factor of A and W = L^-1 P cov, Cov[x | x_K] = cov - W^T W: the sum over rows is one matrix product.
     """
     m = w.double()
     xc = torch.where(w, x.double() - mean[:, None, :], torch.zeros_like(m))
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=x.device)
     A = cov[:, None] * (m[..., :, None] * m[..., None, :]) + eye * (1 - m)[..., None]
-    if not with_cov:
-        z = torch.linalg.solve(A, xc)
-        return mean[:, None, :] + (cov[:, None] @ z[..., None]).squeeze(-1), None
-    Pcov = m[..., :, None] * cov[:, None]  # (B, N, F, F)
-    sol = torch.linalg.solve(A, torch.cat([xc[..., None], Pcov], dim=-1))
-    x_hat = mean[:, None, :] + (cov[:, None] @ sol[..., :1]).squeeze(-1)
-    return x_hat, cov[:, None] - Pcov.transpose(-1, -2) @ sol[..., 1:]
+    L = torch.linalg.cholesky(A)
+    z = torch.cholesky_solve(xc[..., None], L)  # (B, N, F, 1), zero at unknown cells
+    x_hat = mean[:, None, :] + (cov[:, None] @ z).squeeze(-1)
+    if row_weight is None:
+        return x_hat, None
+    B, N, F = x.shape
+    W = torch.linalg.solve_triangular(L, m[..., :, None] * cov[:, None], upper=False)  # (B, N, F, F)
+    Ww = (W * row_weight[:, :, None, None]).reshape(B, N * F, F)
+    return x_hat, row_weight.sum(1)[:, None, None] * cov - Ww.transpose(1, 2) @ W.reshape(B, N * F, F)

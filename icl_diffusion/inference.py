@@ -40,6 +40,9 @@ class TableDenoiser:
         key_rows: (K,) indices of key rows. chunk_rows: query rows per forward pass.
         cache_context: reuse the key rows' encoding across calls (valid when they are fully known and the
             sampler passes them clean).
+
+    The Gaussian input feature's fit depends only on the key rows' known cells, which no sampler changes
+    between calls: it is computed at the first call and reused by every later one (one object per table).
     """
 
     def __init__(self, model: Denoiser, is_cat, n_classes, key_rows, chunk_rows: int, cache_context: bool):
@@ -49,6 +52,7 @@ class TableDenoiser:
         self.chunk_rows = chunk_rows
         self.cache_context = cache_context
         self._cache = None
+        self._fit = None
         self.calls = 0
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, known: torch.Tensor):
@@ -57,8 +61,11 @@ class TableDenoiser:
         is_cat = self.is_cat.expand(S, Fe)
         n_classes = self.n_classes.expand(S, Fe)
         kr = self.key_rows.to(x_t.device)
+        if self.model.cfg.gaussian_feature and self._fit is None:
+            self._fit = self.model.fit_gaussian(x_t[:1, kr], known[:1, kr], is_cat[:1])
+        fit = self._fit
         if len(kr) == N:  # small table: one pass, every row a key row
-            return self.model(x_t, t, known, is_cat, n_classes)
+            return self.model(x_t, t, known, is_cat, n_classes, gaussian_fit=fit)
         num = x_t.new_empty(S, N, Fe)
         logits = x_t.new_empty(S, N, Fe, self.model.cfg.max_classes)
         if self.cache_context and self._cache is not None:
@@ -68,7 +75,7 @@ class TableDenoiser:
             # The key rows are identical across samples when cached: encode one copy.
             n = 1 if self.cache_context else S
             k_num, k_logits, ctx = self.model(
-                x_t[:n, kr], t[:n], known[:n, kr], is_cat[:n], n_classes[:n], return_context=True
+                x_t[:n, kr], t[:n], known[:n, kr], is_cat[:n], n_classes[:n], return_context=True, gaussian_fit=fit
             )
             num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
             if self.cache_context:

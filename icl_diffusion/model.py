@@ -207,6 +207,7 @@ class Denoiser(nn.Module):
         context: list | None = None,
         return_context: bool = False,
         col_embed: torch.Tensor | None = None,
+        gaussian_fit: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         """Denoise one step.
 
@@ -221,6 +222,8 @@ class Denoiser(nn.Module):
                 rows (``key_mask`` is ignored).
             col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
                 seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
+            gaussian_fit: (mean (B or 1, F), cov (B or 1, F, F)) from ``fit_gaussian`` on the same key rows'
+                known cells, to skip refitting (a sampler's known cells do not change between its calls).
         Returns:
             (num_out (B, N, F), logits (B, N, F, max_classes)), plus the context if return_context.
         """
@@ -231,6 +234,8 @@ class Denoiser(nn.Module):
             seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters
             if context is not None:
                 fit = context["gaussian"]
+            elif gaussian_fit is not None:
+                fit = gaussian_fit
             else:
                 fit = table_gaussian(x, seen, is_cat, key_mask, self.cfg.gaussian_em_iters)
             gauss = gaussian_estimate(x, seen, is_cat, fit[1], fit[0])
@@ -245,6 +250,11 @@ class Denoiser(nn.Module):
             kvs.append(kv)
         out = self.heads(h, n_classes)
         return (*out, {"kv": kvs, "gaussian": fit}) if return_context else out
+
+    def fit_gaussian(self, x, known, is_cat, key_mask=None, col_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``): mean (B, F), cov (B, F, F)."""
+        seen = known if col_mask is None else known & col_mask[:, None, :]
+        return table_gaussian(x, seen, is_cat, key_mask, self.cfg.gaussian_em_iters)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

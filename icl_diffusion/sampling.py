@@ -90,6 +90,7 @@ def sample(
     generator: torch.Generator | None = None,
     is_cat: torch.Tensor | None = None,
     clip: float | None = None,
+    variance_mix: float = 0.5,
 ) -> torch.Tensor:
     """Fill the unknown cells of ``x_known`` (B, N, F); returns x0 with known cells equal bit for bit.
 
@@ -104,6 +105,9 @@ def sample(
         generator: the only source of randomness (same generator state -> same result).
         is_cat: bool broadcastable to (B, N, F) marking categorical columns, e.g. (B, 1, F); None = all numeric.
         clip: optional clamp of the x0 estimate of numeric cells (in standardized units).
+        variance_mix: ancestral steps' variance between beta_tilde (0) and beta (1), in log space
+            (``GaussianDiffusion.p_mean_variance``). 0.5: on real and Gaussian tables at 5 steps the draws'
+            CRPS is lower than with 0 (too narrow: 60% of true values inside the 90% range) or 1 (too wide).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -147,7 +151,7 @@ def sample(
                 x0_hat = x0_hat.clamp(-clip, clip)
             x_num = chain.ddim_step(x0_hat, eps_hat, i)
         else:
-            mean, var, _ = chain.p_mean_variance(out, x, i, clip)
+            mean, var, _ = chain.p_mean_variance(out, x, i, clip, variance_mix)
             x_num = mean + (var**0.5) * noise_like(x) if i > 0 else mean
         x_new = torch.where(num, x_num, x)
         if logits is not None and cat.any():

@@ -166,6 +166,12 @@ def test_p_mean_variance_and_ddim_with_exact_x0():
         assert torch.equal(x0_hat, x0)
         ref_mean, ref_var = d.q_posterior_mean_variance(x0, x_t, i)
         assert torch.equal(mean, ref_mean) and var == ref_var
+        # variance_mix: beta_tilde at 0, beta at 1, their geometric mean halfway; the mean never changes.
+        beta = 1 - float(d._abar[i] / d._abar_prev[i])
+        for mix, expected in [(1.0, beta), (0.5, (ref_var * beta) ** 0.5)]:
+            mixed_mean, mixed_var, _ = d.p_mean_variance(x0, x_t, i, variance_mix=mix)
+            assert torch.equal(mixed_mean, ref_mean) and mixed_var == pytest.approx(expected, rel=1e-9)
+        assert ref_var < (ref_var * beta) ** 0.5 < beta
         _, _, clipped = d.p_mean_variance(x0 * 10, x_t, i, clip=1.0)
         assert float(clipped.abs().max()) <= 1.0
         # DDIM (eta = 0) with the exact x0 and eps lands on the same noise draw one level lower.
