@@ -13,8 +13,8 @@ under the table's true covariance), so the draws can be judged against it:
 On real tables (no oracle) only cover90 and CRPS are reported. Peers run in the same process on the same
 masks: MICE with posterior sampling (IterativeImputer(sample_posterior=True), one seed per draw).
 
-    python benchmarks/draws.py                       # ~10 min on 1 thread
-    python benchmarks/draws.py --steps 2,4,10 --seeds 0,1
+    python benchmarks/draws.py                       # ~15 min on 1 thread
+    python benchmarks/draws.py --steps 2,5,10 --variance-mix 0.5 --seeds 0
 """
 
 from __future__ import annotations
@@ -48,13 +48,23 @@ def gaussian_crps(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float
     return float((std * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))).mean())
 
 
-def icl_draws(pretrained, n_steps: int, n_draws: int):
+def icl_draws(pretrained, n_steps: int, n_draws: int, variance_mix: float | None = None):
+    """DiffusionImputer.sample with the conditional sampler; ``variance_mix`` replaces the sampler's default
+    (``sampling.sample``) for this method only."""
+
     def draw(x: np.ndarray, seed: int) -> np.ndarray:
+        from icl_diffusion import sampling
         from icl_diffusion.estimators import DiffusionImputer
 
-        imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, method="conditional",
-                               n_steps=n_steps).fit(x)
-        return np.stack(imp.sample(x, n_imputations=n_draws))
+        default = sampling.sample.__kwdefaults__["variance_mix"]
+        if variance_mix is not None:
+            sampling.sample.__kwdefaults__["variance_mix"] = variance_mix
+        try:
+            imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, method="conditional",
+                                   n_steps=n_steps).fit(x)
+            return np.stack(imp.sample(x, n_imputations=n_draws))
+        finally:
+            sampling.sample.__kwdefaults__["variance_mix"] = default
 
     return draw
 
@@ -92,7 +102,8 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--steps", default="2,4,10", help="conditional-sampler steps to compare")
+    p.add_argument("--steps", default="5,10", help="conditional-sampler steps to compare")
+    p.add_argument("--variance-mix", default="0,0.5", help="sampler variance mixes to compare (0 = beta_tilde)")
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--threads", type=int, default=1)
@@ -103,8 +114,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pretrained, desc, _ = resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {desc}; {args.draws} draws; {args.threads} thread(s)\n", flush=True)
-    methods = {f"icl conditional {s} steps": icl_draws(pretrained, int(s), args.draws)
-               for s in args.steps.split(",")}
+    methods = {f"icl conditional {s} steps, variance mix {v}": icl_draws(pretrained, int(s), args.draws, float(v))
+               for s in args.steps.split(",") for v in args.variance_mix.split(",")}
     methods["MICE sample_posterior"] = mice_draws(args.draws)
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):

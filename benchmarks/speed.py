@@ -9,7 +9,7 @@
 3. Peak resident memory of imputing a 10,000 x 100 table (``DiffusionImputer`` one-call point estimate)
    in a fresh child process: ``ru_maxrss`` after the imputation, and before it (imports, model, table).
 4. End to end on development-size tables (Boston 506 x 14, Gaussian 2,000 x 25; 30% MCAR): the one-call
-   point estimate, 20 imputations of the conditional sampler (``n_steps=10``), MICE and MissForest-like,
+   point estimate, 20 imputations of the conditional sampler (``n_steps=5``), MICE and MissForest-like,
    timed in the same process. The sampler's cost is linear in the number of imputations (they are a
    batch dimension), so by default it is measured with ``--sampler-measure`` draws and scaled to 20.
 
@@ -238,7 +238,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sampler-draws", type=int, default=20)
     p.add_argument("--sampler-measure", type=int, default=2,
                    help="draws actually run; the time is scaled to --sampler-draws (linear in draws)")
-    p.add_argument("--sampler-steps", type=int, default=10)
+    p.add_argument("--sampler-steps", type=int, default=5)
     p.add_argument("--skip", default="", help="comma list of parts to skip: grid, memory, e2e")
     p.add_argument("--quick", action="store_true", help="small grid, small memory table, Boston only")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)

@@ -82,6 +82,8 @@ class RowAttention(nn.Module):
         mask = None
         if key_mask is not None:
             mask = key_mask[:, None, :].expand(B, Fe, N).reshape(B * Fe, 1, 1, N)
+            # Masked rows get weight 0, but 0 * NaN is NaN: whatever padding holds must not reach a key.
+            x = x.masked_fill(~mask.reshape(B * Fe, N, 1), 0.0)
         k, v = self.kv(x).chunk(2, -1)
         k, v = self._heads(k), self._heads(v)
         if not self.isab:
@@ -117,9 +119,11 @@ class FeatureAttention(nn.Module):
     def forward(self, h: torch.Tensor, col_mask: torch.Tensor | None) -> torch.Tensor:
         B, N, Fe, D = h.shape
         H = self.n_heads
+        if col_mask is not None:  # padded features are never keys, and their content must not leak (NaN)
+            h = h.masked_fill(~col_mask[:, None, :, None], 0.0)
         qkv = self.qkv(h.reshape(B * N, Fe, D)).view(B * N, Fe, 3, H, D // H).permute(2, 0, 3, 1, 4)
         mask = None
-        if col_mask is not None:  # padded features are never keys
+        if col_mask is not None:
             mask = col_mask[:, None, :].expand(B, N, Fe).reshape(B * N, 1, 1, Fe)
         o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)  # (B*N, H, F, Dh)
         return self.out(o.transpose(1, 2).reshape(B, N, Fe, D))

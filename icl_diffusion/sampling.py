@@ -145,6 +145,8 @@ def sample(
         x = torch.where(known, known_at(i), x)
         t = torch.full((B,), chain.original_t(i), dtype=torch.long, device=device)
         out, logits = _split(denoiser(x, t, net_known))
+        if logits is None and bool((cat & ~known).any()):
+            raise ValueError("the table has unknown categorical cells but the denoiser returns no logits")
         if method == "ddim":
             x0_hat, eps_hat = chain.predict_x0_eps(out, x, i)
             if clip is not None:

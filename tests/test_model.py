@@ -136,6 +136,10 @@ def test_padding_does_not_leak(row_attention):
     assert not torch.allclose(num2[:, real_rows:], num[:, real_rows:]), "the change must reach padded cells"
     _close(num2[:, :real_rows, :real_cols], num[:, :real_rows, :real_cols])
     _close(logits2[:, :real_rows, :real_cols], logits[:, :real_rows, :real_cols])
+    x2[pad] = float("nan")  # not even NaN padding reaches a real cell (0 * NaN would)
+    num3, logits3 = model(x2, t, known2, is_cat, n_classes, key_mask=key_mask, col_mask=col_mask)
+    _close(num3[:, :real_rows, :real_cols], num[:, :real_rows, :real_cols])
+    _close(logits3[:, :real_rows, :real_cols], logits[:, :real_rows, :real_cols])
 
 
 @torch.no_grad()

@@ -170,6 +170,19 @@ def test_sample_all_numeric_without_logits(method):
     assert bool(torch.isfinite(out).all())
 
 
+def test_sample_refuses_categorical_cells_without_logits():
+    """Unknown categorical cells need logits: without them they would stay masked (a silent wrong answer)."""
+    x = torch.zeros(1, 4, 2)
+    known = torch.ones(1, 4, 2, dtype=torch.bool)
+    known[0, 1, 1] = False
+    is_cat = torch.tensor([False, True])[None, None, :]
+    den = ToyDenoiser(torch.zeros(2, dtype=torch.long), 2, with_logits=False)
+    with pytest.raises(ValueError, match="no logits"):
+        sample(den, GaussianDiffusion(), x, known, n_steps=2, is_cat=is_cat)
+    known[0, 1, 1] = True  # categorical column fully known: fine
+    assert torch.equal(sample(den, GaussianDiffusion(), x, known, n_steps=2, is_cat=is_cat), x)
+
+
 def test_sample_rejects_unknown_method():
     x = torch.zeros(1, 2, 2)
     with pytest.raises(ValueError, match="method"):
