@@ -26,6 +26,8 @@ variants_recipe=(
   "batch16 prior.max_batch_size=16 prior.max_cells=2048 trainer.max_steps=600 trainer.val_check_interval=600"
   "batch64 prior.max_batch_size=64 prior.max_cells=8192 trainer.max_steps=150 trainer.val_check_interval=150"
   "gauss_half ++prior.family_weights={scm:0.5,gaussian:0.5}"
+  "warmup_150 optim.warmup_steps=150"
+  "p_tmax_0.8 loss.p_t_max=0.8"
 )
 case $group in
   prior_and_loss) variants=("${variants_prior_and_loss[@]}") ;;
