@@ -81,12 +81,10 @@ def gaussian_estimate(
     """E[x_u | x_k] per row under N(mean, cov): (B, N, F) float32; known numeric cells return x, categorical 0."""
     if mean is None:
         mean = torch.zeros(cov.shape[:2], dtype=torch.float64, device=x.device)
-    w = known & ~is_cat[:, None, :]
-    out = torch.cat(
-        [_conditional(x[:, s : s + chunk_rows], w[:, s : s + chunk_rows], mean, cov)[0]
-         for s in range(0, x.shape[1], chunk_rows)],
-        dim=1,
-    ) if x.shape[1] else x.double()
+    w = _observed(known, is_cat, None)
+    out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
+    for s in range(0, x.shape[1], chunk_rows):
+        out[:, s : s + chunk_rows] = _conditional(x[:, s : s + chunk_rows], w[:, s : s + chunk_rows], mean, cov)[0]
     out = torch.where(is_cat[:, None, :], torch.zeros_like(out), out)
     return out.float()
 
