@@ -39,7 +39,7 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(state):
         h.update(name.encode())
-        h.update(state[name].contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     return h.hexdigest()
 
 
@@ -66,8 +66,12 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
-    """Load a file written by ``save_checkpoint``; weights are returned in float32."""
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", strict: bool = True) -> Pretrained:
+    """Load a file written by ``save_checkpoint``; weights are returned in float32.
+
+    ``strict=False`` (continuing training from an older architecture) loads every stored tensor the current
+    model has with the same shape; the names of fresh (randomly initialized) and dropped tensors are
+    recorded in ``info["fresh_parameters"]`` and ``info["dropped_parameters"]``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -83,9 +87,23 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise ValueError(f"{path}: weights do not match their recorded checksum (corrupted file?)")
     config = json.loads(meta["config"])
     model = Denoiser(DenoiserConfig(**config["model"]))
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    info = config.get("info", {})
+    if strict:
+        own = set(model.state_dict())
+        if own != set(state):
+            raise ValueError(
+                f"{path} was written by another architecture of icl-diffusion (missing {sorted(own - set(state))[:4]}, "
+                f"unknown {sorted(set(state) - own)[:4]}): continue training from it with init_from=PATH, which "
+                "keeps every weight that still fits")
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    else:
+        own = model.state_dict()
+        usable = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(usable, strict=False)
+        info = {**info, "fresh_parameters": sorted(set(own) - set(usable)),
+                "dropped_parameters": sorted(set(state) - set(usable))}
     model.to(device).eval()
-    return Pretrained(model, GaussianDiffusion(**config["diffusion"]), config.get("info", {}))
+    return Pretrained(model, GaussianDiffusion(**config["diffusion"]), info)
 
 
 def load_pretrained(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Pretrained:

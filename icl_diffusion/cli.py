@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .model import DenoiserConfig
 from .sampling import METHODS
+
+# --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
+# type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
+AUTO_MAX_CLASSES = 10
 
 EXAMPLE = "example.csv"
 
@@ -123,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the predictions")
     p.add_argument("--task", default="auto", choices=("auto", "classification", "regression"),
                    help="auto: classification for non-numeric targets and integer targets with at most "
-                   f"{DenoiserConfig.max_classes} distinct values, else regression")
+                   f"{AUTO_MAX_CLASSES} distinct values, else regression")
     p.add_argument("--proba", action="store_true", help="classification: add proba_<class> columns")
     p.add_argument("--quantiles", default=None, help="regression: comma-separated quantiles, e.g. 0.05,0.95, "
                    "added as <target>_q<q> columns")
@@ -170,7 +173,7 @@ def _is_classification(y: pd.Series) -> bool:
     if not t.is_numeric_dtype(y.dtype) or t.is_bool_dtype(y.dtype):
         return True
     v = y.to_numpy(dtype=np.float64)
-    return bool(np.all(v == np.round(v))) and y.nunique() <= DenoiserConfig.max_classes
+    return bool(np.all(v == np.round(v))) and y.nunique() <= AUTO_MAX_CLASSES
 
 
 def cmd_predict(args) -> None:

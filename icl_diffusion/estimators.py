@@ -1,21 +1,19 @@
 """scikit-learn estimators over the pretrained denoiser: imputation, classification, regression.
 
 The estimators are thin: ``fit`` loads the checkpoint, fits a ``TablePreprocessor`` and keeps the (encoded)
-table as context; every prediction is an imputation of one table by ``impute_table`` below.
+table as context; every prediction is an imputation of one table by ``inference.impute``, the one engine.
 - ``DiffusionImputer`` imputes the missing cells of a table; a table other than the fit table is imputed
   with the fit table's complete rows as extra context.
 - ``DiffusionClassifier`` / ``DiffusionRegressor`` impute the target column of the query rows in the joint
   table [training rows with y; query rows with y unknown]; the training rows are the key rows, so query
   rows attend only to them and never to each other.
 
-Point estimates (the defaults: ``method="ddim", n_steps=1, n_imputations=1``) come from ``one_call``: one
-network call at t = T with unknown numeric cells at the mean of x_T. Everything else goes through
-``inference.impute_standardized``.
+Point estimates (the defaults: ``method="ddim", n_steps=1, n_imputations=1``) are one network call at t = T
+with unknown numeric cells at the mean of x_T; everything else runs a sampler (``inference.impute``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -35,10 +33,10 @@ from sklearn.utils.validation import (
 )
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
-from .inference import choose_key_rows, impute_standardized, one_call
+from .inference import impute
 from .preprocessing import TablePreprocessor, as_table
-from .sampling import METHODS, count_calls, repaint_schedule
-from .training import CLIP, standardize
+from .sampling import METHODS
+from .scaling import CLIP, standardize
 
 _LOADED: dict[tuple, Pretrained] = {}
 
@@ -71,103 +69,10 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-class _Ticking:
-    """The model, ticking a progress bar at every forward pass (the samplers take no callback)."""
-
-    def __init__(self, model, bar) -> None:
-        self.model, self.bar, self.cfg = model, bar, model.cfg
-
-    def eval(self):
-        self.model.eval()
-        return self
-
-    def __call__(self, *args, **kwargs):
-        out = self.model(*args, **kwargs)
-        self.bar.update(1)
-        return out
-
-    def fit_gaussian(self, *args, **kwargs):
-        return self.model.fit_gaussian(*args, **kwargs)
-
-
-def _progress(model, enabled: bool, total: int, desc: str):
-    if not enabled:
-        return model, None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="pass", leave=False)
-    return _Ticking(model, bar), bar
-
-
 def sampling_settings(method: str, n_steps: int) -> tuple[str, int]:
     """Sampler for multiple imputation: deterministic ddim becomes the conditional sampler (5 steps
     unless more were asked for: benchmarks/draws.py finds 5 as good as 10 at half the cost)."""
     return ("conditional", n_steps if n_steps > 1 else 5) if method == "ddim" else (method, n_steps)
-
-
-def impute_table(
-    pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
-    n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
-    max_context_rows: int = 512, chunk_rows: int = 1024, seed: int = 0, key_rows: np.ndarray | None = None,
-    progress: bool = False, return_logits: bool = False,
-):
-    """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy).
-
-    The one-call point estimate when ``method="ddim", n_steps=1, n_samples=1`` (then also the logits
-    (N, F, C) if ``return_logits``), else ``impute_standardized``. Rows that are complete and not key
-    rows influence no other row (query rows attend to key rows only), so they are left out of the call.
-    """
-    model, diffusion = pretrained.model, pretrained.diffusion
-    dev = next(model.parameters()).device
-    N = x.shape[0]
-    known_t = torch.as_tensor(known)
-    cpu_gen = torch.Generator().manual_seed(seed)
-    keys = choose_key_rows(known_t, max_context_rows, cpu_gen) if key_rows is None else torch.as_tensor(key_rows)
-    rows = torch.as_tensor(~known).any(1)
-    rows[keys] = True
-    rows = rows.nonzero().squeeze(1)  # (R,) sorted: key rows + rows with something to impute
-    pos = torch.full((N,), -1, dtype=torch.long)
-    pos[rows] = torch.arange(len(rows))
-    keys_sub = pos[keys]
-    xs, ks = torch.as_tensor(x)[rows].to(dev), known_t[rows].to(dev)
-    cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
-    n_query = len(rows) - len(keys_sub)
-    chunks = math.ceil(n_query / chunk_rows) if n_query else 0
-    point = method == "ddim" and n_steps == 1 and n_samples == 1
-    if point:
-        total = 1 + chunks
-    else:
-        chain_len = diffusion.respaced(n_steps).n_chain
-        steps = (count_calls(repaint_schedule(chain_len, jump_length, jump_n_sample))[0]
-                 if method == "repaint" or jump_n_sample > 1 else chain_len)
-        cached = method != "repaint" and bool(ks[keys_sub.to(dev)].all())
-        total = steps if not n_query else steps * chunks + (1 if cached else steps)
-    net, bar = _progress(model, progress, total, "imputing" if n_samples == 1 else f"{n_samples} imputations")
-    try:
-        if point:
-            x0, logits = one_call(net, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)
-            out_sub = x0[None]
-        else:
-            gen = torch.Generator(device=dev).manual_seed(seed)
-            out_sub = impute_standardized(
-                net, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
-                jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
-                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub,
-            )
-    finally:
-        if bar is not None:
-            bar.close()
-    # No NaN or inf leaves: numeric cells are clamped to the network's input range.
-    out_sub = torch.nan_to_num(out_sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
-    out = torch.as_tensor(x)[None].repeat(n_samples, 1, 1)
-    out[:, rows] = torch.where(torch.as_tensor(known)[rows], out[:, rows], out_sub)
-    if return_logits:
-        if not point:
-            raise ValueError("logits come only with the one-call point estimate")
-        full = torch.zeros(N, *logits.shape[1:])
-        full[rows] = logits.float().cpu()
-        return out.numpy(), full.numpy()
-    return out.numpy()
 
 
 def aggregate(samples: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
@@ -199,7 +104,7 @@ class _Base(BaseEstimator):
         method, n_steps = getattr(self, "method", "ddim"), getattr(self, "n_steps", 1)
         if sampling:
             method, n_steps = sampling_settings(method, n_steps)
-        return impute_table(
+        return impute(
             self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples or getattr(self, "n_imputations", 1),
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), max_context_rows=self.max_context_rows,

@@ -128,3 +128,141 @@ def _conditional(x, w, mean, cov, row_weight: torch.Tensor | None = None):
     W = torch.linalg.solve_triangular(L, m[..., :, None] * cov[:, None], upper=False)  # (B, N, F, F)
     Ww = (W * row_weight[:, :, None, None]).reshape(B, N * F, F)
     return x_hat, row_weight.sum(1)[:, None, None] * cov - Ww.transpose(1, 2) @ W.reshape(B, N * F, F)
+
+
+# ---- categorical columns: one-hot indicators in the same Gaussian fit ----
+#
+# A categorical column with K levels enters the fit as K 0/1 indicator columns, so known categorical cells
+# inform the numeric estimates through the same covariance. Its unknown cells get class probabilities
+# from the same fit, as linear discriminant analysis would compute them: under the fitted joint Gaussian,
+# the known cells x_K of a row given level c are Gaussian with a level-dependent mean and a shared
+# covariance, so P(c | x_K) is proportional to pi_c p(x_K | e_c) = pi_c N(e_c; m, C) / N(e_c; pi, S), with
+# e_c the one-hot vector of level c, (m, C) the conditional mean and covariance of the column's indicators
+# given x_K, and (pi, S) their unconditional mean and covariance. Unlike the conditional mean m itself (a
+# linear-probability estimate, which masks middle classes), this is a proper posterior: log-linear in x_K.
+# The indicators of one column sum to 1 (a singular block); the shrinkage toward the diagonal and a small
+# ridge keep every matrix positive definite.
+
+RIDGE = 1e-6
+
+
+def one_hot_layout(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: bool = True) -> dict:
+    """Where each column lands in the expanded table: one slot per numeric column, one per level of a
+    categorical column (none if ``categorical`` is False or it has fewer than 2 levels).
+
+    is_cat, n_classes: (B, F). Returns src (B, E) source column, level (B, E) (-1: numeric slot), valid (B, E)
+    with E the largest expanded width of the batch (shorter tables are padded with invalid slots).
+    """
+    levels = n_classes if categorical else torch.zeros_like(n_classes)
+    sizes = torch.where(is_cat, torch.where(levels >= 2, levels, 0), 1)  # (B, F)
+    ends = sizes.cumsum(1)
+    E = max(int(ends[:, -1].max()), 1)
+    slot = torch.arange(E, device=is_cat.device).expand(is_cat.shape[0], E)
+    src = torch.searchsorted(ends, slot.contiguous(), right=True).clamp(max=is_cat.shape[1] - 1)  # (B, E)
+    level = slot - (ends - sizes).gather(1, src)
+    valid = slot < ends[:, -1:]
+    level = torch.where(is_cat.gather(1, src) & valid, level, -1)
+    return {"src": src, "level": level, "valid": valid}
+
+
+def expand_table(x: torch.Tensor, known: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, F) values and known flags -> (B, N, E) with indicator columns for categorical levels."""
+    B, N, _ = x.shape
+    src = layout["src"][:, None, :].expand(B, N, -1)
+    xs, ks = x.gather(2, src), known.gather(2, src)
+    level = layout["level"][:, None, :]
+    x_e = torch.where(level >= 0, (xs == level).to(x.dtype), xs)
+    return torch.where(ks, x_e, torch.zeros_like(x_e)), ks & layout["valid"][:, None, :]
+
+
+def _block_diagonal(cov: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """cov (..., E, E) restricted to ``block`` (..., E, E) bool, the identity elsewhere, plus a ridge."""
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    inside = block.diagonal(dim1=-2, dim2=-1)
+    return torch.where(block, cov, torch.zeros_like(cov)) + torch.diag_embed(torch.where(inside, RIDGE, 1.0)) * eye
+
+
+def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, layout: dict):
+    """Unnormalized log P(level | known cells) (B, N, E) at indicator slots (see the section comment); a known
+    cell scores 0 at its level and -inf at the others; numeric and padding slots are -inf.
+
+    x: (B, N, E) expanded values; w: (B, N, E) known; mean (B, E), cov (B, E, E) the fit.
+    """
+    src, level = layout["src"], layout["level"]
+    is_level = level >= 0  # (B, E)
+    same = (src[:, :, None] == src[:, None, :]) & is_level[:, :, None] & is_level[:, None, :]  # (B, E, E)
+    m = w.double()
+    xc = torch.where(w, x.double() - mean[:, None, :], torch.zeros_like(m))
+    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=x.device)
+    A = cov[:, None] * (m[..., :, None] * m[..., None, :]) + eye * (1 - m)[..., None]
+    L = torch.linalg.cholesky(A)
+    x_hat = mean[:, None, :] + (cov[:, None] @ torch.cholesky_solve(xc[..., None], L)).squeeze(-1)
+    W = torch.linalg.solve_triangular(L, m[..., :, None] * cov[:, None], upper=False)  # (B, N, E, E)
+    unknown = ~w & is_level[:, None, :]  # (B, N, E)
+    block = same[:, None] & unknown[..., :, None] & unknown[..., None, :]
+    C_inv = torch.cholesky_inverse(torch.linalg.cholesky(_block_diagonal(cov[:, None] - W.transpose(-1, -2) @ W, block)))
+    S_inv = torch.cholesky_inverse(torch.linalg.cholesky(_block_diagonal(cov, same)))  # (B, E, E)
+    pi = mean.clamp(1e-3, 1.0)
+    prior = pi.log() - (S_inv @ pi[..., None]).squeeze(-1) + 0.5 * S_inv.diagonal(dim1=-2, dim2=-1)  # (B, E)
+    score = prior[:, None] + (C_inv @ x_hat[..., None]).squeeze(-1) - 0.5 * C_inv.diagonal(dim1=-2, dim2=-1)
+    observed = torch.where(x > 0.5, 0.0, float("-inf")).double()  # a known level: certain
+    score = torch.where(w, observed, score)
+    return torch.where(is_level[:, None, :], score, torch.full_like(score, float("-inf")))
+
+
+def collapse(est: torch.Tensor, scores: torch.Tensor, layout: dict, is_cat: torch.Tensor, n_levels: int):
+    """Expanded estimates and level scores (B, N, E) -> numeric estimates (B, N, F) (0 at categorical
+    columns) and level probabilities (B, N, F, n_levels): the softmax of the scores over a column's levels
+    (all 0 where a column has no level slots, at numeric columns and beyond a column's levels)."""
+    B, N, _ = est.shape
+    F = is_cat.shape[1]
+    src, level, valid = layout["src"], layout["level"], layout["valid"]
+    numeric = valid & (level < 0)
+    gauss = est.new_zeros(B, N, F).scatter_add_(
+        2, src[:, None, :].expand(B, N, -1), torch.where(numeric[:, None, :], est, torch.zeros_like(est)))
+    # Index of each slot in (F, n_levels), flattened; numeric and padding slots go to a spare last entry.
+    flat = torch.where(level >= 0, src * n_levels + level.clamp(min=0), F * n_levels)  # (B, E)
+    filled = scores.new_full((B, N, F * n_levels + 1), float("-inf"))
+    filled = filled.scatter(2, flat[:, None, :].expand(B, N, -1), scores)[..., :-1]
+    filled = filled.view(B, N, F, n_levels)
+    has = torch.isfinite(filled).any(-1, keepdim=True)
+    probs = torch.softmax(torch.where(has, filled, torch.zeros_like(filled)), -1)
+    return gauss, torch.where(has & torch.isfinite(filled), probs, torch.zeros_like(probs))
+
+
+def cell_estimates(
+    x: torch.Tensor,
+    known: torch.Tensor,
+    is_cat: torch.Tensor,
+    n_classes: torch.Tensor,
+    n_levels: int,
+    fit: tuple[torch.Tensor, torch.Tensor] | None = None,
+    key_mask: torch.Tensor | None = None,
+    em_iters: int = 0,
+    categorical: bool = True,
+    chunk_rows: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Closed-form estimates of every cell from its row's known cells under one Gaussian fitted to the key
+    rows (numeric columns as they are, categorical columns one-hot).
+
+    x: (B, N, F) standardized numbers / codes; known: (B, N, F) (padding excluded); is_cat, n_classes: (B, F).
+    ``fit``: a previous call's fit on the same key rows' known cells, to skip refitting.
+    Returns numeric estimates (B, N, F) float32 (known cells as they are), level probabilities
+    (B, N, F, n_levels) float32 (one-hot at known cells; all 0 at numeric columns, or everywhere when
+    ``categorical`` is False) and the fit (mean (B, E), cov (B, E, E)).
+    """
+    layout = one_hot_layout(is_cat, n_classes, categorical)
+    x_e, known_e = expand_table(x, known, layout)
+    no_cat = torch.zeros(layout["src"].shape, dtype=torch.bool, device=x.device)
+    if fit is None:
+        fit = table_gaussian(x_e, known_e, no_cat, key_mask, em_iters)
+    mean, cov = fit
+    est = gaussian_estimate(x_e, known_e, no_cat, cov, mean, chunk_rows)
+    has_levels = bool((layout["level"] >= 0).any())
+    scores = torch.full(x_e.shape, float("-inf"), dtype=torch.float64, device=x.device)
+    if has_levels:
+        for s in range(0, x.shape[1], chunk_rows):
+            rows = slice(s, s + chunk_rows)
+            scores[:, rows] = _level_scores(x_e[:, rows], known_e[:, rows], mean, cov, layout)
+    gauss, probs = collapse(est.double(), scores, layout, is_cat, n_levels)
+    return gauss.float(), probs.float(), fit

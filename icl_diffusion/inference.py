@@ -13,12 +13,16 @@ Strategy for any table size (documented in the README):
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
+from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
-from .sampling import sample
-from .training import CLIP
+from .sampling import count_calls, repaint_schedule, sample
+from .scaling import CLIP
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -62,12 +66,12 @@ class TableDenoiser:
         n_classes = self.n_classes.expand(S, Fe)
         kr = self.key_rows.to(x_t.device)
         if self.model.cfg.gaussian_feature and self._fit is None:
-            self._fit = self.model.fit_gaussian(x_t[:1, kr], known[:1, kr], is_cat[:1])
+            self._fit = self.model.fit_gaussian(x_t[:1, kr], known[:1, kr], is_cat[:1], n_classes[:1])
         fit = self._fit
         if len(kr) == N:  # small table: one pass, every row a key row
             return self.model(x_t, t, known, is_cat, n_classes, gaussian_fit=fit)
         num = x_t.new_empty(S, N, Fe)
-        logits = x_t.new_empty(S, N, Fe, self.model.cfg.max_classes)
+        logits = x_t.new_empty(S, N, Fe, max(2, int(self.n_classes.max())))
         if self.cache_context and self._cache is not None:
             ctx, (k_num, k_logits) = self._cache
             num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
@@ -153,3 +157,79 @@ def impute_standardized(
         den, diffusion, x_rep, k_rep, method=method, n_steps=n_steps, jump_length=jump_length,
         jump_n_sample=jump_n_sample, generator=generator, is_cat=is_cat[None, None, :], clip=CLIP,
     )
+
+
+def impute(
+    pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
+    n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
+    max_context_rows: int = 512, chunk_rows: int = 1024, seed: int = 0, key_rows: np.ndarray | None = None,
+    progress: bool = False, return_logits: bool = False,
+):
+    """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
+    inference engine behind the estimators, the CLI and the benchmarks.
+
+    The one-call point estimate when ``method="ddim", n_steps=1, n_samples=1`` (then also the logits
+    (N, F, C) if ``return_logits``), else ``impute_standardized``. Key rows: ``key_rows``, or a seeded choice
+    of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
+    rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
+    to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
+    by a forward hook on the network (one tick per forward pass).
+    """
+    model, diffusion = pretrained.model, pretrained.diffusion
+    dev = next(model.parameters()).device
+    N = x.shape[0]
+    known_t = torch.as_tensor(known)
+    cpu_gen = torch.Generator().manual_seed(seed)
+    keys = choose_key_rows(known_t, max_context_rows, cpu_gen) if key_rows is None else torch.as_tensor(key_rows)
+    rows = torch.as_tensor(~known).any(1)
+    rows[keys] = True
+    rows = rows.nonzero().squeeze(1)  # (R,) sorted: key rows + rows with something to impute
+    pos = torch.full((N,), -1, dtype=torch.long)
+    pos[rows] = torch.arange(len(rows))
+    keys_sub = pos[keys]
+    xs, ks = torch.as_tensor(x)[rows].to(dev), known_t[rows].to(dev)
+    cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
+    n_query = len(rows) - len(keys_sub)
+    chunks = math.ceil(n_query / chunk_rows) if n_query else 0
+    point = method == "ddim" and n_steps == 1 and n_samples == 1
+    if point:
+        total = 1 + chunks
+    else:
+        chain_len = diffusion.respaced(n_steps).n_chain
+        steps = (count_calls(repaint_schedule(chain_len, jump_length, jump_n_sample))[0]
+                 if method == "repaint" or jump_n_sample > 1 else chain_len)
+        cached = method != "repaint" and bool(ks[keys_sub.to(dev)].all())
+        total = steps if not n_query else steps * chunks + (1 if cached else steps)
+    bar = hook = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="imputing" if n_samples == 1 else f"{n_samples} imputations", unit="pass",
+                   leave=False)
+        hook = model.register_forward_hook(lambda *_: bar.update(1))
+    try:
+        if point:
+            x0, logits = one_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)
+            out_sub = x0[None]
+        else:
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            out_sub = impute_standardized(
+                model, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
+                jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
+                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub,
+            )
+    finally:
+        if bar is not None:
+            hook.remove()
+            bar.close()
+    # No NaN or inf leaves: numeric cells are clamped to the network's input range.
+    out_sub = torch.nan_to_num(out_sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
+    out = torch.as_tensor(x)[None].repeat(n_samples, 1, 1)
+    out[:, rows] = torch.where(torch.as_tensor(known)[rows], out[:, rows], out_sub)
+    if return_logits:
+        if not point:
+            raise ValueError("logits come only with the one-call point estimate")
+        full = torch.zeros(N, *logits.shape[1:])
+        full[rows] = logits.float().cpu()
+        return out.numpy(), full.numpy()
+    return out.numpy()

@@ -81,6 +81,7 @@ class DiffusionLitModule(L.LightningModule):
         self.model = Denoiser(self.model_cfg)
         self.diffusion = GaussianDiffusion(**asdict(self.diffusion_cfg))
         self.tables_seen = 0
+        self.history: dict = {}  # init_from and the tables its weights had seen (cumulative metadata)
         self._val_batches: list[dict] | None = None
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -145,9 +146,11 @@ class DiffusionLitModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tables_seen"] = self.tables_seen
+        checkpoint["history"] = self.history
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tables_seen = checkpoint.get("tables_seen", 0)
+        self.history = checkpoint.get("history", {})
 
 
 class PriorDataModule(L.LightningDataModule):

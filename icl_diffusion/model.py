@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import MASK
-from .gaussian_feature import gaussian_estimate, table_gaussian
+from .gaussian_feature import cell_estimates
 
 
 @dataclass
@@ -34,7 +34,9 @@ class DenoiserConfig:
     n_blocks: int = 4  # each block = row attention + feature attention + MLP
     n_heads: int = 4
     mlp_ratio: int = 2
-    max_classes: int = 10  # categorical columns with more levels are rejected by the API
+    # Levels of a categorical column (and classes of a target) the API accepts. No weight depends on it:
+    # levels are told apart by random identity vectors (below), so any count up to this works.
+    max_classes: int = 100
     row_attention: str = "full"  # "full": attend to key rows (capped by the caller); "isab": induced points
     n_inducing: int = 32  # only for "isab"
     num_steps: int = 1000  # diffusion length, to scale t into the time embedding
@@ -45,6 +47,12 @@ class DenoiserConfig:
     # (gaussian_feature.py): in-context linear regression for free, the network learns the rest.
     gaussian_feature: bool = True
     gaussian_em_iters: int = 0  # EM refinements of the feature's Gaussian fit (0 = pairwise covariance)
+    # Categorical columns enter that Gaussian fit one-hot: every categorical cell gets a closed-form
+    # class-probability estimate (embedded in its token, and added to its logits as a skip connection).
+    categorical_feature: bool = True
+    # Random per-level identity vectors (like the column identities): category codes are unordered labels,
+    # so a level is embedded, and scored, through a vector that means nothing outside its table.
+    level_embed_dim: int = 32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,14 +166,19 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.value = nn.Sequential(nn.Linear(2 if cfg.gaussian_feature else 1, d), nn.GELU(), nn.Linear(d, d))
-        self.category = nn.Embedding(cfg.max_classes + 1, d)  # last index = MASK (absorbed)
+        self.level_in = nn.Linear(cfg.level_embed_dim, d)  # a level distribution's mean identity vector
+        self.mask_token = nn.Parameter(torch.zeros(d))  # added to absorbed (MASK) categorical cells
         self.flags = nn.Embedding(4, d)  # (known, is_cat) pairs
         self.col_proj = nn.Linear(cfg.col_embed_dim, d, bias=False) if cfg.col_embed_dim else None
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         self.norm_out = nn.LayerNorm(d)
         self.num_head = nn.Linear(d, 1)
-        self.cat_head = nn.Linear(d, cfg.max_classes)
+        # Logit of level k = <query of the cell, key of level k's identity vector> (+ log of the closed-form
+        # probability): any number of levels, and relabelling levels relabels the logits the same way.
+        self.level_q = nn.Linear(d, d)
+        self.level_k = nn.Linear(cfg.level_embed_dim, d)
+        self.prob_skip = nn.Parameter(torch.ones(()))
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         half = self.cfg.d_model // 2
@@ -179,25 +192,44 @@ class Denoiser(nn.Module):
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n_features, self.cfg.col_embed_dim, generator=g).to(device)
 
-    def embed(self, x, known, is_cat, gauss=None):
-        """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F) and the
-        linear-Gaussian estimate gauss (B, N, F) when the config uses it."""
+    def level_embeddings(self, n_features: int, n_levels: int, seed: int = 1, device=None) -> torch.Tensor:
+        """The default level identity vectors (F, n_levels, level_embed_dim): seeded like the column
+        identities; training draws fresh ones for every table."""
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(n_features, n_levels, self.cfg.level_embed_dim, generator=g).to(device)
+
+    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None):
+        """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F), the level identity
+        vectors (B or 1, F, C, level_embed_dim), and the closed-form estimates when the config uses them:
+        gauss (B, N, F) for numeric cells, probs (B, N, F, C) for categorical ones.
+
+        A categorical cell embeds a distribution over its levels: its code (one-hot) when known or revealed,
+        the closed-form probabilities (or nothing) while absorbed."""
         cat = is_cat[:, None, :].expand_as(x)
         value = torch.where(cat, torch.zeros_like(x), x).unsqueeze(-1)
         if gauss is not None:
             value = torch.cat([value, gauss.unsqueeze(-1)], -1)
         num_tok = self.value(value)
-        codes = torch.where(cat & (x != MASK), x, torch.full_like(x, self.cfg.max_classes)).long()
-        codes = codes.clamp(0, self.cfg.max_classes)
-        cat_tok = self.category(codes)
+        C = level_embed.shape[-2]
+        masked = cat & (x == MASK)
+        codes = torch.where(cat & ~masked, x, torch.zeros_like(x)).long().clamp(0, C - 1)
+        dist = F.one_hot(codes, C).to(x.dtype)  # (B, N, F, C)
+        dist = torch.where(masked.unsqueeze(-1), torch.zeros_like(dist) if probs is None else probs, dist)
+        cat_tok = self.level_in(torch.einsum("bnfc,bfce->bnfe", dist, level_embed.expand(x.shape[0], -1, -1, -1)))
+        cat_tok = cat_tok + masked.unsqueeze(-1) * self.mask_token
         tok = torch.where(cat.unsqueeze(-1), cat_tok, num_tok)
         return tok + self.flags(known.long() * 2 + cat.long())
 
-    def heads(self, h, n_classes):
+    def heads(self, h, n_classes, level_embed, probs=None):
+        """Numeric output (B, N, F) and level logits (B, N, F, C); levels beyond a column's count get -1e4."""
         h = self.norm_out(h)
-        logits = self.cat_head(h)  # (B, N, F, C)
-        valid = torch.arange(self.cfg.max_classes, device=h.device) < n_classes.clamp(min=1)[:, None, :, None]
-        return self.num_head(h).squeeze(-1), logits.masked_fill(~valid, -1e4)  # (B, N, F, C)
+        B, C = h.shape[0], level_embed.shape[-2]
+        keys = self.level_k(level_embed).expand(B, -1, -1, -1)  # (B, F, C, D)
+        logits = torch.einsum("bnfd,bfcd->bnfc", self.level_q(h), keys) / math.sqrt(h.shape[-1])
+        if probs is not None:
+            logits = logits + self.prob_skip * probs.clamp(min=1e-4).log()
+        valid = torch.arange(C, device=h.device) < n_classes.clamp(min=1)[:, None, :, None]
+        return self.num_head(h).squeeze(-1), logits.masked_fill(~valid, -1e4)
 
     def forward(
         self,
@@ -212,6 +244,7 @@ class Denoiser(nn.Module):
         return_context: bool = False,
         col_embed: torch.Tensor | None = None,
         gaussian_fit: tuple[torch.Tensor, torch.Tensor] | None = None,
+        level_embed: torch.Tensor | None = None,
     ):
         """Denoise one step.
 
@@ -226,24 +259,32 @@ class Denoiser(nn.Module):
                 rows (``key_mask`` is ignored).
             col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
                 seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
-            gaussian_fit: (mean (B or 1, F), cov (B or 1, F, F)) from ``fit_gaussian`` on the same key rows'
+            gaussian_fit: (mean (B or 1, E), cov (B or 1, E, E)) from ``fit_gaussian`` on the same key rows'
                 known cells, to skip refitting (a sampler's known cells do not change between its calls).
+            level_embed: (B or 1, F, >= C, level_embed_dim) level identity vectors; None = the seeded default.
         Returns:
-            (num_out (B, N, F), logits (B, N, F, max_classes)), plus the context if return_context.
+            (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), plus the context if return_context.
         """
         unknown = (~known).unsqueeze(-1).float()
         temb = self.time_embedding(t)
-        gauss, fit = None, None
+        n_levels = max(2, int(n_classes.max()))
+        if level_embed is None:
+            level_embed = self.level_embeddings(x.shape[2], n_levels, device=x.device)
+        level_embed = level_embed[..., :n_levels, :]
+        level_embed = level_embed if level_embed.dim() == 4 else level_embed.unsqueeze(0)  # (B or 1, F, C, E)
+        gauss, probs, fit = None, None, None
         if self.cfg.gaussian_feature:
             seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters
             if context is not None:
                 fit = context["gaussian"]
             elif gaussian_fit is not None:
                 fit = gaussian_fit
-            else:
-                fit = table_gaussian(x, seen, is_cat, key_mask, self.cfg.gaussian_em_iters)
-            gauss = gaussian_estimate(x, seen, is_cat, fit[1], fit[0])
-        h = self.embed(x, known, is_cat, gauss) + temb[:, None, None, :] * unknown
+            gauss, probs, fit = cell_estimates(
+                x, seen, is_cat, n_classes, n_levels, fit, key_mask, self.cfg.gaussian_em_iters,
+                self.cfg.categorical_feature)
+            if not self.cfg.categorical_feature:
+                probs = None
+        h = self.embed(x, known, is_cat, level_embed, gauss, probs) + temb[:, None, None, :] * unknown
         if self.col_proj is not None:
             if col_embed is None:
                 col_embed = self.column_embeddings(x.shape[2], device=x.device)
@@ -252,13 +293,16 @@ class Denoiser(nn.Module):
         for b, block in enumerate(self.blocks):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
-        out = self.heads(h, n_classes)
+        out = self.heads(h, n_classes, level_embed, probs)
         return (*out, {"kv": kvs, "gaussian": fit}) if return_context else out
 
-    def fit_gaussian(self, x, known, is_cat, key_mask=None, col_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``): mean (B, F), cov (B, F, F)."""
+    def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
+        """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded
+        with one-hot level columns: mean (B, E), cov (B, E, E)."""
         seen = known if col_mask is None else known & col_mask[:, None, :]
-        return table_gaussian(x, seen, is_cat, key_mask, self.cfg.gaussian_em_iters)
+        n_levels = max(2, int(n_classes.max()))
+        return cell_estimates(x, seen, is_cat, n_classes, n_levels, None, key_mask, self.cfg.gaussian_em_iters,
+                              self.cfg.categorical_feature)[2]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

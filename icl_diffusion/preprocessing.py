@@ -8,7 +8,7 @@ their own dtype), only missing cells are decoded.
 
 Column rules (decided at fit, from the observed values):
 - numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers): standardized with
-  the observed mean and std exactly as ``training.standardize`` does, clamped to +-CLIP for the network.
+  the observed mean and std exactly as ``scaling.standardize`` does, clamped to +-CLIP for the network.
   When every observed value is an integer, imputations are rounded; a float DataFrame column that is only
   float because of its missing values (integer-valued, with NaN) comes back as int64 once filled.
 - categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted
@@ -27,7 +27,7 @@ import scipy.sparse
 import torch
 from pandas.api.types import infer_dtype
 
-from .training import CLIP, standardize
+from .scaling import CLIP, standardize
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 _EPOCH_SECONDS = pd.Timedelta(seconds=1)
@@ -197,7 +197,7 @@ def _columns(table: pd.DataFrame | np.ndarray):
 
 
 def _moments(values: np.ndarray) -> tuple[float, float]:
-    """Mean and std of observed values, exactly as ``training.standardize`` computes them (float64)."""
+    """Mean and std of observed values, exactly as ``scaling.standardize`` computes them (float64)."""
     x = torch.from_numpy(values)[None, :, None]
     _, mean, std = standardize(x, torch.ones_like(x, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool))
     return float(mean), float(std)
@@ -214,7 +214,7 @@ class TablePreprocessor:
         feature_names_: the DataFrame's column labels, or None when fitted on an array.
     """
 
-    def __init__(self, max_classes: int = 10) -> None:
+    def __init__(self, max_classes: int = 100) -> None:
         self.max_classes = max_classes
 
     def fit(self, X) -> TablePreprocessor:

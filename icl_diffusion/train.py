@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .lit import DiffusionLitModule, PriorDataModule
 from .resources import shipped_dir
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = str(shipped_dir("conf"))
 
@@ -61,7 +64,10 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
     model_cfg, diffusion_cfg, init = _plain(cfg.model), _plain(cfg.diffusion), None
     if cfg.get("init_from"):
         # Fine-tuning: the checkpoint decides the architecture and the noise schedule.
-        init = load_checkpoint(cfg.init_from)
+        init = load_checkpoint(cfg.init_from, strict=False)  # an older architecture keeps what still fits
+        if init.info["fresh_parameters"] or init.info["dropped_parameters"]:
+            log.warning("init_from %s: fresh %s, dropped %s", cfg.init_from, init.info["fresh_parameters"],
+                        init.info["dropped_parameters"])
         model_cfg = {**init.model.cfg.to_dict(), **_plain(cfg.get("init_overrides"))}
         diffusion_cfg = {"num_steps": init.diffusion.num_steps, "schedule": init.diffusion.schedule,
                          "prediction": init.diffusion.prediction}
@@ -71,6 +77,9 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
     )
     if init is not None:
         module.model.load_state_dict(init.model.state_dict())
+        # Cumulative training record: what the starting weights had seen, carried into the export.
+        module.history = {"init_from": str(cfg.init_from),
+                          "tables_seen_before": int(init.info.get("tables_seen_total", init.info.get("tables_seen", 0)))}
     data = PriorDataModule(prior=_plain(cfg.prior), seed=cfg.seed, num_workers=cfg.num_workers,
                            batch_size=cfg.get("batch_size"), device=cfg.get("prior_device", "cpu"))
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
@@ -101,8 +110,10 @@ def train(cfg: DictConfig) -> DiffusionLitModule:
 
 def export(module: DiffusionLitModule, path: str | os.PathLike, steps: int | None = None) -> Path:
     """Inference checkpoint (safetensors, fp16) from a trained module."""
+    history = module.history
     info = {"tables_seen": module.tables_seen, "steps": int(module.global_step if steps is None else steps),
-            "prior": module.prior_overrides, "loss": module.loss_cfg.to_dict()}
+            "tables_seen_total": history.get("tables_seen_before", 0) + module.tables_seen,
+            "prior": module.prior_overrides, "loss": module.loss_cfg.to_dict(), **history}
     return save_checkpoint(path, module.model, module.diffusion, info=info)
 
 

@@ -15,28 +15,7 @@ import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
 from .model import Denoiser
-
-CLIP = 8.0  # standardized values are clamped for the network: rare outliers must not dominate the loss
-
-
-def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-column standardization with the mean and std of the *known* cells (as at inference).
-
-    x: (B, N, F) raw values; known: (B, N, F); is_cat: (B, F). Categorical columns pass through.
-    Returns (x_std clamped to +-CLIP, mean (B, 1, F), std (B, 1, F)).
-    """
-    w = known.float()
-    count = w.sum(1, keepdim=True).clamp(min=1)
-    xz = torch.where(known, x, torch.zeros_like(x))
-    mean = xz.sum(1, keepdim=True) / count
-    var = (torch.where(known, x - mean, torch.zeros_like(x)) ** 2).sum(1, keepdim=True) / count
-    std = var.sqrt()
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant columns: shift only
-    cat = is_cat[:, None, :]
-    mean = torch.where(cat, torch.zeros_like(mean), mean)
-    std = torch.where(cat, torch.ones_like(std), std)
-    x_std = torch.where(cat.expand_as(x), x, ((x - mean) / std).clamp(-CLIP, CLIP))
-    return x_std, mean, std
+from .scaling import standardize
 
 
 @dataclass
@@ -85,7 +64,10 @@ def training_loss(
     col_embed = None
     if model.cfg.col_embed_dim:  # fresh identities per table: the network may not memorize any
         col_embed = torch.randn(B, Fe, model.cfg.col_embed_dim, generator=generator, device=dev)
-    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed)
+    n_levels = max(2, int(n_classes.max()))  # fresh level identities per table and column, likewise
+    level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
+    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
+                        level_embed=level_embed)
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)

@@ -7,6 +7,8 @@ Each such property is switched on per column at random with the probabilities in
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -44,6 +46,9 @@ def make_columns(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_features: int) -> 
     other = nodes.gather(2, rng.randint_t((B, 1, F), 0, M - 1).expand(B, N, F))
     mix = rng.uniform_t((B, 1, F), *cfg.categorical_mix)
     codes = categorize(rng, z + mix * standardize(other), n_classes, cfg.max_classes)
+    if cfg.p_multinomial > 0:
+        multinomial = rng.bernoulli_t((B, 1, F), cfg.p_multinomial)
+        codes = torch.where(multinomial, multinomial_codes(cfg, rng, nodes, n_classes), codes)
 
     numeric = post_transform(cfg, rng, z, is_target)
     x = torch.where(is_cat.unsqueeze(1), codes.to(z.dtype), numeric)
@@ -51,10 +56,28 @@ def make_columns(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_features: int) -> 
 
 
 def _draw_n_classes(cfg: PriorConfig, rng: Rng, B: int, F: int, n_rows: int) -> Tensor:
-    """Number of levels (B, F) in [2, k_max]: binary with p_binary, else uniform."""
+    """Number of levels (B, F) in [2, k_max]: binary with p_binary, else log-uniform in [2, k_max] (few
+    levels are common in real tables, many-level columns rarer but present)."""
     k_max = max(2, min(cfg.max_classes, n_rows // cfg.min_rows_per_class))
-    k = rng.randint_t((B, F), 2, k_max)
+    k = torch.exp(rng.uniform_t((B, F), 0.0, 1.0) * (math.log(k_max + 1) - math.log(2)) + math.log(2))
+    k = k.floor().long().clamp(2, k_max)
     return torch.where(rng.bernoulli_t((B, F), cfg.p_binary), 2, k)
+
+
+def multinomial_codes(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_classes: Tensor) -> Tensor:
+    """Codes (B, N, F) as the argmax over levels of a linear score of a few random parent nodes plus a
+    per-level bias and Gumbel noise (a multinomial logit model); levels >= n_classes are never drawn."""
+    B, N, M = nodes.shape
+    F, K = n_classes.shape[1], cfg.max_classes
+    P = rng.int_uniform(*cfg.multinomial_parents)
+    parents = standardize(nodes.gather(2, rng.randint_t((B, 1, P), 0, M - 1).expand(B, N, P)))  # (B, N, P)
+    weights = rng.randn(B, P, F * K)
+    bias = rng.randn(B, 1, F * K) * cfg.multinomial_bias_std
+    temp = rng.log_uniform_t((B, 1, F, 1), *cfg.multinomial_noise)
+    u = rng.rand(B, N, F, K).clamp(1e-7, 1 - 1e-7)
+    score = (torch.bmm(parents, weights) + bias).view(B, N, F, K) - temp * torch.log(-torch.log(u))
+    unused = torch.arange(K, device=nodes.device) >= n_classes[:, None, :, None]
+    return score.masked_fill(unused, float("-inf")).argmax(-1)
 
 
 def categorize(rng: Rng, score: Tensor, n_classes: Tensor, max_classes: int) -> Tensor:

@@ -84,10 +84,17 @@ class PriorConfig:
     p_has_categorical: float = 0.5  # a table has categorical feature columns at all
     categorical_frac: tuple[float, float] = (0.1, 0.6)
     max_classes: int = 10
-    p_binary: float = 0.3  # a categorical column has exactly 2 levels (else uniform 2..max_classes)
+    p_binary: float = 0.3  # a categorical column has exactly 2 levels (else log-uniform 3..max_classes)
     min_rows_per_class: int = 4  # caps levels at rows // this, so small tables don't get empty classes
     # Weight of a second, hidden node mixed into the score a categorical column is binned from.
     categorical_mix: tuple[float, float] = (0.0, 0.5)
+    # Share of categorical columns drawn as a multinomial logit of several SCM nodes (each level its own
+    # linear score of the parents plus a level bias, the argmax after Gumbel noise: regions in several
+    # dimensions, rare levels when a bias is low) instead of thresholds on one score.
+    p_multinomial: float = 0.0
+    multinomial_parents: tuple[int, int] = (1, 4)
+    multinomial_bias_std: float = 1.0  # spread of the level biases: larger, more imbalanced levels
+    multinomial_noise: tuple[float, float] = (0.05, 1.0)  # Gumbel temperature (log-uniform), label noise
 
     # ---- post-transforms of numeric columns (each independently per column) ----
     max_abs_z: float = 10.0  # standardized columns are clamped here first so exp() and scales stay finite

@@ -1,7 +1,7 @@
 import torch
 
-from icl_diffusion.gaussian_feature import gaussian_estimate, table_covariance, table_gaussian
-from icl_diffusion.training import standardize
+from icl_diffusion.gaussian_feature import cell_estimates, gaussian_estimate, table_covariance, table_gaussian
+from icl_diffusion.scaling import standardize
 
 
 def _gaussian_table(n=2000, f=4, seed=0):
@@ -101,3 +101,58 @@ def test_em_fit_ignores_categorical_non_key_rows_and_empty_columns():
         assert torch.all(cov[0, col, torch.arange(5) != col] == 0)
     est = gaussian_estimate(x, known, is_cat, cov, mean)
     assert torch.isfinite(est).all() and torch.all(est[0, :, 3] == 0)
+
+
+def _class_table(n=600, seed=0):
+    """Three Gaussian classes with a shared covariance in 3 numeric columns (LDA's model), as one table:
+    numeric columns standardized, the class as a categorical column (code), hidden in the last 200 rows."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.5, 0.0], [3.0, 0.0, 1.0]])
+    x = centres[y] + torch.randn(n, 3, generator=g) @ torch.tensor([[1.0, 0.3, 0.0], [0.0, 1.0, 0.2], [0.0, 0.0, 1.0]])
+    x = (x - x.mean(0)) / x.std(0)
+    table = torch.cat([x, y[:, None].float()], 1)[None]
+    known = torch.ones_like(table, dtype=torch.bool)
+    known[0, -200:, 3] = False
+    is_cat = torch.tensor([[False, False, False, True]])
+    n_classes = torch.tensor([[0, 0, 0, 3]])
+    return table, known, is_cat, n_classes, y
+
+
+def test_categorical_probabilities_are_linear_discriminant_posteriors():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    table, known, is_cat, n_classes, y = _class_table()
+    key = torch.ones(1, table.shape[1], dtype=torch.bool)
+    key[0, -200:] = False  # fit on the labelled rows, as a classifier's context
+    _, probs, _ = cell_estimates(table, known, is_cat, n_classes, 3, key_mask=key, em_iters=10)
+    x = table[0, :, :3].numpy()
+    lda = LinearDiscriminantAnalysis().fit(x[:-200], y[:-200].numpy())
+    expected = torch.tensor(lda.predict_proba(x[-200:]), dtype=torch.float32)
+    # The same model, fitted a little differently (shrinkage toward the diagonal): close, not equal.
+    assert (probs[0, -200:, 3] - expected).abs().mean() < 0.03
+    assert (probs[0, -200:, 3].argmax(-1) == expected.argmax(-1)).float().mean() > 0.95
+    # Known cells: their own level with certainty; numeric columns carry no probabilities.
+    assert torch.equal(probs[0, :-200, 3], torch.nn.functional.one_hot(y[:-200], 3).float())
+    assert torch.all(probs[0, :, :3] == 0)
+
+
+def test_known_categories_inform_numeric_estimates_and_relabelling_levels_permutes_probabilities():
+    table, known, is_cat, n_classes, _ = _class_table(seed=1)
+    known = known.clone()
+    known[0, -200:, 3] = True  # classes known ...
+    known[0, -200:, 0] = False  # ... first numeric column hidden
+    gauss = cell_estimates(table, known, is_cat, n_classes, 3, em_iters=10)[0]
+    numeric_only = cell_estimates(table, known, is_cat, n_classes, 3, em_iters=10, categorical=False)[0]
+    truth = table[0, -200:, 0]
+    err_with = (gauss[0, -200:, 0] - truth).pow(2).mean()
+    err_without = (numeric_only[0, -200:, 0] - truth).pow(2).mean()
+    assert err_with < 0.8 * err_without  # the class says where the first column's centre lies
+    perm = torch.tensor([2, 0, 1])  # level c is relabelled perm[c]
+    relabelled = table.clone()
+    relabelled[0, :, 3] = perm[table[0, :, 3].long()].float()
+    hidden = known.clone()
+    hidden[0, -200:, 3] = False
+    p = cell_estimates(table, hidden, is_cat, n_classes, 3, em_iters=10)[1]
+    p_relabelled = cell_estimates(relabelled, hidden, is_cat, n_classes, 3, em_iters=10)[1]
+    torch.testing.assert_close(p_relabelled[..., 3, perm], p[..., 3, :], atol=1e-5, rtol=0)

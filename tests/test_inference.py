@@ -11,7 +11,7 @@ from icl_diffusion.diffusion import GaussianDiffusion
 from icl_diffusion.inference import TableDenoiser, choose_key_rows, impute_standardized
 from icl_diffusion.model import Denoiser, DenoiserConfig
 from icl_diffusion.sampling import count_calls, repaint_schedule, sample
-from icl_diffusion.training import CLIP
+from icl_diffusion.scaling import CLIP
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: tiny tensors, shared 2-core machine
 

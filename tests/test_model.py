@@ -16,8 +16,7 @@ ROW_ATTENTION = ["full", "isab"]
 
 def make_model(row_attention: str, seed: int = 0) -> Denoiser:
     torch.manual_seed(seed)
-    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, mlp_ratio=2, max_classes=5,
-                         row_attention=row_attention, n_inducing=6, gaussian_em_iters=3)
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, mlp_ratio=2, row_attention=row_attention, n_inducing=6, gaussian_em_iters=3)
     return Denoiser(cfg).eval()
 
 
@@ -90,10 +89,11 @@ def test_feature_permutation_equivariance(row_attention, with_masks):
                      col_embed=col_embed)
     _close(num_e, num)  # None means the seeded default
     perm = torch.randperm(x.shape[2], generator=torch.Generator().manual_seed(4))
+    level_embed = model.level_embeddings(x.shape[2], int(n_classes.max()))  # level identities travel too
     for emb in (col_embed[perm], col_embed[perm].expand(x.shape[0], -1, -1)):
         num_p, logits_p = model(x[:, :, perm], t, known[:, :, perm], is_cat[:, perm], n_classes[:, perm],
                                 key_mask=key_mask, col_mask=None if col_mask is None else col_mask[:, perm],
-                                col_embed=emb)
+                                col_embed=emb, level_embed=level_embed[perm])
         _close(num_p, num[:, :, perm])
         _close(logits_p, logits[:, :, perm])
 
@@ -208,7 +208,7 @@ def test_categorical_logits_beyond_n_classes_are_minus_infinity():
     model = make_model("full")
     x, t, known, is_cat, n_classes = make_inputs(12)
     _, logits = model(x, t, known, is_cat, n_classes)
-    C = model.cfg.max_classes
+    C = int(n_classes.max())  # as many logits as the table's largest level count
     assert logits.shape == x.shape + (C,)
     valid = torch.arange(C) < n_classes.clamp(min=1)[:, None, :, None]  # (B, 1, F, C)
     valid = valid.expand_as(logits)
@@ -230,3 +230,34 @@ def test_config_round_trip_and_parameter_count():
     num, logits = model(x, t, known, is_cat, n_classes)
     (num.sum() + logits.clamp(min=-100).sum()).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@torch.no_grad()
+def test_relabelling_levels_permutes_logits():
+    """Codes are unordered labels: relabelling a column's levels (and moving its level identity vectors with
+    them) permutes that column's logits the same way and changes nothing else."""
+    model = make_model("full")
+    x, t, known, is_cat, n_classes = make_inputs(21)
+    level_embed = model.level_embeddings(x.shape[2], 5)
+    num, logits = model(x, t, known, is_cat, n_classes, level_embed=level_embed)
+    perm = torch.tensor([3, 0, 4, 1, 2])  # column 3 (5 levels): level c becomes perm[c]
+    x_r = x.clone()
+    codes = x[:, :, 3]
+    x_r[:, :, 3] = torch.where(codes == MASK, codes, perm[codes.clamp(min=0).long()].float())
+    emb_r = level_embed.clone()
+    emb_r[3, perm] = level_embed[3]
+    num_r, logits_r = model(x_r, t, known, is_cat, n_classes, level_embed=emb_r)
+    _close(num_r, num)
+    _close(logits_r[:, :, 3][..., perm], logits[:, :, 3])
+    _close(logits_r[:, :, 1], logits[:, :, 1])
+
+
+@torch.no_grad()
+def test_hundred_levels_without_retraining():
+    model = make_model("full")
+    x, t, known, is_cat, n_classes = make_inputs(22)
+    n_classes[:, 3] = 100
+    x[:, :, 3] = torch.where(known[:, :, 3], torch.randint(0, 100, x[:, :, 3].shape).float(), MASK)
+    _, logits = model(x, t, known, is_cat, n_classes)
+    assert logits.shape[-1] == 100 and bool(torch.isfinite(logits).all())
+    assert bool((logits[:, :, 1, 3:] == -1e4).all())  # column 1 has 3 levels

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from icl_diffusion.preprocessing import TablePreprocessor, as_table
-from icl_diffusion.training import CLIP, standardize
+from icl_diffusion.scaling import CLIP, standardize
 
 
 def mixed_frame() -> pd.DataFrame:
@@ -119,7 +119,7 @@ def test_datetime_column_round_trip():
         (np.array([[1.0, -np.inf], [2.0, 1.0], [3.0, 0.0]]), "column 1 contains inf"),
         (pd.DataFrame({"x": [np.nan, np.nan, np.nan], "y": [1.0, 2.0, 3.0]}), "column 'x' has no observed values"),
         (pd.DataFrame({"x": [1.0, np.nan, np.nan]}), "column 'x' has 1 observed value"),
-        (pd.DataFrame({"x": [f"level{i}" for i in range(12)]}), "column 'x' has 12 categories.*encode it"),
+        (pd.DataFrame({"x": [f"level{i}" for i in range(101)]}), "column 'x' has 101 categories.*encode it"),
         (pd.DataFrame({"x": pd.Series([], dtype=float)}), "0 sample"),
         (pd.DataFrame(index=range(3)), "0 feature"),
         (np.array([[1.0 + 1j], [2.0]]), "Complex data not supported"),

@@ -1,0 +1,84 @@
+"""Models with the Denoiser's interface that are not the trained network: what the quality tests and the
+benchmarks measure it against.
+
+- ``ClosedFormDenoiser``: the closed-form estimates alone (the Gaussian conditional mean of numeric cells and
+  the one-hot Gaussian class probabilities of categorical cells, ``gaussian_feature.cell_estimates``), with
+  no network. The trained model must beat it: otherwise the network adds nothing to its input feature.
+- ``BlindDenoiser``: the trained network with every observed cell hidden (each cell is predicted from nothing
+  but the table's shape): a model that ignores its inputs. A quality test that this model passes tests nothing.
+- ``random_weights``: the same architecture, freshly initialized.
+
+Each goes through the same estimators and inference engine as the shipped model (``Pretrained(model, ...)``
+is accepted wherever a checkpoint is).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import Pretrained
+from .gaussian_feature import cell_estimates
+from .inference import point_input
+from .model import Denoiser
+
+
+class ClosedFormDenoiser(Denoiser):
+    """Outputs the closed-form estimates as its x0 prediction (numeric) and log-probabilities (categorical).
+
+    Only for x0-prediction diffusions (the shipped one): its numeric output is read as x0 at every step.
+    """
+
+    def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+        seen = known if col_mask is None else known & col_mask[:, None, :]
+        fit = context["gaussian"] if context is not None else gaussian_fit
+        n_levels = max(2, int(n_classes.max()))
+        gauss, probs, fit = cell_estimates(x, seen, is_cat, n_classes, n_levels, fit, key_mask,
+                                           self.cfg.gaussian_em_iters, categorical=True)
+        valid = torch.arange(n_levels, device=x.device) < n_classes.clamp(min=1)[:, None, :, None]
+        logits = probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4)
+        out = (gauss, logits)
+        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit}) if return_context else out
+
+
+class BlindDenoiser(Denoiser):
+    """The network, shown no observed cell: every cell enters as unknown (numeric 0, categorical masked)."""
+
+    def forward(self, x, t, known, is_cat, n_classes, **kwargs):
+        kwargs.pop("gaussian_fit", None)  # a fit of the observed cells would leak them
+        if kwargs.get("context") is not None:
+            kwargs["context"] = {**kwargs["context"], "gaussian": None}
+        hidden = torch.zeros_like(known)
+        x_in = point_input(x, hidden, is_cat[:, None, :])
+        return super().forward(x_in, t, hidden, is_cat, n_classes, **kwargs)
+
+    def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
+        return super().fit_gaussian(x, torch.zeros_like(known), is_cat, n_classes, key_mask, col_mask)
+
+
+def _with_model(pretrained: Pretrained, cls: type[Denoiser], copy_weights: bool) -> Pretrained:
+    model = cls(pretrained.model.cfg)
+    if copy_weights:
+        model.load_state_dict(pretrained.model.state_dict())
+    return Pretrained(model.eval(), pretrained.diffusion, {**pretrained.info, "baseline": cls.__name__})
+
+
+def closed_form(pretrained: Pretrained) -> Pretrained:
+    """The closed-form estimates of ``pretrained``'s config alone, no network."""
+    if pretrained.diffusion.prediction != "x0":
+        raise ValueError("the closed-form baseline needs an x0-prediction diffusion")
+    return _with_model(pretrained, ClosedFormDenoiser, copy_weights=False)
+
+
+def blind(pretrained: Pretrained) -> Pretrained:
+    """``pretrained``'s network with every observed cell hidden."""
+    return _with_model(pretrained, BlindDenoiser, copy_weights=True)
+
+
+def random_weights(pretrained: Pretrained, seed: int = 0) -> Pretrained:
+    """A freshly initialized network of ``pretrained``'s architecture."""
+    torch.manual_seed(seed)
+    return _with_model(pretrained, Denoiser, copy_weights=False)
+
+
+WRONG_MODELS = {"closed_form": closed_form, "blind": blind, "random_weights": random_weights}
