@@ -49,22 +49,15 @@ def gaussian_crps(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float
 
 
 def icl_draws(pretrained, n_steps: int, n_draws: int, variance_mix: float | None = None):
-    """DiffusionImputer.sample with the conditional sampler; ``variance_mix`` replaces the sampler's default
-    (``sampling.sample``) for this method only."""
+    """DiffusionImputer.sample with the conditional sampler (``variance_mix``: None = the default)."""
 
     def draw(x: np.ndarray, seed: int) -> np.ndarray:
-        from icl_diffusion import sampling
         from icl_diffusion.estimators import DiffusionImputer
+        from icl_diffusion.sampling import VARIANCE_MIX
 
-        default = sampling.sample.__kwdefaults__["variance_mix"]
-        if variance_mix is not None:
-            sampling.sample.__kwdefaults__["variance_mix"] = variance_mix
-        try:
-            imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, method="conditional",
-                                   n_steps=n_steps).fit(x)
-            return np.stack(imp.sample(x, n_imputations=n_draws))
-        finally:
-            sampling.sample.__kwdefaults__["variance_mix"] = default
+        imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, method="conditional",
+                               n_steps=n_steps, variance_mix=VARIANCE_MIX if variance_mix is None else variance_mix)
+        return np.stack(imp.fit(x).sample(x, n_imputations=n_draws))
 
     return draw
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .sampling import METHODS
+from .sampling import METHODS, VARIANCE_MIX
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
 # type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
@@ -83,6 +83,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--n-steps", type=int, default=1, help="sampler steps (default 1)")
         p.add_argument("--jump-length", type=int, default=1, help="RePaint jump length (default 1)")
         p.add_argument("--jump-n-sample", type=int, default=1, help="RePaint resamplings (default 1: none)")
+        p.add_argument("--variance-mix", type=float, default=VARIANCE_MIX, help="sampler variance between "
+                       f"beta_tilde (0) and beta (1), log space (default {VARIANCE_MIX})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
     p.add_argument("--max-context-rows", type=int, default=512, help="most rows attended to (default 512)")
@@ -94,7 +96,7 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
 
 def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
-            "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample}
+            "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix}
 
 
 def _common_kwargs(args) -> dict:

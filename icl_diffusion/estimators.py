@@ -35,7 +35,7 @@ from sklearn.utils.validation import (
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
 from .inference import impute
 from .preprocessing import TablePreprocessor, as_table
-from .sampling import METHODS
+from .sampling import METHODS, VARIANCE_MIX
 from .scaling import CLIP, standardize
 
 _LOADED: dict[tuple, Pretrained] = {}
@@ -96,6 +96,9 @@ class _Base(BaseEstimator):
             value = getattr(self, name, 1)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        mix = getattr(self, "variance_mix", VARIANCE_MIX)
+        if not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1:
+            raise ValueError(f"variance_mix must be a number in [0, 1], got {mix!r}")
 
     def _load(self) -> Pretrained:
         return load_model(self.checkpoint, resolve_device(self.device))
@@ -107,7 +110,8 @@ class _Base(BaseEstimator):
         return impute(
             self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples or getattr(self, "n_imputations", 1),
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
-            jump_n_sample=getattr(self, "jump_n_sample", 1), max_context_rows=self.max_context_rows,
+            jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=getattr(self, "variance_mix", VARIANCE_MIX),
+            max_context_rows=self.max_context_rows,
             chunk_rows=self.batch_size, seed=_seed(self.random_state), progress=self.progress, **kw,
         )
 
@@ -127,6 +131,8 @@ class DiffusionImputer(TransformerMixin, _Base):
         method, n_steps, jump_length, jump_n_sample: sampler ("ddim", "conditional", "repaint"); the default
             ddim with one step is the one-call posterior mean.
         n_imputations: imputations averaged by ``transform`` (numeric mean, categorical mode).
+        variance_mix: the samplers' ancestral variance between beta_tilde (0) and beta (1), in log space
+            (``sampling.VARIANCE_MIX``: tuned for calibrated draws).
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
@@ -141,13 +147,14 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
-                 progress=False):
+                 progress=False, variance_mix=VARIANCE_MIX):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
         self.jump_n_sample = jump_n_sample
         self.n_imputations = n_imputations
+        self.variance_mix = variance_mix
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
@@ -332,13 +339,14 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
-                 progress=False):
+                 progress=False, variance_mix=VARIANCE_MIX):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
         self.jump_n_sample = jump_n_sample
         self.n_imputations = n_imputations
+        self.variance_mix = variance_mix
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows

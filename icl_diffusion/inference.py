@@ -21,7 +21,7 @@ import torch
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
-from .sampling import count_calls, repaint_schedule, sample
+from .sampling import VARIANCE_MIX, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 
 
@@ -139,6 +139,7 @@ def impute_standardized(
     chunk_rows: int = 1024,
     generator: torch.Generator | None = None,
     key_rows: torch.Tensor | None = None,
+    variance_mix: float = VARIANCE_MIX,
 ) -> torch.Tensor:
     """Imputations (n_samples, N, F) of one standardized table.
 
@@ -156,6 +157,7 @@ def impute_standardized(
     return sample(
         den, diffusion, x_rep, k_rep, method=method, n_steps=n_steps, jump_length=jump_length,
         jump_n_sample=jump_n_sample, generator=generator, is_cat=is_cat[None, None, :], clip=CLIP,
+        variance_mix=variance_mix,
     )
 
 
@@ -163,7 +165,7 @@ def impute(
     pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
     n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
     max_context_rows: int = 512, chunk_rows: int = 1024, seed: int = 0, key_rows: np.ndarray | None = None,
-    progress: bool = False, return_logits: bool = False,
+    progress: bool = False, return_logits: bool = False, variance_mix: float = VARIANCE_MIX,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -216,7 +218,7 @@ def impute(
             out_sub = impute_standardized(
                 model, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
                 jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
-                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub,
+                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub, variance_mix=variance_mix,
             )
     finally:
         if bar is not None:

@@ -32,6 +32,11 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | 
 METHODS = ("repaint", "conditional", "ddim")
 
 
+# Ancestral steps' variance between beta_tilde (0) and beta (1), in log space: 0.65 gives draws as wide as the
+# exact conditional distribution on Gaussian tables with the shipped model (benchmarks/results/draws*.md).
+VARIANCE_MIX = 0.65
+
+
 def repaint_schedule(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:
     """Timesteps visited by RePaint, as in the official ``get_schedule_jump`` (n_sample = 1).
 
@@ -90,7 +95,7 @@ def sample(
     generator: torch.Generator | None = None,
     is_cat: torch.Tensor | None = None,
     clip: float | None = None,
-    variance_mix: float = 0.65,
+    variance_mix: float = VARIANCE_MIX,
 ) -> torch.Tensor:
     """Fill the unknown cells of ``x_known`` (B, N, F); returns x0 with known cells equal bit for bit.
 

@@ -228,3 +228,13 @@ def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
 def test_device_auto():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_variance_mix_is_a_public_parameter(tiny_checkpoint):
+    df = holey_frame()
+    kw = {"checkpoint": str(tiny_checkpoint), "random_state": 0, "method": "conditional", "n_steps": 3}
+    narrow = DiffusionImputer(variance_mix=0.0, **kw).fit(df).sample(df, n_imputations=2)
+    wide = DiffusionImputer(variance_mix=1.0, **kw).fit(df).sample(df, n_imputations=2)
+    assert not narrow[0].equals(wide[0])  # it reaches the sampler
+    with pytest.raises(ValueError, match="variance_mix must be a number in"):
+        DiffusionImputer(variance_mix=2.0, **kw).fit(df)
