@@ -116,6 +116,33 @@ def test_target_type_follows_p_classification() -> None:
         assert bool((~target_is_cat).all()) == (p == 0.0)
 
 
+def test_multinomial_categoricals_use_their_levels_and_depend_on_other_columns() -> None:
+    """Multinomial-logit categorical columns: codes within their level count, several levels in use, and
+    predictable from the numeric columns (a nearest-neighbour vote beats the mode on most tables)."""
+    generator = torch.Generator().manual_seed(6)
+    cfg = PriorConfig(p_has_categorical=1.0, categorical_frac=(0.3, 0.3), p_multinomial=1.0, max_classes=24,
+                      multinomial_noise=(0.05, 0.05), p_skew=0.0, p_integer=0.0, p_outliers=0.0, p_binary=0.0)
+    batch = sample_batch(cfg, generator, batch_size=32, n_rows=256, n_features=8, family="scm")
+    x, is_cat, n_classes = batch["x"], batch["is_cat"], batch["n_classes"]
+    wins = tables = 0
+    for b in range(x.shape[0]):
+        cats, nums = is_cat[b].nonzero()[:, 0], (~is_cat[b]).nonzero()[:, 0]
+        if len(cats) == 0 or len(nums) == 0:
+            continue
+        j = int(cats[0])
+        codes = x[b, :, j].long()
+        assert codes.min() >= 0 and codes.max() < n_classes[b, j]
+        assert len(codes.unique()) >= 2
+        z = x[b][:, nums]
+        z = (z - z.mean(0)) / z.std(0).clamp(min=1e-6)
+        dist = torch.cdist(z, z) + torch.eye(len(z)) * 1e9
+        neighbours = codes[dist.topk(5, largest=False).indices]  # (N, 5)
+        vote = torch.mode(neighbours, 1).values
+        wins += int((vote == codes).float().mean() > (codes == torch.mode(codes).values).float().mean())
+        tables += 1
+    assert tables >= 10 and wins / tables > 0.7
+
+
 def test_columns_depend_on_each_other() -> None:
     """The prior must teach in-context regression: columns are, on the whole, strongly related."""
     generator = torch.Generator().manual_seed(4)
