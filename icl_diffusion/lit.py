@@ -39,6 +39,9 @@ class OptimConfig:
     max_steps: int = 10_000  # end of the cosine decay
     min_lr_ratio: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
+    # Names (prefixes) of the only parameters trained; empty = all. E.g. the categorical modules alone, on a
+    # frozen trunk, so that a new head learns without moving what the rest of the network already does.
+    train_only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,8 +131,15 @@ class DiffusionLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim_cfg
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "inducing" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2 or "inducing" in n]
+        named = list(self.model.named_parameters())
+        if o.train_only:
+            for n, p in named:
+                p.requires_grad_(n.startswith(tuple(o.train_only)))
+            named = [(n, p) for n, p in named if p.requires_grad]
+            if not named:
+                raise ValueError(f"optim.train_only={list(o.train_only)} matches no parameter of the model")
+        decay = [p for n, p in named if p.dim() >= 2 and "inducing" not in n]
+        no_decay = [p for n, p in named if p.dim() < 2 or "inducing" in n]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=o.lr, betas=tuple(o.betas),

@@ -222,6 +222,23 @@ def test_finetune_from_an_inference_checkpoint(tmp_path):
     assert train(cfg).model.cfg.gaussian_em_iters == 4
 
 
+def test_train_only_freezes_every_other_parameter(tmp_path):
+    """optim.train_only: the named modules learn, the rest keeps its initial weights exactly; the export
+    records the cumulative tables seen (those of the starting checkpoint plus this run's)."""
+    first = train(compose([*SMALL, "trainer.max_steps=1", f"out_dir={tmp_path / 'a'}",
+                           f"export_path={tmp_path / 'a.safetensors'}"]))
+    start = {n: p.detach().clone() for n, p in first.model.named_parameters()}
+    cfg = compose([*SMALL, "trainer.max_steps=3", "prior=default", "optim.train_only=[level_q,prob_skip]",
+                   f"out_dir={tmp_path / 'b'}", f"init_from={tmp_path / 'a.safetensors'}",
+                   f"export_path={tmp_path / 'b.safetensors'}"])
+    module = train(cfg)
+    for n, p in module.model.named_parameters():
+        same = torch.equal(p, start[n].half().float())
+        assert same != n.startswith(("level_q", "prob_skip")), n
+    info = load_checkpoint(tmp_path / "b.safetensors").info
+    assert info["tables_seen_total"] == first.tables_seen + module.tables_seen and info["init_from"]
+
+
 def test_learns_to_beat_mean_imputation(tmp_path):
     """A tiny model, 200 steps on small linear-Gaussian tables (~30 s): its one-call point estimate must
     clearly beat column-mean imputation on fixed validation tables (the exact conditional mean is the
