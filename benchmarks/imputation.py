@@ -63,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rates", default="0.1,0.3,0.5")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (masks, Gaussian table, methods)")
     p.add_argument("--methods", default="icl_point," + ",".join(BASELINES),
-                   help="comma list of icl_point, mean, knn, mice, missforest")
+                   help="comma list of icl_point, closed_form (the closed-form estimates alone, no network), "
+                   "mean, knn, mice, missforest")
     p.add_argument("--sampler-draws", type=int, default=0,
                    help="also run the conditional sampler and average K draws (0 = off; slow on CPU)")
     p.add_argument("--sampler-steps", type=int, default=10)
@@ -90,6 +91,10 @@ def build_methods(args, pretrained) -> dict:
     for name in args.methods.split(","):
         if name == "icl_point":
             methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows)
+        elif name == "closed_form":  # the network's closed-form input estimates alone, same engine
+            from icl_diffusion.baselines import closed_form
+
+            methods[name] = diffusion_imputer(closed_form(pretrained), max_context_rows=args.max_context_rows)
         elif name == "mean":
             methods[name] = mean_imputer
         elif name == "knn":

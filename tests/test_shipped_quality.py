@@ -19,8 +19,8 @@ from icl_diffusion.checkpoint import load_pretrained
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# The network must beat its own closed-form input on held-back synthetic tables by this factor.
-NUMERIC_MARGIN = 0.98
+# The network must beat its own closed-form input on real MNAR tables by this factor (stage 4: 0.656 vs 0.822).
+NUMERIC_MARGIN = 0.9
 FUNCTION_BAR = 0.85  # accuracy on a category that is a deterministic function of a numeric column
 
 
@@ -36,14 +36,14 @@ def failed_checks(pretrained, numeric_reference: float) -> list[str]:
     accuracy, mode = quality.categorical_function_accuracy(pretrained)
     if accuracy < max(FUNCTION_BAR, mode + 0.3):
         failed.append("categorical function of a numeric column")
-    if quality.synthetic_numeric_nrmse(pretrained) > NUMERIC_MARGIN * numeric_reference:
+    if quality.real_numeric_nrmse(pretrained) > NUMERIC_MARGIN * numeric_reference:
         failed.append("numeric imputation past the closed-form estimate")
     return failed
 
 
 @pytest.fixture(scope="module")
 def closed_form_nrmse(shipped):
-    return quality.synthetic_numeric_nrmse(closed_form(shipped))
+    return quality.real_numeric_nrmse(closed_form(shipped))
 
 
 def test_shipped_model_passes_every_check(shipped, closed_form_nrmse):
