@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -22,6 +23,11 @@ from .evaluation import evaluate
 from .model import Denoiser, DenoiserConfig
 from .real_data import real_validation_batches
 from .training import LossConfig, training_loss
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """A 63-bit seed for one (run seed, rank, step), well mixed (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass
@@ -64,6 +70,7 @@ class DiffusionLitModule(L.LightningModule):
         optim: OptimConfig | dict | None = None,
         val: ValConfig | dict | None = None,
         prior: dict | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
 
@@ -79,16 +86,25 @@ class DiffusionLitModule(L.LightningModule):
         self.save_hyperparameters({
             "model": asdict(self.model_cfg), "diffusion": asdict(self.diffusion_cfg),
             "loss": asdict(self.loss_cfg), "optim": asdict(self.optim_cfg), "val": asdict(self.val_cfg),
-            "prior": self.prior_overrides,
+            "prior": self.prior_overrides, "seed": seed,
         })
+        self.seed = seed
         self.model = Denoiser(self.model_cfg)
         self.diffusion = GaussianDiffusion(**asdict(self.diffusion_cfg))
         self.tables_seen = 0
         self.history: dict = {}  # init_from and the tables its weights had seen (cumulative metadata)
         self._val_batches: list[dict] | None = None
 
+    def step_generator(self) -> torch.Generator:
+        """The randomness of this training step (noise, timesteps, unconditional flags, identity vectors),
+        seeded by (run seed, rank, step): every rank draws its own, and a resumed run draws exactly what the
+        uninterrupted run drew at the same step (nothing comes from the global RNG)."""
+        rank = self.global_rank if self._trainer is not None else 0
+        step = self.global_step if self._trainer is not None else 0
+        return torch.Generator(device=self.device).manual_seed(step_seed(self.seed, rank, step))
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg)
+        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator())
         # Every rank draws its own batch; their sizes differ only by chance, so rank 0's count times the
         # world size is the tables seen by the whole run up to that noise.
         world_size = self.trainer.world_size if self._trainer is not None else 1

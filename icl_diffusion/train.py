@@ -73,7 +73,7 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
                          "prediction": init.diffusion.prediction}
     module = DiffusionLitModule(
         model=model_cfg, diffusion=diffusion_cfg, loss=_plain(cfg.loss), optim=_plain(cfg.optim),
-        val=_plain(cfg.val), prior=_plain(cfg.prior),
+        val=_plain(cfg.val), prior=_plain(cfg.prior), seed=int(cfg.seed),
     )
     if init is not None:
         module.model.load_state_dict(init.model.state_dict())

@@ -34,14 +34,17 @@ class Crash(RuntimeError):
 
 
 class Fingerprints(L.Callback):
-    """Appends (rank, step, stream index, hash of x) of every training batch to out_dir/fingerprints.jsonl."""
+    """Appends (rank, step, stream index, hash of x, first noise number of the step) of every training batch
+    to out_dir/fingerprints.jsonl."""
 
     def __init__(self, out_dir: str) -> None:
         self.path = Path(out_dir) / "fingerprints.jsonl"
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         digest = hashlib.sha256(batch["x"].cpu().numpy().tobytes()).hexdigest()[:16]
-        row = {"rank": trainer.global_rank, "step": trainer.global_step, "index": batch["index"], "x": digest}
+        noise = float(torch.rand(1, generator=pl_module.step_generator()))
+        row = {"rank": trainer.global_rank, "step": trainer.global_step, "index": batch["index"], "x": digest,
+               "noise": noise}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -145,7 +148,8 @@ def test_datamodule_refuses_a_state_restored_too_late():
 
 def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
     """Killed at steps 5 and 7 (checkpoints every 2 steps), resumed twice with ckpt_path=last: the run
-    ends at the same step, having stepped on exactly the prior batches an uninterrupted run steps on."""
+    ends at the same step, having stepped on exactly the prior batches and noise an uninterrupted run steps
+    on, with bit-identical weights."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
     common = [*SMALL, "trainer.max_steps=8", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last"]
     ref = train(compose([*common, f"out_dir={ref_dir}", *recorded(ref_dir)]))
@@ -163,9 +167,11 @@ def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
     assert module.tables_seen == ref.tables_seen  # restored, then counted on the same batches
 
     # What each step trained on: the last attempt at each step wins (steps 4 and 6 ran twice).
-    steps = {r["step"]: (r["index"], r["x"]) for r in fingerprints(run_dir)}
-    ref_steps = {r["step"]: (r["index"], r["x"]) for r in fingerprints(ref_dir)}
+    steps = {r["step"]: (r["index"], r["x"], r["noise"]) for r in fingerprints(run_dir)}
+    ref_steps = {r["step"]: (r["index"], r["x"], r["noise"]) for r in fingerprints(ref_dir)}
     assert steps == ref_steps
+    for (name, a), b in zip(module.model.named_parameters(), ref.model.parameters(), strict=True):
+        assert torch.equal(a, b), name
     assert [steps[s][0] for s in range(8)] == list(range(8))
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
@@ -180,6 +186,8 @@ def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
     by_rank = {r: [(x["index"], x["x"]) for x in rows if x["rank"] == r] for r in (0, 1)}
     assert [i for i, _ in by_rank[0]] == [i for i, _ in by_rank[1]] == [0, 1]
     assert all(a[1] != b[1] for a, b in zip(by_rank[0], by_rank[1]))  # same position, different tables
+    noise = {r: [x["noise"] for x in rows if x["rank"] == r] for r in (0, 1)}
+    assert all(a != b for a, b in zip(noise[0], noise[1]))  # and different diffusion noise per rank
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 and ckpt["PriorDataModule"] == {"start_index": 2}
 
