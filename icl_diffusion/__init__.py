@@ -6,6 +6,15 @@ from .estimators import DiffusionClassifier, DiffusionImputer, DiffusionRegresso
 from .model import Denoiser, DenoiserConfig
 from .sampling import repaint_schedule, sample
 
+
+def fine_tune(tables, **kwargs):
+    """Fine-tune a checkpoint on your own tables; see ``icl_diffusion.finetune.fine_tune`` (imported on first
+    use: it needs Lightning, which inference does not)."""
+    from .finetune import fine_tune as run
+
+    return run(tables, **kwargs)
+
+
 __all__ = [
     "Denoiser",
     "DenoiserConfig",
@@ -13,6 +22,7 @@ __all__ = [
     "DiffusionImputer",
     "DiffusionRegressor",
     "GaussianDiffusion",
+    "fine_tune",
     "load_checkpoint",
     "load_pretrained",
     "repaint_schedule",

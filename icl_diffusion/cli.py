@@ -3,7 +3,9 @@
     icl-diffusion impute IN.csv -o OUT.csv [--n-imputations K] [--method ddim] [--n-steps N] [--seed S]
     icl-diffusion predict --train T.csv --test Q.csv --target COL -o OUT.csv [--task auto]
     icl-diffusion demo
-    icl-diffusion pretrain [hydra overrides ...] | finetune --from CKPT [overrides ...] | export CKPT -o OUT
+    icl-diffusion pretrain [hydra overrides ...] | export CKPT -o OUT
+    icl-diffusion finetune --data A.csv [B.csv ...] -o OUT.safetensors [--from CKPT] [max_steps=N ...]
+    icl-diffusion finetune --from CKPT [hydra overrides ...]     (continue pretraining on the prior)
 
 Tables are CSV, or Parquet when the file name ends in ``.parquet`` (needs pyarrow).
 ``impute`` with ``--n-imputations K > 1`` writes multiple imputations in one file, in long format: the K
@@ -143,10 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pretrain on the synthetic prior (Hydra overrides)",
                        description="Run icl_diffusion.train with Hydra overrides, e.g. trainer.max_steps=100.")
     p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
-    p = sub.add_parser("finetune", help="continue training from an inference checkpoint",
-                       description="Pretraining started from an inference checkpoint's weights (init_from).")
-    p.add_argument("--from", dest="init_from", required=True, help="inference checkpoint to start from")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
+    p = sub.add_parser("finetune", help="fine-tune on your tables (--data), or continue pretraining",
+                       description="With --data: fine-tune a checkpoint (--from, default the shipped one) on "
+                       "your tables and write the best validation weights to -o; overrides are FineTuneConfig "
+                       "fields, e.g. max_steps=400 lr=5e-4 p_prior=0.2 val_frac=0.2. Without --data: continue "
+                       "pretraining on the synthetic prior from --from, with Hydra overrides.")
+    p.add_argument("--data", nargs="+", metavar="TABLE", help="CSV or Parquet tables of your domain")
+    p.add_argument("-o", "--output", help="with --data: the fine-tuned checkpoint to write (.safetensors)")
+    p.add_argument("--from", dest="init_from", default=None, help="inference checkpoint to start from")
+    p.add_argument("--resume", action="store_true", help="with --data: continue an interrupted fine-tuning")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on at a terminal)")
+    p.add_argument("--na-values", default=None, help="extra missing-value markers in CSV input")
+    p.add_argument("overrides", nargs="*", help="key=value overrides")
     p = sub.add_parser("export", help="Lightning checkpoint -> inference checkpoint",
                        description="Write the inference checkpoint (safetensors) of a Lightning checkpoint.")
     p.add_argument("ckpt", help="Lightning .ckpt file")
@@ -216,6 +227,34 @@ def cmd_predict(args) -> None:
     write_table(out, args.output)
 
 
+def cmd_finetune(args) -> None:
+    if not args.data:
+        if not args.init_from:
+            raise UserError("finetune needs --data TABLE ... (fine-tune on your tables) or --from CKPT "
+                            "(continue pretraining on the synthetic prior)")
+        if not Path(args.init_from).is_file():
+            raise UserError(f"no such checkpoint: {args.init_from}")
+        _run_hydra("finetune", [*args.overrides, f"init_from={args.init_from}"])
+        return
+    if not args.output:
+        raise UserError("finetune --data needs -o OUT.safetensors")
+    from dataclasses import fields
+
+    from .finetune import FineTuneConfig, fine_tune
+
+    types = {f.name: f.type for f in fields(FineTuneConfig)}
+    settings = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise UserError(f"unknown fine-tuning setting {item!r}; settings: {', '.join(types)}")
+        settings[key] = tuple(int(v) for v in value.strip("[]()").split(",")) if key == "rows" else (
+            float(value) if types[key] == "float" else int(value))
+    tables = [read_table(path, args.na_values) for path in args.data]
+    fine_tune(tables, checkpoint=args.init_from, out=args.output, progress=args.progress, resume=args.resume,
+              **settings)
+
+
 def cmd_demo(args) -> None:
     from .estimators import DiffusionImputer
 
@@ -278,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pretrain":
             _run_hydra("pretrain", args.overrides)
         elif args.command == "finetune":
-            _run_hydra("finetune", [*args.overrides, f"init_from={args.init_from}"])
+            cmd_finetune(args)
         elif args.command == "export":
             path = _training("export", "export_lightning_checkpoint")(args.ckpt, args.output)
             print(f"wrote {path}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -213,6 +213,15 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def _is_cat(self) -> np.ndarray:
         return np.array([c.kind == "categorical" for c in self.preprocessor_.columns_])
+
+    def fine_tune(self, tables, out, **kwargs) -> DiffusionImputer:
+        """Fine-tune this imputer's checkpoint on ``tables`` (``icl_diffusion.fine_tune``: one table or a
+        list; keyword arguments are ``FineTuneConfig`` fields) and return an unfitted copy of this imputer
+        on the new weights, written to ``out``."""
+        from .finetune import fine_tune
+
+        path = fine_tune(tables, checkpoint=self.checkpoint, out=out, **kwargs)
+        return clone(self).set_params(checkpoint=str(path))
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)

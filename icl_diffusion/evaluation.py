@@ -33,23 +33,36 @@ def point_estimate(model: Denoiser, diffusion: GaussianDiffusion, batch: dict) -
     return torch.where(known, x, torch.stack(filled))
 
 
+def _scored(batch: dict) -> torch.Tensor:
+    """Unknown cells whose true value the batch has (all unknown cells, unless ``observed`` says otherwise)."""
+    observed = batch.get("observed")
+    unknown = ~batch["known"].bool()
+    return unknown if observed is None else unknown & observed.bool()
+
+
 def cat_accuracy(filled: torch.Tensor, batch: dict) -> tuple[float, int]:
     """Share of unknown categorical cells filled with their true level, and how many there were."""
-    x, known, is_cat = batch["x"], batch["known"].bool(), batch["is_cat"].bool()
-    cells = ~known & is_cat[:, None, :]
+    x, is_cat = batch["x"], batch["is_cat"].bool()
+    cells = _scored(batch) & is_cat[:, None, :]
     n = int(cells.sum())
     return (float((filled[cells] == x[cells]).float().mean()) if n else float("nan")), n
 
 
-def _column_std(x: torch.Tensor) -> torch.Tensor:
-    return x.std(1, keepdim=True).clamp(min=1e-8)  # (B, 1, F), over the complete data
+def _column_std(x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, F) std over the complete data (or its observed cells)."""
+    if observed is None:
+        return x.std(1, keepdim=True).clamp(min=1e-8)
+    w = observed.to(x.dtype)
+    n = w.sum(1, keepdim=True).clamp(min=2)
+    mean = (x * w).sum(1, keepdim=True) / n
+    return (((x - mean) ** 2 * w).sum(1, keepdim=True) / (n - 1)).sqrt().clamp(min=1e-8)
 
 
 def nrmse(filled: torch.Tensor, batch: dict) -> float:
     """RMSE over unknown numeric cells, each column scaled by its complete-data std."""
-    x, known, is_cat = batch["x"], batch["known"].bool(), batch["is_cat"].bool()
-    cells = ~known & ~is_cat[:, None, :]
-    err = ((filled - x) / _column_std(x))[cells]
+    x, is_cat = batch["x"], batch["is_cat"].bool()
+    cells = _scored(batch) & ~is_cat[:, None, :]
+    err = ((filled - x) / _column_std(x, batch.get("observed")))[cells]
     return float(err.pow(2).mean().sqrt()) if err.numel() else float("nan")
 
 

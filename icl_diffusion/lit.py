@@ -135,6 +135,9 @@ class DiffusionLitModule(L.LightningModule):
                 {k: (x.to(self.device) if torch.is_tensor(x) else x) for k, x in b.items()}
                 for b in self._val_batches
             ]
+        elif self._val_batches and self._val_batches[0]["x"].device != self.device:  # set from outside
+            self._val_batches = [{k: (x.to(self.device) if torch.is_tensor(x) else x) for k, x in b.items()}
+                                 for b in self._val_batches]
         return self._val_batches
 
     def on_validation_epoch_end(self) -> None:

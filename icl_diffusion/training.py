@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .diffusion import GaussianDiffusion
+from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
 from .scaling import standardize
 
@@ -35,7 +35,8 @@ def training_loss(
     cfg: LossConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one prior batch (dict of ``priors.sample_batch``). Returns (loss, scalar stats)."""
+    """Loss of one prior batch (dict of ``priors.sample_batch``; an optional ``observed`` (B, N, F) marks the
+    cells the data has, the only possible targets). Returns (loss, scalar stats)."""
     cfg = cfg or LossConfig()
     x, known, is_cat, n_classes = batch["x"], batch["known"].bool(), batch["is_cat"].bool(), batch["n_classes"]
     B, _, Fe = x.shape
@@ -45,9 +46,14 @@ def training_loss(
         return torch.rand(shape, generator=generator, device=dev)
 
     x0, _, _ = standardize(x, known, is_cat)
+    observed = batch.get("observed")
+    if observed is not None:  # a cell the data never had: its value is unknown, so it enters as the mean
+        observed = observed.bool()
+        x0 = torch.where(observed, x0, torch.zeros_like(x0))
     uncond = rand(B) < cfg.p_uncond
     known_in = known & ~uncond[:, None, None]
-    target_cells = ~known_in
+    # Cells the data never had (a user table's own missing cells, in fine-tuning) are never targets.
+    target_cells = ~known_in if observed is None else ~known_in & observed
     t = (rand(B) * diffusion.num_steps).long().clamp(max=diffusion.num_steps - 1)
     t = torch.where(rand(B) < cfg.p_t_max, torch.full_like(t, diffusion.num_steps - 1), t)
 
@@ -55,6 +61,8 @@ def training_loss(
     cat = is_cat[:, None, :].expand_as(x0)
     x_t = torch.where(cat, diffusion.q_sample_categorical(x0, t, generator), diffusion.q_sample(x0, t, noise))
     x_t = torch.where(known_in, x0, x_t)
+    if observed is not None:  # ... and a categorical one stays absorbed (no level is ever revealed)
+        x_t = torch.where(cat & ~observed, torch.full_like(x_t, MASK), x_t)
 
     # Prediction tables: query rows are never attended to, exactly as the classifier/regressor runs them.
     query = batch.get("query")
