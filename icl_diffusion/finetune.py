@@ -175,8 +175,9 @@ class KeepBest(L.Callback):
     """Tracks the validation score, keeps the best weights, stops after ``patience`` validations without
     improvement."""
 
-    def __init__(self, before: float, patience: int) -> None:
-        self.best, self.best_state, self.best_step = before, None, 0
+    def __init__(self, before: float, patience: int, start_state: dict) -> None:
+        # The starting weights are the best so far: a run that never improves writes them back unchanged.
+        self.best, self.best_state, self.best_step = before, start_state, 0
         self.patience, self.bad = patience, 0
         self.history: list[tuple[int, float]] = [(0, before)]
 
@@ -194,10 +195,12 @@ class KeepBest(L.Callback):
                 trainer.should_stop = True
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_step": self.best_step, "bad": self.bad, "history": self.history}
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad, "history": self.history,
+                "best_state": self.best_state}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_step, self.bad = state["best"], state["best_step"], state["bad"]
+        self.best_state = state["best_state"]
         self.history = [tuple(h) for h in state["history"]]
 
 
@@ -226,7 +229,7 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     module.model.load_state_dict(start.model.state_dict())
     module._val_batches = validation_batches(val_tables, cfg.seed)
     before = score(evaluate(module.model, module.diffusion, module._val_batches))
-    keep = KeepBest(before, cfg.patience)
+    keep = KeepBest(before, cfg.patience, {k: v.detach().clone() for k, v in module.model.state_dict().items()})
     interactive = progress if progress is not None else sys.stderr.isatty()
     trainer = L.Trainer(
         accelerator="auto", devices=1, max_steps=cfg.max_steps, val_check_interval=cfg.val_every,
@@ -238,8 +241,7 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=UserDataModule(train_tables, cfg, prior),
                 ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
-    if keep.best_state is not None:
-        module.model.load_state_dict(keep.best_state)
+    module.model.load_state_dict(keep.best_state)
     info = {
         **{k: v for k, v in start.info.items() if k not in ("fresh_parameters", "dropped_parameters")},
         "fine_tuned": {"source": str(checkpoint or "shipped"), "tables": [list(e.x.shape) for e in encoded],
