@@ -73,7 +73,16 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         except ImportError as err:
             raise UserError(f"writing Parquet needs pyarrow (pip install pyarrow): {err}") from err
     else:
+        # CSV has no dtypes: a column of integers read with holes (float64 in pandas) is written as integers again.
+        table = table.apply(lambda c: c.astype(np.int64) if _whole_numbers(c) else c)
         table.to_csv(path, index=False)
+
+
+def _whole_numbers(col: pd.Series) -> bool:
+    if col.dtype != np.float64 or not col.notna().all():
+        return False
+    v = col.to_numpy()
+    return bool(np.all(v == np.round(v)) and np.abs(v).max(initial=0) < 2**53)
 
 
 def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:

@@ -8,7 +8,8 @@ their own dtype), only missing cells are decoded.
 
 Column rules (decided at fit, from the observed values):
 - numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers): standardized with
-  the observed mean and std exactly as ``scaling.standardize`` does, clamped to +-CLIP for the network.
+  the observed mean and population std (as ``scaling.standardize`` does in training; any spread is a scale, a
+  constant column is imputed with its value), clamped to +-CLIP for the network.
   When every observed value is an integer, imputations are rounded; a float DataFrame column that is only
   float because of its missing values (integer-valued, with NaN) comes back as int64 once filled.
 - categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted
@@ -27,7 +28,7 @@ import scipy.sparse
 import torch
 from pandas.api.types import infer_dtype
 
-from .scaling import CLIP, standardize
+from .scaling import CLIP
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 _EPOCH_SECONDS = pd.Timedelta(seconds=1)
@@ -55,9 +56,10 @@ class ColumnSpec:
     kind: str  # "numeric" | "categorical"
     mean: float = 0.0
     std: float = 1.0
-    integer: bool = False  # numeric with integer observed values: imputations are rounded
+    integer: bool = False  # numeric with integer observed values (|v| < 2**53): imputations are rounded
     temporal: str | None = None  # "datetime" | "timedelta": numeric in seconds since the epoch / zero
     categories: list = field(default_factory=list)  # labels in code order
+    constant: bool = False  # numeric, every observed value the same: imputations are that value
 
     @property
     def n_classes(self) -> int:
@@ -196,11 +198,13 @@ def _columns(table: pd.DataFrame | np.ndarray):
     return [(j, table[:, j]) for j in range(table.shape[1])]
 
 
-def _moments(values: np.ndarray) -> tuple[float, float]:
-    """Mean and std of observed values, exactly as ``scaling.standardize`` computes them (float64)."""
-    x = torch.from_numpy(values)[None, :, None]
-    _, mean, std = standardize(x, torch.ones_like(x, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool))
-    return float(mean), float(std)
+def _moments(values: np.ndarray) -> tuple[float, float, bool]:
+    """(mean, std, constant) of observed values, float64, the population std as ``scaling.standardize`` takes
+    it. Any spread is a scale, however small (a column of values near 1e-12 keeps its own std); a column is
+    constant only when its spread is rounding noise next to its mean, and then gets std 1 (shift only)."""
+    mean, std = float(values.mean()), float(values.std())
+    constant = not std > 1e-12 * abs(mean)
+    return mean, (1.0 if constant else std), constant
 
 
 class TablePreprocessor:
@@ -236,9 +240,10 @@ class TablePreprocessor:
                 if not np.isfinite(obs).all():
                     raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
                                      "have them imputed")
-                mean, std = _moments(obs)
-                integer = read.temporal is None and bool(np.all(obs == np.round(obs)))
-                specs.append(ColumnSpec(name, "numeric", mean, std, integer, read.temporal))
+                mean, std, constant = _moments(obs)
+                # Beyond 2**53 float64 holds only some integers: such columns are not "integer" (no int64 cast).
+                integer = read.temporal is None and bool(np.all(obs == np.round(obs)) and np.abs(obs).max() < 2**53)
+                specs.append(ColumnSpec(name, "numeric", mean, std, integer, read.temporal, constant=constant))
                 continue
             if read.kind == "bool":
                 categories = [False, True]
@@ -326,15 +331,19 @@ class TablePreprocessor:
             labels = np.empty(len(codes), dtype=object)
             labels[:] = [spec.categories[c] for c in codes]
             return labels
+        if spec.constant:
+            return np.full(len(z), spec.mean)
         v = np.clip(z, -CLIP, CLIP) * spec.std + spec.mean
         return np.round(v) if spec.integer else v
 
     def inverse_transform(self, x: np.ndarray, X):
         """Fill the missing cells of ``X`` with the decoded model outputs ``x`` (N, F); same type as ``X``.
 
-        Observed cells are copied from ``X`` unchanged. DataFrames keep index, column order and dtypes
-        (float columns that are integer-valued come back int64 once filled); arrays come back as arrays:
-        float stays float, object stays object (an array that must hold labels becomes object).
+        Observed cells are copied from ``X`` unchanged. Dtype contract: DataFrames keep index, column order and
+        every column's dtype (float stays float, with integer values imputed where every observed value is an
+        integer below 2**53; nullable Int/Float/boolean, category, string, datetime, timedelta stay as they are;
+        object stays object); arrays come back as arrays of their dtype (a numeric array that must hold labels
+        becomes object).
         """
         table = as_table(X)
         framed = self._check_columns(table)
@@ -367,9 +376,8 @@ class TablePreprocessor:
         dtype = s.dtype
         if spec.kind == "numeric" and spec.temporal is None and isinstance(dtype, np.dtype) and dtype.kind == "f":
             arr = s.to_numpy(copy=True)
-            arr[rows] = fill
-            # Only float because of its NaN: an integer column (as read from a CSV) comes back int64.
-            return pd.Series(arr.astype(np.int64) if spec.integer else arr, index=s.index, name=s.name)
+            arr[rows] = fill  # a float column stays float (integer-valued columns get integer values)
+            return pd.Series(arr, index=s.index, name=s.name)
         if spec.temporal == "datetime":
             origin = pd.Timestamp(0, tz=getattr(dtype, "tz", None))
             fill = [origin + pd.Timedelta(seconds=float(v)) for v in fill]
@@ -389,8 +397,7 @@ def _as_dtype(obj: np.ndarray, dtype, spec: ColumnSpec):
     t = pd.api.types
     booleans = spec.categories == [False, True]
     if t.is_object_dtype(dtype):
-        # An object column of booleans comes back bool once filled; anything else stays object.
-        return obj.astype(bool) if booleans else obj
+        return obj  # object stays object (booleans and strings included)
     if spec.temporal == "datetime":
         keeps = t.is_datetime64_any_dtype(dtype)
     elif spec.temporal == "timedelta":

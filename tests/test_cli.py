@@ -127,7 +127,9 @@ def test_training_commands_without_train_module(monkeypatch, capsys):
     assert "could not import icl_diffusion.train" in capsys.readouterr().err
 
 
-def test_training_commands_call_train(monkeypatch):
+def test_training_commands_call_train(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.safetensors").write_bytes(b"")  # finetune --from checks that the file exists
     calls = []
     fake = types.ModuleType("icl_diffusion.train")
     fake.hydra_main = lambda overrides: calls.append(overrides)

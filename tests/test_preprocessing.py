@@ -41,8 +41,7 @@ def test_round_trip_keeps_dtypes_index_and_observed_cells():
     assert list(out.columns) == list(df.columns) and list(out.index) == list(df.index)
     assert not out.isna().any().any()
     expected = dict(df.dtypes)
-    expected["int_nan"] = np.dtype(np.int64)  # integer-valued with NaN: int64 once filled
-    expected["obj_bool"] = np.dtype(bool)  # booleans stay booleans
+    # The dtype contract: every column keeps its dtype (float stays float, object stays object).
     assert dict(out.dtypes) == expected
     assert list(out["category"].cat.categories) == ["lo", "mid", "hi", "max"]
     for col in df.columns:
@@ -101,7 +100,8 @@ def test_all_missing_transform_column_takes_labels():
     new = pd.DataFrame({"s": [np.nan, np.nan], "n": [np.nan, 2.0]})
     pre = TablePreprocessor().fit(fit)
     _, out = fill_with(pre, new, 0.0)
-    assert out["s"].tolist() == ["a", "a"] and out["n"].dtype == np.int64
+    assert out["s"].tolist() == ["a", "a"] and out["n"].dtype == np.float64  # the dtype it came in
+    assert out["n"].tolist() == [2.0, 2.0]  # integer values: the fit column was integer
 
 
 def test_datetime_column_round_trip():
@@ -155,3 +155,44 @@ def test_bad_transform_input_names_column(new, match):
 def test_one_dimensional_input_is_rejected():
     with pytest.raises(ValueError, match="Reshape your data"):
         TablePreprocessor().fit(np.arange(3.0))
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-9, 1.0, 1e12])
+def test_any_scale_is_a_scale(scale):
+    """A column on a tiny scale keeps its own std (it used to get 1, and imputations 10 orders off)."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=50)
+    df = pd.DataFrame({"a": a * scale + 3 * scale, "b": a + rng.normal(scale=0.1, size=50)})
+    pre = TablePreprocessor().fit(df)
+    assert np.isclose(pre.columns_[0].std, df["a"].std(ddof=0)) and not pre.columns_[0].constant
+    decoded = pre.decode(0, np.array([0.0, 1.0]))
+    np.testing.assert_allclose(decoded, [df["a"].mean(), df["a"].mean() + df["a"].std(ddof=0)], rtol=1e-9)
+
+
+def test_constant_columns_are_imputed_with_their_value():
+    df = pd.DataFrame({"c": [0.5, np.nan, 0.5, 0.5], "d": [7.25, 7.25, np.nan, 7.25], "x": [1.0, 2.0, 3.0, np.nan]})
+    pre = TablePreprocessor().fit(df)
+    _, out = fill_with(pre, df, 1.7)  # whatever the network says
+    assert out["c"].tolist() == [0.5] * 4 and out["d"].tolist() == [7.25] * 4
+
+
+def test_huge_integer_valued_floats_stay_floats_bit_for_bit():
+    big = np.array([1e19, 3e19, np.nan, 2e19, -5e19])
+    df = pd.DataFrame({"big": big, "y": [1.0, 2.0, 3.0, np.nan, 5.0]})
+    pre = TablePreprocessor().fit(df)
+    assert not pre.columns_[0].integer
+    _, out = fill_with(pre, df, 0.3)
+    assert out["big"].dtype == np.float64
+    seen = ~np.isnan(big)
+    assert np.array_equal(out["big"].to_numpy()[seen], big[seen]) and np.isfinite(out["big"]).all()
+
+
+def test_dtypes_do_not_depend_on_where_the_holes_are():
+    """An integer-valued float column is float64 after imputation whether or not it had a hole; object
+    columns of booleans or strings stay object."""
+    df = pd.DataFrame({"f": [1.0, 2.0, 3.0, 4.0], "g": [1.0, np.nan, 3.0, 4.0],
+                       "b": np.array([True, None, False, True], dtype=object),
+                       "s": np.array(["x", "y", None, "x"], dtype=object)})
+    pre = TablePreprocessor().fit(df)
+    _, out = fill_with(pre, df, 0.0)
+    assert dict(out.dtypes) == dict(df.dtypes)
