@@ -74,8 +74,12 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
             raise UserError(f"writing Parquet needs pyarrow (pip install pyarrow): {err}") from err
     else:
         # CSV has no dtypes: a column of integers read with holes (float64 in pandas) is written as integers again.
-        table = table.apply(lambda c: c.astype(np.int64) if _whole_numbers(c) else c)
-        table.to_csv(path, index=False)
+        as_integers(table).to_csv(path, index=False)
+
+
+def as_integers(table: pd.DataFrame) -> pd.DataFrame:
+    """Float columns holding only whole numbers as int64: how a CSV of integers with holes reads again."""
+    return table.apply(lambda c: c.astype(np.int64) if _whole_numbers(c) else c)
 
 
 def _whole_numbers(col: pd.Series) -> bool:
@@ -278,7 +282,7 @@ def cmd_demo(args) -> None:
         print("Before (NaN = missing):")
         print(table.loc[rows].to_string())
         print("\nAfter:")
-        print(filled.loc[rows].to_string())
+        print(as_integers(filled).loc[rows].to_string())
 
 
 def _training(command: str, attr: str):
