@@ -7,6 +7,8 @@ benchmarks measure it against.
 - ``BlindDenoiser``: the trained network with every observed cell hidden (each cell is predicted from nothing
   but the table's shape): a model that ignores its inputs. A quality test that this model passes tests nothing.
 - ``random_weights``: the same architecture, freshly initialized.
+- ``row_attention_off``: the trained network with attention across rows removed (no cell sees another row;
+  only the closed-form estimates carry the other rows).
 
 Each goes through the same estimators and inference engine as the shipped model (``Pretrained(model, ...)``
 is accepted wherever a checkpoint is).
@@ -81,4 +83,23 @@ def random_weights(pretrained: Pretrained, seed: int = 0) -> Pretrained:
     return _with_model(pretrained, Denoiser, copy_weights=False)
 
 
-WRONG_MODELS = {"closed_form": closed_form, "blind": blind, "random_weights": random_weights}
+class _NoRowAttention(torch.nn.Module):
+    """Stands in for a block's row attention and contributes nothing."""
+
+    def keys(self, h, key_mask):
+        return None
+
+    def forward(self, h, kv):
+        return torch.zeros_like(h)
+
+
+def row_attention_off(pretrained: Pretrained) -> Pretrained:
+    """``pretrained``'s network without attention across rows."""
+    out = _with_model(pretrained, Denoiser, copy_weights=True)
+    for block in out.model.blocks:
+        block.row_attn = _NoRowAttention()
+    return out
+
+
+WRONG_MODELS = {"closed_form": closed_form, "blind": blind, "random_weights": random_weights,
+                "row_attention_off": row_attention_off}

@@ -34,6 +34,8 @@ from .evaluation import evaluate
 from .lit import DiffusionLitModule
 from .preprocessing import EncodedTable, TablePreprocessor, as_table
 
+USER_STREAM = 2  # domain tag of the user-table batches, apart from the prior's streams (0, 1) and steps' (3)
+
 
 @dataclass
 class FineTuneConfig:
@@ -114,7 +116,7 @@ class UserTableDataset(IterableDataset):
         self.next_index = start_index
 
     def batch(self, index: int) -> dict:
-        g = stream_generator(self.cfg.seed, 2, index)  # stream tag 2: apart from the prior's own streams
+        g = stream_generator(self.cfg.seed, USER_STREAM, index)
         if torch.rand((), generator=g) < self.cfg.p_prior:
             out = sample_batch(self.prior, g)
             out["observed"] = torch.ones_like(out["known"])

@@ -183,7 +183,8 @@ def _block_diagonal(cov: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
 
 
 def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, layout: dict):
-    """Unnormalized log P(level | known cells) (B, N, E) at indicator slots (see the section comment); a known
+    """(conditional means (B, N, E) float64, as ``gaussian_estimate``; unnormalized log P(level | known cells)
+    (B, N, E) at indicator slots, see the section comment): one Cholesky factor per row serves both. A known
     cell scores 0 at its level and -inf at the others; numeric and padding slots are -inf.
 
     x: (B, N, E) expanded values; w: (B, N, E) known; mean (B, E), cov (B, E, E) the fit.
@@ -207,7 +208,8 @@ def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: tor
     score = prior[:, None] + (C_inv @ x_hat[..., None]).squeeze(-1) - 0.5 * C_inv.diagonal(dim1=-2, dim2=-1)
     observed = torch.where(x > 0.5, 0.0, float("-inf")).double()  # a known level: certain
     score = torch.where(w, observed, score)
-    return torch.where(is_level[:, None, :], score, torch.full_like(score, float("-inf")))
+    x_hat = torch.where(w, x.double(), x_hat)  # known cells as they are, as in gaussian_estimate
+    return x_hat, torch.where(is_level[:, None, :], score, torch.full_like(score, float("-inf")))
 
 
 def collapse(est: torch.Tensor, scores: torch.Tensor, layout: dict, is_cat: torch.Tensor, n_levels: int):
@@ -257,12 +259,13 @@ def cell_estimates(
     if fit is None:
         fit = table_gaussian(x_e, known_e, no_cat, key_mask, em_iters)
     mean, cov = fit
-    est = gaussian_estimate(x_e, known_e, no_cat, cov, mean, chunk_rows)
-    has_levels = bool((layout["level"] >= 0).any())
     scores = torch.full(x_e.shape, float("-inf"), dtype=torch.float64, device=x.device)
-    if has_levels:
+    if bool((layout["level"] >= 0).any()):  # categorical levels: estimates and scores in one pass
+        est = torch.empty(x_e.shape, dtype=torch.float64, device=x.device)
         for s in range(0, x.shape[1], chunk_rows):
             rows = slice(s, s + chunk_rows)
-            scores[:, rows] = _level_scores(x_e[:, rows], known_e[:, rows], mean, cov, layout)
-    gauss, probs = collapse(est.double(), scores, layout, is_cat, n_levels)
+            est[:, rows], scores[:, rows] = _level_scores(x_e[:, rows], known_e[:, rows], mean, cov, layout)
+    else:
+        est = gaussian_estimate(x_e, known_e, no_cat, cov, mean, chunk_rows).double()
+    gauss, probs = collapse(est, scores, layout, is_cat, n_levels)
     return gauss.float(), probs.float(), fit

@@ -12,11 +12,11 @@ import time
 from dataclasses import asdict, dataclass
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from priors import PriorConfig, PriorDataset, fixed_batches
+from priors.dataset import stream_seed
 
 from .diffusion import GaussianDiffusion
 from .evaluation import evaluate
@@ -24,10 +24,8 @@ from .model import Denoiser, DenoiserConfig
 from .real_data import real_validation_batches
 from .training import LossConfig, training_loss
 
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """A 63-bit seed for one (run seed, rank, step), well mixed (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+# Domain tag of the training steps' own randomness, apart from the prior's streams (0: training, 1: fixed sets).
+STEP_STREAM = 3
 
 
 @dataclass
@@ -101,7 +99,7 @@ class DiffusionLitModule(L.LightningModule):
         uninterrupted run drew at the same step (nothing comes from the global RNG)."""
         rank = self.global_rank if self._trainer is not None else 0
         step = self.global_step if self._trainer is not None else 0
-        return torch.Generator(device=self.device).manual_seed(step_seed(self.seed, rank, step))
+        return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, STEP_STREAM, rank, step))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator())

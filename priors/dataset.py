@@ -25,10 +25,14 @@ _TRAIN_STREAM = 0
 _FIXED_STREAM = 1
 
 
+def stream_seed(seed: int, *parts: int) -> int:
+    """A well-mixed 64-bit seed for (seed, *parts) (numpy SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1, np.uint64)[0])
+
+
 def stream_generator(seed: int, *parts: int) -> torch.Generator:
-    """A CPU generator seeded from a well-mixed hash of (seed, *parts) (numpy SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
+    """A CPU generator seeded by ``stream_seed(seed, *parts)``."""
+    return torch.Generator().manual_seed(stream_seed(seed, *parts))
 
 
 def current_rank() -> int:

@@ -31,35 +31,26 @@ def classification_accuracy(pretrained: Pretrained, name: str) -> float:
     return float((clf.predict(X_te) == y_te).mean())
 
 
-def function_of_numeric_table(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """A table whose categorical column is a deterministic, non-monotone function of a numeric one
-    ("mid" in the middle band of ``a``, "lo"/"hi" outside), plus a noise column; 30% of the category hidden."""
+def _category_of(level_of, n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A numeric column a, a noise column b and a category ``level_of(a)``; 30% of the category hidden.
+    Returns (the table with holes, the true levels of the hidden cells)."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=n), rng.normal(size=n)
-    level = np.where(a < -0.6, "lo", np.where(a > 0.6, "hi", "mid"))
-    df = pd.DataFrame({"a": a, "b": b, "level": pd.Categorical(level)})
-    hidden = rng.random(n) < 0.3
-    holey = df.copy()
-    holey.loc[hidden, "level"] = np.nan
-    return holey, level[hidden]
-
-
-def band_table(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """A binary category that is "in" when |a| < 0.7 and "out" otherwise, plus a noise column; 30% hidden.
-    Both levels have the same mean of ``a``: linear discriminants (the closed-form estimate) see nothing,
-    only a model that learned past its input recovers it."""
-    rng = np.random.default_rng(seed)
-    a, b = rng.normal(size=n), rng.normal(size=n)
-    level = np.where(np.abs(a) < 0.7, "in", "out")
+    level = level_of(a)
     df = pd.DataFrame({"a": a, "b": b, "level": pd.Categorical(level)})
     hidden = rng.random(n) < 0.3
     df.loc[hidden, "level"] = np.nan
     return df, level[hidden]
 
 
-def categorical_function_accuracy(pretrained: Pretrained, table=function_of_numeric_table) -> tuple[float, float]:
+def function_of_numeric_table() -> tuple[pd.DataFrame, np.ndarray]:
+    """A deterministic, non-monotone function of a: "mid" in the middle band, "lo" / "hi" outside."""
+    return _category_of(lambda a: np.where(a < -0.6, "lo", np.where(a > 0.6, "hi", "mid")))
+
+
+def categorical_function_accuracy(pretrained: Pretrained) -> tuple[float, float]:
     """(accuracy of DiffusionImputer on the hidden categorical cells, accuracy of the column mode)."""
-    holey, truth = table()
+    holey, truth = function_of_numeric_table()
     filled = DiffusionImputer(checkpoint=pretrained, random_state=0).fit_transform(holey)
     hidden = holey["level"].isna().to_numpy()
     mode = holey["level"].mode()[0]

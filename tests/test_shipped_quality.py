@@ -1,7 +1,8 @@
 """Quality of the shipped checkpoint, through the path users run (estimators -> inference engine -> network).
 
 Every check here must fail for a wrong model: ``test_each_wrong_model_fails_a_check`` runs the same checks on
-a random-weight network, the network blind to observed cells and the closed-form estimates alone
+a random-weight network, the network blind to observed cells, the network without attention across rows and
+the closed-form estimates alone
 (``icl_diffusion.baselines``) and asserts that each of them fails at least one. None of these tests compares
 with outputs recorded from the model itself (those carry the ``reference`` marker), so
 ``pytest -m "not reference"`` still catches a wrong model.
