@@ -26,6 +26,7 @@ from torch import nn
 
 from .diffusion import MASK
 from .gaussian_feature import cell_estimates
+from .neighbour_feature import neighbour_estimates
 
 
 @dataclass
@@ -53,6 +54,10 @@ class DenoiserConfig:
     # Random per-level identity vectors (like the column identities): category codes are unordered labels,
     # so a level is embedded, and scored, through a vector that means nothing outside its table.
     level_embed_dim: int = 32
+    # Feed every cell the nearest-rows estimate too (neighbour_feature.py): a kernel-weighted average over
+    # the key rows closest to its row, the nonlinear counterpart of the Gaussian estimate, and how close
+    # those rows are. Its input layers start at zero, so switching it on keeps a checkpoint's outputs.
+    neighbour_feature: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +184,12 @@ class Denoiser(nn.Module):
         self.level_q = nn.Linear(d, d)
         self.level_k = nn.Linear(cfg.level_embed_dim, d)
         self.prob_skip = nn.Parameter(torch.ones(()))
+        if cfg.neighbour_feature:  # zero-initialized: a network trained without the feature is unchanged
+            self.neighbour_in = nn.Linear(3, d)  # (smooth, sharp estimate, log distance) into the value MLP
+            self.neighbour_level_in = nn.Linear(cfg.level_embed_dim, d)  # the estimate's level mixture
+            self.neighbour_skip = nn.Parameter(torch.zeros(()))  # weight of its log-probabilities in the logits
+            for p in (*self.neighbour_in.parameters(), *self.neighbour_level_in.parameters()):
+                nn.init.zeros_(p)
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         half = self.cfg.d_model // 2
@@ -198,10 +209,11 @@ class Denoiser(nn.Module):
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n_features, n_levels, self.cfg.level_embed_dim, generator=g).to(device)
 
-    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None):
+    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None, neighbours=None):
         """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F), the level identity
         vectors (B or 1, F, C, level_embed_dim), and the closed-form estimates when the config uses them:
-        gauss (B, N, F) for numeric cells, probs (B, N, F, C) for categorical ones.
+        gauss (B, N, F) for numeric cells, probs (B, N, F, C) for categorical ones; ``neighbours`` is the
+        nearest-rows estimates (``neighbour_estimates``'s four tensors) or None.
 
         A categorical cell embeds a distribution over its levels: its code (one-hot) when known or revealed,
         the closed-form probabilities (or nothing) while absorbed."""
@@ -209,7 +221,11 @@ class Denoiser(nn.Module):
         value = torch.where(cat, torch.zeros_like(x), x).unsqueeze(-1)
         if gauss is not None:
             value = torch.cat([value, gauss.unsqueeze(-1)], -1)
-        num_tok = self.value(value)
+        hidden = self.value[0](value)
+        if neighbours is not None:
+            smooth, sharp, _, log_dist = neighbours
+            hidden = hidden + self.neighbour_in(torch.stack([smooth, sharp, log_dist[..., None].expand_as(sharp)], -1))
+        num_tok = self.value[2](self.value[1](hidden))
         C = level_embed.shape[-2]
         masked = cat & (x == MASK)
         codes = torch.where(cat & ~masked, x, torch.zeros_like(x)).long().clamp(0, C - 1)
@@ -217,10 +233,13 @@ class Denoiser(nn.Module):
         dist = torch.where(masked.unsqueeze(-1), torch.zeros_like(dist) if probs is None else probs, dist)
         cat_tok = self.level_in(torch.einsum("bnfc,bfce->bnfe", dist, level_embed.expand(x.shape[0], -1, -1, -1)))
         cat_tok = cat_tok + masked.unsqueeze(-1) * self.mask_token
+        if neighbours is not None:
+            mix = torch.einsum("bnfc,bfce->bnfe", neighbours[2], level_embed.expand(x.shape[0], -1, -1, -1))
+            cat_tok = cat_tok + masked.unsqueeze(-1) * self.neighbour_level_in(mix)
         tok = torch.where(cat.unsqueeze(-1), cat_tok, num_tok)
         return tok + self.flags(known.long() * 2 + cat.long())
 
-    def heads(self, h, n_classes, level_embed, probs=None):
+    def heads(self, h, n_classes, level_embed, probs=None, neighbour_probs=None):
         """Numeric output (B, N, F) and level logits (B, N, F, C); levels beyond a column's count get -1e4."""
         h = self.norm_out(h)
         B, C = h.shape[0], level_embed.shape[-2]
@@ -228,6 +247,8 @@ class Denoiser(nn.Module):
         logits = torch.einsum("bnfd,bfcd->bnfc", self.level_q(h), keys) / math.sqrt(h.shape[-1])
         if probs is not None:
             logits = logits + self.prob_skip * probs.clamp(min=1e-4).log()
+        if neighbour_probs is not None:
+            logits = logits + self.neighbour_skip * neighbour_probs.clamp(min=1e-4).log()
         valid = torch.arange(C, device=h.device) < n_classes.clamp(min=1)[:, None, :, None]
         return self.num_head(h).squeeze(-1), logits.masked_fill(~valid, -1e4)
 
@@ -254,8 +275,8 @@ class Denoiser(nn.Module):
             n_classes: (B, F) long (0 for numeric columns).
             key_mask: (B, N) bool, rows other rows may attend to (also the row padding mask). None = all.
             col_mask: (B, F) bool, real (non-padded) features. None = all.
-            context: what a previous ``return_context=True`` call on the key rows returned (per-block keys
-                and the key rows' Gaussian fit: mean, covariance); when given, the rows of ``x`` attend only to those cached
+            context: what a previous ``return_context=True`` call on the key rows returned (per-block keys,
+                the key rows' Gaussian fit: mean, covariance, and their values and known flags); when given, the rows of ``x`` attend only to those cached
                 rows (``key_mask`` is ignored).
             col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
                 seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
@@ -284,7 +305,11 @@ class Denoiser(nn.Module):
                 self.cfg.categorical_feature)
             if not self.cfg.categorical_feature:
                 probs = None
-        h = self.embed(x, known, is_cat, level_embed, gauss, probs) + temb[:, None, None, :] * unknown
+        neighbours, seen = None, known if col_mask is None else known & col_mask[:, None, :]
+        if self.cfg.neighbour_feature:
+            keys = None if context is None else context["rows"]
+            neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
+        h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours) + temb[:, None, None, :] * unknown
         if self.col_proj is not None:
             if col_embed is None:
                 col_embed = self.column_embeddings(x.shape[2], device=x.device)
@@ -293,8 +318,8 @@ class Denoiser(nn.Module):
         for b, block in enumerate(self.blocks):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
-        out = self.heads(h, n_classes, level_embed, probs)
-        return (*out, {"kv": kvs, "gaussian": fit}) if return_context else out
+        out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
+        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen)}) if return_context else out
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded

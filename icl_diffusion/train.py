@@ -76,7 +76,10 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
         val=_plain(cfg.val), prior=_plain(cfg.prior), seed=int(cfg.seed),
     )
     if init is not None:
-        module.model.load_state_dict(init.model.state_dict())
+        # strict=False: modules an override switches on (e.g. neighbour_feature) keep their initialization.
+        missing, _ = module.model.load_state_dict(init.model.state_dict(), strict=False)
+        if missing:
+            log.warning("init_from %s: parameters new in this architecture: %s", cfg.init_from, missing)
         # Cumulative training record: what the starting weights had seen, carried into the export.
         module.history = {"init_from": str(cfg.init_from),
                           "tables_seen_before": int(init.info.get("tables_seen_total", init.info.get("tables_seen", 0)))}

@@ -42,6 +42,11 @@ class PriorConfig:
         default_factory=lambda: {"normal": 0.5, "uniform": 0.2, "clusters": 0.3}
     )
     n_clusters: tuple[int, int] = (2, 6)
+    # "panel" roots (repeated measures; off unless root_weights gives them a weight): units per row
+    # (log-uniform), the spread of each unit's trend over row time, and the within-unit noise (log-uniform).
+    panel_units_frac: tuple[float, float] = (0.02, 0.3)
+    panel_trend: tuple[float, float] = (0.0, 0.5)
+    panel_noise: tuple[float, float] = (0.02, 0.3)
     # Probability that an edge between consecutive layers exists (every node keeps >= 1 parent).
     edge_density: tuple[float, float] = (0.2, 1.0)
     # Pre-activation gain (log-uniform) and offset scale: how far into tanh saturation / sin periods /
@@ -169,7 +174,7 @@ class PriorConfig:
             ("family_weights", FAMILIES),
             ("mask_weights", MASK_KINDS),
             ("activation_weights", ACTIVATIONS),
-            ("root_weights", ("normal", "uniform", "clusters")),
+            ("root_weights", ("normal", "uniform", "clusters", "panel")),
             ("noise_weights", ("gaussian", "laplace", "student_t")),
             ("gaussian_weights", ("dag", "spectrum")),
         ):

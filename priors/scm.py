@@ -21,7 +21,7 @@ from ._random import Rng, standardize
 from .config import ACTIVATIONS, PriorConfig
 
 NOISE_FAMILIES = ("gaussian", "laplace", "student_t")
-ROOT_KINDS = ("normal", "uniform", "clusters")
+ROOT_KINDS = ("normal", "uniform", "clusters", "panel")
 # Heavy-tailed noise is capped at this many scale units: one extreme draw would otherwise dominate a
 # column's std and collapse every other row to a constant after standardization.
 MAX_NOISE = 10.0
@@ -54,7 +54,7 @@ def sample_scm_nodes(cfg: PriorConfig, rng: Rng, batch_size: int, n_rows: int, n
 
 
 def _sample_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> Tensor:
-    """Root causes (B, N, R): per table Gaussian, uniform, or a Gaussian mixture (clustered rows)."""
+    """Root causes (B, N, R): per table Gaussian, uniform, a Gaussian mixture (clustered rows) or panel rows."""
     kind = rng.categorical_t((B, 1, 1), cfg.root_weights, ROOT_KINDS)
     normal = rng.randn(B, N, n_roots)
     uniform = torch.erf(normal / math.sqrt(2.0)) * math.sqrt(3.0)  # Phi(normal) is uniform: unit variance
@@ -66,7 +66,24 @@ def _sample_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> T
     centres = rng.randn(B, k_hi, n_roots) * 2.0
     within = rng.uniform_t((B, 1, 1), 0.1, 0.6)
     clustered = centres.gather(1, cluster.expand(B, N, n_roots)) + normal * within
-    return torch.where(kind == 0, normal, torch.where(kind == 1, uniform, clustered))
+    roots = torch.where(kind == 0, normal, torch.where(kind == 1, uniform, clustered))
+    if cfg.root_weights.get("panel", 0.0) > 0:  # drawn only when enabled: older priors keep their streams
+        roots = torch.where(kind == 3, _panel_roots(cfg, rng, B, N, n_roots), roots)
+    return roots
+
+
+def _panel_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> Tensor:
+    """Repeated measures (B, N, R): many units (states, patients, firms) each observed in several rows, a row
+    = its unit's centre + the unit's own trend over a row time in [-1, 1] + a little noise, so the rows of
+    one unit are near-duplicates (the structure a nearest-rows estimate exploits and a linear fit misses)."""
+    lo, hi = cfg.panel_units_frac
+    max_units = max(2, math.ceil(N * hi))
+    n_units = (rng.log_uniform_t((B, 1, 1), lo, hi) * N).round().clamp(min=2, max=max_units).long()
+    unit = rng.randint_t((B, N, 1), 0, n_units - 1).expand(B, N, n_roots)
+    centres = rng.randn(B, max_units, n_roots).gather(1, unit)
+    trends = rng.randn(B, max_units, n_roots).gather(1, unit) * rng.uniform_t((B, 1, 1), *cfg.panel_trend)
+    time = rng.uniform_t((B, N, 1), -1.0, 1.0)
+    return centres + trends * time + rng.randn(B, N, n_roots) * rng.log_uniform_t((B, 1, 1), *cfg.panel_noise)
 
 
 class _NoiseModel:
