@@ -232,6 +232,14 @@ class DiffusionImputer(TransformerMixin, _Base):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
+    def plot_imputations(self, X, n_imputations: int = 5, columns=None, **kwargs):
+        """Draw ``n_imputations`` imputations of X (``sample``) and plot, per column with missing cells, the
+        observed against the imputed distribution of each draw (``diagnostics.plot_imputations``: keyword
+        arguments ``axes``, ``ncols``, ``figsize``). Returns the matplotlib Figure."""
+        from .diagnostics import plot_imputations
+
+        return plot_imputations(X, self.sample(X, n_imputations), columns, categorical=self._is_cat(), **kwargs)
+
 
 class _Predictor(_Base):
     """Prediction as imputation of the target column; the training rows are the key rows."""
