@@ -1,6 +1,6 @@
 """The ``icl-diffusion`` command line.
 
-    icl-diffusion impute IN.csv -o OUT.csv [--n-imputations K] [--method ddim] [--n-steps N] [--seed S]
+    icl-diffusion impute IN.csv -o OUT.csv [--n-imputations K] [--plot PLOT.png] [--method ddim] [--n-steps N]
     icl-diffusion predict --train T.csv --test Q.csv --target COL -o OUT.csv [--task auto]
     icl-diffusion demo
     icl-diffusion pretrain [hydra overrides ...] | export CKPT -o OUT
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the filled table")
     p.add_argument("--n-imputations", type=int, default=1, metavar="K",
                    help="K > 1: multiple imputation (ddim becomes the conditional sampler, 5 steps)")
+    p.add_argument("--plot", metavar="FILE", default=None, help="also save a plot of observed vs imputed "
+                   "distributions per column across the imputations (.png, .pdf, .svg; needs matplotlib)")
     _model_args(p)
 
     p = sub.add_parser("predict", help="predict a target column of query rows from training rows",
@@ -187,11 +189,16 @@ def cmd_impute(args) -> None:
     imputer = DiffusionImputer(**_sampler_kwargs(args)).fit(table)
     if args.n_imputations == 1:
         out = imputer.transform(table)
+        copies = [out]
     else:
         copies = imputer.sample(table, n_imputations=args.n_imputations)
         out = pd.concat([c.assign(_imputation=k) for k, c in enumerate(copies, 1)], ignore_index=True)
         out = out[["_imputation", *table.columns]]
     write_table(out, args.output)
+    if args.plot:
+        from .diagnostics import plot_imputations
+
+        plot_imputations(table, copies).savefig(args.plot, dpi=100)
 
 
 def _is_classification(y: pd.Series) -> bool:
