@@ -7,13 +7,16 @@ puts imputed cells back into the caller's table: observed cells are copied from 
 their own dtype), only missing cells are decoded.
 
 Column rules (decided at fit, from the observed values):
-- numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers): standardized with
-  the observed mean and population std (as ``scaling.standardize`` does in training; any spread is a scale, a
-  constant column is imputed with its value), clamped to +-CLIP for the network.
-  When every observed value is an integer, imputations are rounded; a float DataFrame column that is only
-  float because of its missing values (integer-valued, with NaN) comes back as int64 once filled.
+- numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers, and object/string
+  columns whose every observed value is a number written as text, e.g. '25.3'): standardized with the observed
+  mean and population std (as ``scaling.standardize`` does in training; any spread is a scale, a constant
+  column is imputed with its value), clamped to +-CLIP for the network. When every observed value is an
+  integer (below 2**53), imputations are rounded.
+- dates and durations are numbers of their resolution: counts of the coarsest unit (day, hour, minute,
+  second, ms, us, ns) that every observed value is a whole multiple of, so daily dates are imputed as whole days.
 - categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted
-  observed levels; a pandas Categorical keeps its own categories and order; booleans are [False, True].
+  observed levels; a pandas Categorical keeps its own order and may declare levels it does not use (the model
+  chooses among the used ones, the output keeps every declared one); booleans are [False, True].
 Missing markers: NaN, None, pd.NA, pd.NaT.
 """
 
@@ -31,7 +34,9 @@ from pandas.api.types import infer_dtype
 from .scaling import CLIP
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
-_EPOCH_SECONDS = pd.Timedelta(seconds=1)
+# Resolutions of dates and durations, coarsest first, in nanoseconds (pandas unit names).
+_UNITS_NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
+             "ns": 1}
 
 
 @dataclass
@@ -57,8 +62,10 @@ class ColumnSpec:
     mean: float = 0.0
     std: float = 1.0
     integer: bool = False  # numeric with integer observed values (|v| < 2**53): imputations are rounded
-    temporal: str | None = None  # "datetime" | "timedelta": numeric in seconds since the epoch / zero
-    categories: list = field(default_factory=list)  # labels in code order
+    temporal: str | None = None  # "datetime" | "timedelta": counts of ``unit`` since the epoch / zero
+    unit: str | None = None  # temporal: the resolution, a key of _UNITS_NS
+    text: str | None = None  # numbers stored as strings: format() spec of imputations ('.1f', '' = shortest)
+    categories: list = field(default_factory=list)  # labels in code order (the observed ones)
     constant: bool = False  # numeric, every observed value the same: imputations are that value
 
     @property
@@ -72,9 +79,25 @@ class _Read:
 
     kind: str  # "numeric" | "categorical" | "bool" | "empty"
     missing: np.ndarray  # (N,) bool
-    values: np.ndarray  # numeric: float64 (NaN at missing); otherwise object
+    values: np.ndarray  # numeric: float64 (NaN at missing); temporal: int64 ticks of ``tick``; otherwise object
     temporal: str | None = None
+    tick: str | None = None  # temporal: the dtype's unit (s, ms, us, ns)
+    text: str | None = None  # numbers read from strings: their format (``_text_format``)
     categories: list | None = None  # a pandas Categorical's own categories
+
+    def numbers(self, unit: str | None = None) -> np.ndarray:
+        """Numeric values as float64; temporal ones as counts of ``unit`` (exact when whole and below 2**53)."""
+        if self.temporal is None:
+            return self.values
+        ratio = _UNITS_NS[unit] // _UNITS_NS[self.tick] if _UNITS_NS[unit] >= _UNITS_NS[self.tick] else None
+        ticks = self.values.astype(np.float64)
+        return ticks / ratio if ratio else ticks * (_UNITS_NS[self.tick] // _UNITS_NS[unit])
+
+    def resolution(self) -> str:
+        """Temporal: the coarsest unit every observed value is a whole multiple of."""
+        ticks = self.values[~self.missing]
+        tick_ns = _UNITS_NS[self.tick]
+        return next(u for u, ns in _UNITS_NS.items() if ns >= tick_ns and not (ticks % (ns // tick_ns)).any())
 
 
 def as_table(X) -> pd.DataFrame | np.ndarray:
@@ -86,6 +109,9 @@ def as_table(X) -> pd.DataFrame | np.ndarray:
         raise TypeError("sparse input is not supported: pass a dense array or a pandas DataFrame")
     if isinstance(X, pd.DataFrame):
         table = X
+        if not table.columns.is_unique:
+            dups = table.columns[table.columns.duplicated()].unique().tolist()
+            raise ValueError(f"duplicate column names {dups}: give every column its own name")
     elif isinstance(X, pd.Series):  # sklearn expects a ValueError for 1-D input
         raise ValueError(  # noqa: TRY004
             "Expected a 2D table, got a pandas Series (1D). Reshape your data with series.to_frame() if it "
@@ -138,6 +164,11 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
         out[~missing] = obs.astype(np.float64)
         return _Read("numeric", missing, out)
     if inferred == "string":
+        numbers = pd.to_numeric(obs, errors="coerce")
+        if not np.isnan(np.asarray(numbers, dtype=np.float64)).any():  # '25.3', '7': numbers stored as text
+            out = np.full(len(values), np.nan)
+            out[~missing] = numbers
+            return _Read("numeric", missing, out, text=_text_format(obs))
         return _Read("categorical", missing, values)
     if inferred == "boolean":
         return _Read("bool", missing, values)
@@ -155,6 +186,15 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
             raise TypeError(f"{label}: float() argument must be a string or a real number, "
                             f"not {type(v).__name__!r}")
     raise ValueError(f"{label} mixes {' and '.join(sorted(kinds))}: make every value of a column the same type")
+
+
+def _text_format(strings: np.ndarray) -> str:
+    """How imputations of numbers written as ``strings`` are written: with as many decimals as the most
+    precise observed one ('25.30' -> '.2f', '7' -> '.0f'), or shortest (``''``) if any has an exponent."""
+    plain = [str(v).strip().lower() for v in strings]
+    if any(c in v for v in plain for c in "ein"):  # 1e-5, inf, nan
+        return ""
+    return f".{max(len(v.partition('.')[2]) for v in plain)}f"
 
 
 def _read_column(col: pd.Series | np.ndarray, label: str) -> _Read:
@@ -177,22 +217,21 @@ def _read_column(col: pd.Series | np.ndarray, label: str) -> _Read:
         return _Read("bool", missing, col.to_numpy(dtype=object))
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         temporal = "timedelta" if pd.api.types.is_timedelta64_dtype(dtype) else "datetime"
-        origin = pd.Timedelta(0) if temporal == "timedelta" else pd.Timestamp(0, tz=getattr(dtype, "tz", None))
-        values = ((col - origin) / _EPOCH_SECONDS).to_numpy(dtype=np.float64, na_value=np.nan)
-        return _Read("numeric", missing, values, temporal=temporal)
+        if getattr(dtype, "tz", None) is not None:
+            col = col.dt.tz_convert("UTC").dt.tz_localize(None)  # the same instants, as UTC wall times
+        ticks = col.to_numpy()  # datetime64 / timedelta64 in the dtype's unit; NaT at missing
+        return _Read("numeric", missing, ticks.view(np.int64), temporal=temporal, tick=np.datetime_data(ticks.dtype)[0])
     if pd.api.types.is_complex_dtype(dtype):
         raise ValueError(f"Complex data not supported ({label})")
     if pd.api.types.is_numeric_dtype(dtype):
         return _Read("numeric", missing, col.to_numpy(dtype=np.float64, na_value=np.nan))
-    if pd.api.types.is_object_dtype(dtype):
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         return _read_objects(col.to_numpy(dtype=object), label)
-    if pd.api.types.is_string_dtype(dtype):
-        return _Read("categorical", missing, col.to_numpy(dtype=object))
     raise ValueError(f"{label} has unsupported dtype {dtype}")
 
 
 def _columns(table: pd.DataFrame | np.ndarray):
-    """(name, column) pairs; positions for arrays, labels for DataFrames (duplicates allowed)."""
+    """(name, column) pairs; positions for arrays, labels for DataFrames."""
     if isinstance(table, pd.DataFrame):
         return [(name, table.iloc[:, j]) for j, name in enumerate(table.columns)]
     return [(j, table[:, j]) for j in range(table.shape[1])]
@@ -236,21 +275,24 @@ class TablePreprocessor:
                 raise ValueError(f"{label} has {n_obs} observed value; at least 2 are needed to fit "
                                  f"(the table has n_samples={n_rows})")
             if read.kind == "numeric":
-                obs = read.values[~read.missing]
+                unit = read.resolution() if read.temporal else None
+                obs = read.numbers(unit)[~read.missing]
                 if not np.isfinite(obs).all():
                     raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
                                      "have them imputed")
                 mean, std, constant = _moments(obs)
                 # Beyond 2**53 float64 holds only some integers: such columns are not "integer" (no int64 cast).
-                integer = read.temporal is None and bool(np.all(obs == np.round(obs)) and np.abs(obs).max() < 2**53)
-                specs.append(ColumnSpec(name, "numeric", mean, std, integer, read.temporal, constant=constant))
+                # Dates and durations are whole counts of their unit by construction.
+                integer = unit is not None or bool(np.all(obs == np.round(obs)) and np.abs(obs).max() < 2**53)
+                specs.append(ColumnSpec(name, "numeric", mean, std, integer, read.temporal, unit, read.text,
+                                        constant=constant))
                 continue
+            levels = set(read.values[~read.missing].tolist())
             if read.kind == "bool":
                 categories = [False, True]
-            elif read.categories is not None:
-                categories = read.categories
+            elif read.categories is not None:  # declared levels no cell uses are not predicted
+                categories = [c for c in read.categories if c in levels]
             else:
-                levels = set(read.values[~read.missing].tolist())
                 categories = sorted(levels)
             if len(categories) > self.max_classes:
                 raise ValueError(
@@ -299,7 +341,7 @@ class TablePreprocessor:
                 if read.kind != "numeric" or read.temporal != spec.temporal:
                     now = {"categorical": "strings", "bool": "booleans"}.get(read.kind, read.temporal or "numbers")
                     raise ValueError(f"{label} was {spec.temporal or 'numeric'} at fit but now holds {now}")
-                v = read.values[obs]
+                v = read.numbers(spec.unit)[obs]
                 if not np.isfinite(v).all():
                     raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
                                      "have them imputed")
@@ -322,7 +364,7 @@ class TablePreprocessor:
     def decode(self, j: int, z: np.ndarray) -> np.ndarray:
         """Values of column ``j`` from model outputs z (standardized values or codes), shape (n,).
 
-        Numeric: float64 (rounded for integer columns; seconds for temporal columns); categorical: labels.
+        Numeric: float64 (rounded for integer columns; counts of ``unit`` for temporal ones); categorical: labels.
         """
         spec = self.columns_[j]
         z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0)
@@ -341,9 +383,10 @@ class TablePreprocessor:
 
         Observed cells are copied from ``X`` unchanged. Dtype contract: DataFrames keep index, column order and
         every column's dtype (float stays float, with integer values imputed where every observed value is an
-        integer below 2**53; nullable Int/Float/boolean, category, string, datetime, timedelta stay as they are;
-        object stays object); arrays come back as arrays of their dtype (a numeric array that must hold labels
-        becomes object).
+        integer below 2**53; nullable Int/Float/boolean, category (all declared categories), string, datetime,
+        timedelta stay as they are; object stays object); arrays come back as arrays of their dtype (a numeric
+        array that must hold labels becomes object). In object and string columns imputed numbers are Python
+        ints/floats, or strings where the observed numbers were strings ('25.3' -> '26.1', '7' -> '8').
         """
         table = as_table(X)
         framed = self._check_columns(table)
@@ -365,9 +408,7 @@ class TablePreprocessor:
             if not rows.any():
                 continue
             fill = self.decode(j, x[rows, j])
-            if out.dtype.kind == "O" and spec.kind == "numeric":
-                fill = np.array([int(v) if spec.integer else float(v) for v in fill], dtype=object)
-            out[rows, j] = fill
+            out[rows, j] = _objects(fill, spec, text=spec.text) if out.dtype.kind == "O" else fill
         return out
 
     @staticmethod
@@ -378,18 +419,26 @@ class TablePreprocessor:
             arr = s.to_numpy(copy=True)
             arr[rows] = fill  # a float column stays float (integer-valued columns get integer values)
             return pd.Series(arr, index=s.index, name=s.name)
-        if spec.temporal == "datetime":
-            origin = pd.Timestamp(0, tz=getattr(dtype, "tz", None))
-            fill = [origin + pd.Timedelta(seconds=float(v)) for v in fill]
-        elif spec.temporal == "timedelta":
-            fill = [pd.Timedelta(seconds=float(v)) for v in fill]
-        elif spec.kind == "numeric":
-            fill = [int(v) if spec.integer else float(v) for v in fill]
+        holds_text = pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
         obj = s.to_numpy(dtype=object, copy=True)
-        vals = np.empty(len(fill), dtype=object)
-        vals[:] = list(fill)
-        obj[rows] = vals
-        return pd.Series(_as_dtype(obj, dtype, spec), index=s.index, name=s.name)
+        obj[rows] = _objects(fill, spec, text=spec.text if holds_text else None, tz=getattr(dtype, "tz", None))
+        values = _as_dtype(obj, dtype, spec)
+        return pd.Series(values, index=s.index, name=s.name, dtype=values.dtype)  # pandas would infer str
+
+
+def _objects(fill: np.ndarray, spec: ColumnSpec, text: str | None = None, tz=None) -> np.ndarray:
+    """Decoded values of a column as Python objects: labels, Timestamps / Timedeltas (in time zone ``tz``),
+    numbers as ints (integer columns) or floats, or as strings in the format ``text``."""
+    out = np.empty(len(fill), dtype=object)
+    if spec.temporal is not None:
+        steps = pd.to_timedelta(fill.astype(np.int64), unit=spec.unit)
+        out[:] = list(steps + pd.Timestamp(0, tz=tz) if spec.temporal == "datetime" else steps)
+    elif spec.kind == "numeric":
+        numbers = [int(v) if spec.integer else float(v) for v in fill]
+        out[:] = numbers if text is None else [format(v, text) for v in numbers]
+    else:
+        out[:] = list(fill)
+    return out
 
 
 def _as_dtype(obj: np.ndarray, dtype, spec: ColumnSpec):
@@ -398,7 +447,9 @@ def _as_dtype(obj: np.ndarray, dtype, spec: ColumnSpec):
     booleans = spec.categories == [False, True]
     if t.is_object_dtype(dtype):
         return obj  # object stays object (booleans and strings included)
-    if spec.temporal == "datetime":
+    if spec.text is not None and t.is_string_dtype(dtype):
+        keeps = True
+    elif spec.temporal == "datetime":
         keeps = t.is_datetime64_any_dtype(dtype)
     elif spec.temporal == "timedelta":
         keeps = t.is_timedelta64_dtype(dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,7 +52,7 @@ def test_round_trip_keeps_dtypes_index_and_observed_cells():
     assert out.loc[10, "float"] == 0.1 + 0.2  # bit for bit, not through float32
     assert out.loc[12, "int_nan"] == round(out.loc[12, "int_nan"])
     assert enc.is_cat.tolist() == [False, False, False, True, True, True, True, True, True, False]
-    assert enc.n_classes.tolist() == [0, 0, 0, 2, 2, 2, 2, 3, 4, 0]
+    assert enc.n_classes.tolist() == [0, 0, 0, 2, 2, 2, 2, 3, 3, 0]  # "max" is declared, never used
 
 
 def test_numeric_standardized_like_training():
@@ -123,6 +125,7 @@ def test_datetime_column_round_trip():
         (pd.DataFrame({"x": pd.Series([], dtype=float)}), "0 sample"),
         (pd.DataFrame(index=range(3)), "0 feature"),
         (np.array([[1.0 + 1j], [2.0]]), "Complex data not supported"),
+        (pd.DataFrame([[1.0, 2.0, 3.0]] * 3, columns=["a", "a", "b"]), r"duplicate column names \['a'\]"),
     ],
 )
 def test_bad_fit_input_names_column(table, match):
@@ -196,3 +199,59 @@ def test_dtypes_do_not_depend_on_where_the_holes_are():
     pre = TablePreprocessor().fit(df)
     _, out = fill_with(pre, df, 0.0)
     assert dict(out.dtypes) == dict(df.dtypes)
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_numbers_stored_as_strings_are_numeric(dtype):
+    """'25.3' is a number (it used to make one of 120 categories, over max_classes); imputations come back
+    as strings in the column's dtype, with as many decimals as the observed numbers."""
+    tenths = [f"{v:.1f}" for v in np.linspace(10, 40, 120)]
+    whole = ["7", "9", "12", "30"] * 30
+    tenths[3], whole[2] = None, None
+    df = pd.DataFrame({"tenths": tenths, "whole": whole}).astype(dtype)
+    pre = TablePreprocessor().fit(df)
+    assert [c.kind for c in pre.columns_] == ["numeric", "numeric"] and pre.columns_[1].integer
+    _, out = fill_with(pre, df, 0.5)
+    assert dict(out.dtypes) == dict(df.dtypes) and not out.isna().any().any()
+    assert re.fullmatch(r"\d+\.\d", out.loc[3, "tenths"]) and re.fullmatch(r"\d+", out.loc[2, "whole"])
+    assert abs(float(out.loc[3, "tenths"]) - pre.decode(0, np.array([0.5]))[0]) <= 0.05
+    seen = df.notna().to_numpy()
+    assert (out.to_numpy(dtype=object)[seen] == df.to_numpy(dtype=object)[seen]).all()
+
+
+@pytest.mark.parametrize(
+    "column, unit",
+    [
+        (pd.to_datetime(["2020-01-01", None, "2020-03-01", "2021-01-01", "1950-05-05"]), "D"),
+        (pd.to_datetime(["2020-01-01", None, "2020-03-01", "2021-01-01", "1950-05-05"]).astype("datetime64[s]"), "D"),
+        (pd.to_datetime(["2020-01-01 10:00", None, "2020-03-01 13:00", "2021-01-01 00:00", "2020-01-01 01:00"])
+         .tz_localize("Europe/Berlin"), "h"),
+        (pd.to_timedelta(["1min", None, "5min", "10min", "3min"]), "min"),
+        (pd.to_datetime(["2020-01-01 10:00:01.5", None, "2020-01-01 00:00:00.0", "2020-01-02 00:00:00.0", "2020-01-03 00:00:00.0"]), "ms"),
+    ],
+)
+def test_dates_are_imputed_at_their_resolution(column, unit):
+    """Daily dates come back as whole days (they used to carry sub-second noise), hourly ones as whole
+    hours, in the column's own dtype."""
+    df = pd.DataFrame({"t": column, "v": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    pre = TablePreprocessor().fit(df)
+    assert pre.columns_[0].unit == unit
+    _, out = fill_with(pre, df, 0.37)
+    assert out["t"].dtype == df["t"].dtype and out["t"].notna().all()
+    step = pd.Timedelta(1, unit=unit)
+    origin = pd.Timedelta(0) if unit == "min" else pd.Timestamp(0, tz=out["t"].dt.tz)
+    assert (out["t"] - origin).iloc[1] % step == pd.Timedelta(0)
+    assert out["t"].iloc[[0, 2, 3, 4]].equals(df["t"].iloc[[0, 2, 3, 4]])
+
+
+def test_categorical_with_unused_levels():
+    """A Categorical may declare more levels than max_classes if it uses few (3 of 150 used to be refused);
+    imputations are among the used levels and the dtype keeps every declared one."""
+    levels = [f"level{i}" for i in range(150)]
+    df = pd.DataFrame({"c": pd.Categorical(["level3", "level7", None, "level3", "level9", None], categories=levels),
+                       "x": [1.0, 2.0, 3.0, 1.5, 2.5, 0.5]})
+    pre = TablePreprocessor().fit(df)
+    assert pre.columns_[0].categories == ["level3", "level7", "level9"]
+    _, out = fill_with(pre, df, 2.0)
+    assert out["c"].dtype == df["c"].dtype and set(out["c"]) <= {"level3", "level7", "level9"}
+    assert out["c"].iloc[[0, 1, 3, 4]].equals(df["c"].iloc[[0, 1, 3, 4]])
