@@ -1,6 +1,7 @@
 """icl-diffusion: zero-shot tabular imputation and prediction with a pretrained diffusion transformer."""
 
 from .checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from .diagnostics import plot_imputations, rubin_pool
 from .diffusion import GaussianDiffusion
 from .estimators import DiffusionClassifier, DiffusionImputer, DiffusionRegressor
 from .model import Denoiser, DenoiserConfig
@@ -25,7 +26,9 @@ __all__ = [
     "fine_tune",
     "load_checkpoint",
     "load_pretrained",
+    "plot_imputations",
     "repaint_schedule",
+    "rubin_pool",
     "sample",
     "save_checkpoint",
 ]
