@@ -120,7 +120,7 @@ def _plot_categorical(ax, observed: pd.Series, draws: list[pd.Series]) -> None:
            color=OBSERVED)
     mean = share.mean(0)  # the imputed share of each level over the draws, bars from the lowest to the highest
     ax.bar(pos + width / 2, mean, width, color=IMPUTED, alpha=0.7,
-           yerr=[mean - share.min(0), share.max(0) - mean], ecolor="black", capsize=2)
+           yerr=np.maximum([mean - share.min(0), share.max(0) - mean], 0), ecolor="black", capsize=2)
     ax.set_xticks(pos, [str(v) for v in levels], rotation=45 if len(levels) > 4 else 0, ha="right"
                   if len(levels) > 4 else "center")
     ax.set_ylabel("share of cells")
