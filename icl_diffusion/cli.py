@@ -7,18 +7,22 @@
     icl-diffusion finetune --data A.csv [B.csv ...] -o OUT.safetensors [--from CKPT] [max_steps=N ...]
     icl-diffusion finetune --from CKPT [hydra overrides ...]     (continue pretraining on the prior)
 
-Tables are CSV, or Parquet when the file name ends in ``.parquet`` (needs pyarrow).
+Tables are CSV (``.csv``, also compressed, e.g. ``.csv.gz``), TSV (``.tsv``) or Parquet (``.parquet``, needs
+pyarrow); another extension is refused before any work. In CSV/TSV input, columns of ISO dates (2020-01-31,
+2020-01-31 12:00) are dates, and numbers are numbers; output dates are written as ISO dates.
 ``impute`` with ``--n-imputations K > 1`` writes multiple imputations in one file, in long format: the K
 filled copies of the table stacked, with a first column ``_imputation`` = 1..K (as R's mice ``complete(...,
 "long")``). ``predict`` writes the query table with the target column filled in (plus ``proba_<class>``
 columns with ``--proba`` or ``<target>_q<q>`` columns with ``--quantiles``).
 Bad input exits with status 1 and one line on stderr; usage errors and missing training extras exit 2.
+Progress bars are on when stderr is a terminal (``--progress`` / ``--no-progress`` decide otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import __version__
 from .sampling import METHODS, VARIANCE_MIX
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
@@ -34,47 +39,84 @@ AUTO_MAX_CLASSES = 10
 
 EXAMPLE = "example.csv"
 
+# Table file formats by extension: the CSV separator, or None for Parquet.
+TABLE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None}
+COMPRESSIONS = {".gz", ".bz2", ".zip", ".xz", ".zst"}  # pandas reads and writes CSV/TSV through these
+
 
 class UserError(Exception):
     """Bad input: reported as one line on stderr."""
 
 
+def table_format(path: str | Path) -> str:
+    """The format of a table file from its extension (a key of TABLE_FORMATS); anything else is a UserError."""
+    suffixes = [x.lower() for x in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    fmt = suffixes[-1] if suffixes else ""
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"{path}: unsupported table format {fmt or '(no extension)'!r}; use .csv, .tsv or .parquet")
+    return fmt
+
+
 def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
-    """A CSV or Parquet table; ``na_values``: extra comma-separated missing-value markers (CSV)."""
+    """A CSV, TSV or Parquet table; ``na_values``: extra comma-separated missing-value markers (CSV, TSV).
+    Columns whose every value is an ISO date become datetime64 columns."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
-    if path.suffix == ".parquet":
+    sep = TABLE_FORMATS[table_format(path)]
+    if sep is None:
         try:
             return pd.read_parquet(path)
         except ImportError as err:
             raise UserError(f"reading Parquet needs pyarrow (pip install pyarrow): {err}") from err
-    table = pd.read_csv(path, na_values=na_values.split(",") if na_values else None)
+    # pandas renames a repeated name (a, a -> a, a.1): read the header as it is written.
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    repeated = header[header.duplicated()]
+    if len(repeated):
+        raise UserError(f"column name {repeated.iloc[0]!r} appears more than once in the header of {path}: give "
+                        "every column its own name")
+    table = pd.read_csv(path, sep=sep, na_values=na_values.split(",") if na_values else None)
     for name in table.columns:
-        # A CSV column of numbers with one stray word is read as strings: say so instead of treating
-        # every number as a category.
         col = table[name]
         if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
             continue
         values = col.dropna()
+        # A CSV column of numbers with one stray word is read as strings: say so instead of treating
+        # every number as a category.
         numbers = pd.to_numeric(values, errors="coerce").notna().to_numpy()
         if numbers.any() and not numbers.all():
             raise UserError(f"column {name!r} mixes numbers and strings (e.g. {values[~numbers].iloc[0]!r}): fix "
                             "the values, or name missing-value markers with --na-values")
+        try:
+            dates = pd.to_datetime(col, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError):  # e.g. mixed time zones: left as strings
+            continue
+        if len(values) and dates.notna().sum() == len(values):
+            table[name] = dates
     return table
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
+    sep = TABLE_FORMATS[table_format(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
+    if sep is None:
         try:
             table.to_parquet(path, index=False)
         except ImportError as err:
             raise UserError(f"writing Parquet needs pyarrow (pip install pyarrow): {err}") from err
     else:
         # CSV has no dtypes: a column of integers read with holes (float64 in pandas) is written as integers again.
-        as_integers(table).to_csv(path, index=False)
+        as_integers(table).to_csv(path, sep=sep, index=False)
+
+
+def checkpoint_output(path: str) -> str:
+    """An inference checkpoint to write: a .safetensors path (refused before any work otherwise)."""
+    if Path(path).suffix != ".safetensors":
+        raise UserError(f"-o {path}: an inference checkpoint is written as .safetensors")
+    return path
 
 
 def as_integers(table: pd.DataFrame) -> pd.DataFrame:
@@ -101,12 +143,25 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--variance-mix", type=float, default=VARIANCE_MIX, help="sampler variance between "
                        f"beta_tilde (0) and beta (1), log space (default {VARIANCE_MIX})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=512, help="most rows attended to (default 512)")
     p.add_argument("--batch-size", type=int, default=1024, help="query rows per forward pass (default 1024)")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
-    p.add_argument("--na-values", default=None, help="extra missing-value markers in CSV input, comma-separated "
-                   "(e.g. '?,n/a'); empty cells and NA, NaN, null are missing already")
+    _progress_arg(p)
+
+
+def _progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on when stderr is a terminal)")
+
+
+def _na_values_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--na-values", default=None, help="extra missing-value markers in CSV/TSV input, "
+                   "comma-separated (e.g. '?,n/a'); empty cells and NA, NaN, null are missing already")
+
+
+def _progress(args) -> bool:
+    """--progress / --no-progress, else a bar only when a person watches stderr (not in logs or pipes)."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _sampler_kwargs(args) -> dict:
@@ -115,26 +170,35 @@ def _sampler_kwargs(args) -> dict:
 
 
 def _common_kwargs(args) -> dict:
+    """Estimator arguments; an unknown or unavailable --device is refused here, before any work."""
+    from .estimators import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        raise UserError(f"--device {args.device}: {err}") from err
     return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
-            "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": args.progress}
+            "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icl-diffusion", description="Zero-shot imputation and prediction for tables with a pretrained "
-        "diffusion transformer.", epilog="Tables: .csv, or .parquet (needs pyarrow).")
+        "diffusion transformer.", epilog="Tables: .csv (also .csv.gz, ...), .tsv, or .parquet (needs pyarrow).")
+    parser.add_argument("--version", action="version", version=f"icl-diffusion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("impute", help="fill the missing cells of a table",
                        description="Fill every missing cell of IN and write OUT. With --n-imputations K > 1, "
                        "OUT holds K imputed copies stacked, with a first column _imputation = 1..K.")
-    p.add_argument("input", metavar="IN", help="table with missing cells (.csv or .parquet)")
+    p.add_argument("input", metavar="IN", help="table with missing cells (.csv, .tsv or .parquet)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the filled table")
     p.add_argument("--n-imputations", type=int, default=1, metavar="K",
                    help="K > 1: multiple imputation (ddim becomes the conditional sampler, 5 steps)")
     p.add_argument("--plot", metavar="FILE", default=None, help="also save a plot of observed vs imputed "
                    "distributions per column across the imputations (.png, .pdf, .svg; needs matplotlib)")
     _model_args(p)
+    _na_values_arg(p)
 
     p = sub.add_parser("predict", help="predict a target column of query rows from training rows",
                        description="Fit on TRAIN (rows with a missing target are dropped), predict TARGET for "
@@ -150,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantiles", default=None, help="regression: comma-separated quantiles, e.g. 0.05,0.95, "
                    "added as <target>_q<q> columns")
     _model_args(p)
+    _na_values_arg(p)
 
     p = sub.add_parser("demo", help="impute the bundled example table and show a few rows",
                        description="Impute the bundled example table (palmer penguins with holes) and print "
@@ -158,20 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p, sampler=False)
 
     p = sub.add_parser("pretrain", help="pretrain on the synthetic prior (Hydra overrides)",
-                       description="Run icl_diffusion.train with Hydra overrides, e.g. trainer.max_steps=100.")
+                       description="Run icl_diffusion.train with Hydra overrides, e.g. trainer.max_steps=100 "
+                       "out_dir=runs/x (rerun with ckpt_path=last to resume).")
+    _progress_arg(p)
     p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     p = sub.add_parser("finetune", help="fine-tune on your tables (--data), or continue pretraining",
                        description="With --data: fine-tune a checkpoint (--from, default the shipped one) on "
                        "your tables and write the best validation weights to -o; overrides are FineTuneConfig "
                        "fields, e.g. max_steps=400 lr=5e-4 p_prior=0.2 val_frac=0.2. Without --data: continue "
                        "pretraining on the synthetic prior from --from, with Hydra overrides.")
-    p.add_argument("--data", nargs="+", metavar="TABLE", help="CSV or Parquet tables of your domain")
+    p.add_argument("--data", nargs="+", metavar="TABLE", help="CSV, TSV or Parquet tables of your domain")
     p.add_argument("-o", "--output", help="with --data: the fine-tuned checkpoint to write (.safetensors)")
     p.add_argument("--from", dest="init_from", default=None, help="inference checkpoint to start from")
     p.add_argument("--resume", action="store_true", help="with --data: continue an interrupted fine-tuning")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on at a terminal)")
-    p.add_argument("--na-values", default=None, help="extra missing-value markers in CSV input")
+    _progress_arg(p)
+    _na_values_arg(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p = sub.add_parser("export", help="Lightning checkpoint -> inference checkpoint",
                        description="Write the inference checkpoint (safetensors) of a Lightning checkpoint.")
@@ -185,8 +251,10 @@ def cmd_impute(args) -> None:
 
     if args.n_imputations < 1:
         raise UserError("--n-imputations must be >= 1")
+    table_format(args.output)
+    kwargs = _sampler_kwargs(args)
     table = read_table(args.input, args.na_values)
-    imputer = DiffusionImputer(**_sampler_kwargs(args)).fit(table)
+    imputer = DiffusionImputer(**kwargs).fit(table)
     if args.n_imputations == 1:
         out = imputer.transform(table)
         copies = [out]
@@ -212,6 +280,8 @@ def _is_classification(y: pd.Series) -> bool:
 def cmd_predict(args) -> None:
     from .estimators import DiffusionClassifier, DiffusionRegressor
 
+    table_format(args.output)
+    common, qs = _common_kwargs(args), _quantiles(args.quantiles)
     train, test = read_table(args.train, args.na_values), read_table(args.test, args.na_values)
     if args.target not in train.columns:
         raise UserError(f"target column {args.target!r} not in {args.train} (columns: {list(train.columns)})")
@@ -224,7 +294,11 @@ def cmd_predict(args) -> None:
         raise UserError(f"the test table's columns {list(Xq.columns)} differ from the training features "
                         f"{list(X.columns)}")
     classify = args.task == "classification" or (args.task == "auto" and _is_classification(y))
-    common = _common_kwargs(args)
+    task = f"target {args.target!r} is {'a class' if classify else 'a number'} (--task {args.task})"
+    if classify and qs:
+        raise UserError(f"--quantiles is for regression targets; {task}")
+    if not classify and args.proba:
+        raise UserError(f"--proba is for classification targets; {task}")
     out = test.copy()
     if classify:
         est = DiffusionClassifier(**common).fit(X, y.to_numpy())
@@ -237,14 +311,23 @@ def cmd_predict(args) -> None:
         kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common}
         est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
-        if args.quantiles:
-            try:
-                qs = [float(q) for q in args.quantiles.split(",")]
-            except ValueError as err:
-                raise UserError(f"--quantiles must be comma-separated numbers, got {args.quantiles!r}") from err
+        if qs:
             for q, col in zip(qs, est.predict_quantiles(Xq, qs).T):
                 out[f"{args.target}_q{q:g}"] = col
     write_table(out, args.output)
+
+
+def _quantiles(text: str | None) -> list[float]:
+    """--quantiles 0.05,0.95 -> [0.05, 0.95]."""
+    if text is None:
+        return []
+    try:
+        qs = [float(q) for q in text.split(",")]
+    except ValueError:
+        qs = []
+    if not qs or not all(0 <= q <= 1 for q in qs):
+        raise UserError(f"--quantiles must be comma-separated numbers in [0, 1], got {text!r}")
+    return qs
 
 
 def cmd_finetune(args) -> None:
@@ -252,12 +335,11 @@ def cmd_finetune(args) -> None:
         if not args.init_from:
             raise UserError("finetune needs --data TABLE ... (fine-tune on your tables) or --from CKPT "
                             "(continue pretraining on the synthetic prior)")
-        if not Path(args.init_from).is_file():
-            raise UserError(f"no such checkpoint: {args.init_from}")
-        _run_hydra("finetune", [*args.overrides, f"init_from={args.init_from}"])
+        _run_hydra("finetune", [*args.overrides, f"init_from={args.init_from}"], args)
         return
     if not args.output:
         raise UserError("finetune --data needs -o OUT.safetensors")
+    checkpoint_output(args.output)
     from dataclasses import fields
 
     from .finetune import FineTuneConfig, fine_tune
@@ -268,10 +350,15 @@ def cmd_finetune(args) -> None:
         key, sep, value = item.partition("=")
         if not sep or key not in types:
             raise UserError(f"unknown fine-tuning setting {item!r}; settings: {', '.join(types)}")
-        settings[key] = tuple(int(v) for v in value.strip("[]()").split(",")) if key == "rows" else (
-            float(value) if types[key] == "float" else int(value))
+        try:
+            settings[key] = tuple(int(v) for v in value.strip("[]()").split(",")) if key == "rows" else (
+                float(value) if types[key] == "float" else int(value))
+        except ValueError as err:
+            kind = "two integers, e.g. rows=64,256" if key == "rows" else (
+                "a number" if types[key] == "float" else "an integer")
+            raise UserError(f"fine-tuning setting {item!r}: {key} takes {kind}") from err
     tables = [read_table(path, args.na_values) for path in args.data]
-    fine_tune(tables, checkpoint=args.init_from, out=args.output, progress=args.progress, resume=args.resume,
+    fine_tune(tables, checkpoint=args.init_from, out=args.output, progress=_progress(args), resume=args.resume,
               **settings)
 
 
@@ -307,17 +394,61 @@ def _training(command: str, attr: str):
     return fn
 
 
-def _run_hydra(command: str, overrides: list[str]) -> None:
-    fn = _training(command, "hydra_main")
-    if "overrides" in inspect.signature(fn).parameters:
-        fn(overrides)
-        return
-    argv = sys.argv  # a @hydra.main function reads its overrides from sys.argv
-    sys.argv = [f"icl-diffusion {command}", *overrides]
+def _run_hydra(command: str, overrides: list[str], args) -> None:
+    """Run the Hydra application. The overrides and the starting checkpoint are checked first, so that a
+    mistake is one line and no run directory is made; the progress bar follows --progress / the terminal."""
+    from hydra.errors import HydraException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    fn, compose = _training(command, "hydra_main"), _training(command, "compose")
+    if not any("enable_progress_bar" in o for o in overrides):
+        overrides = [*overrides, f"++trainer.enable_progress_bar={str(_progress(args)).lower()}"]
     try:
-        fn()
+        init_from = compose(overrides).get("init_from")
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(f"bad override: {str(err).split('Config search path')[0]}") from err
+    if init_from:
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(init_from, strict=False)
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing a traceback and exiting
+    argv = sys.argv  # a @hydra.main function reads its overrides from sys.argv
+    try:
+        if "overrides" in inspect.signature(fn).parameters:
+            fn(overrides)
+        else:
+            sys.argv = [f"icl-diffusion {command}", *overrides]
+            fn()
+    except (HydraException, OmegaConfBaseException, MisconfigurationException) as err:
+        raise UserError(str(err)) from err
     finally:
         sys.argv = argv
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR")
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+
+
+def cmd_export(args) -> None:
+    """Lightning checkpoint -> inference checkpoint; a file that is not a training checkpoint is one line."""
+    checkpoint_output(args.output)
+    export = _training("export", "export_lightning_checkpoint")
+    if not Path(args.ckpt).is_file():
+        raise UserError(f"no such file: {args.ckpt}")
+    import torch
+
+    try:
+        state = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors for foreign files
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(f"{args.ckpt} is not a Lightning checkpoint (.ckpt): torch.load failed "
+                        f"({type(err).__name__}: {first})") from err
+    if not isinstance(state, dict) or not {"hyper_parameters", "state_dict"} <= state.keys():
+        raise UserError(f"{args.ckpt} is not a checkpoint of an icl-diffusion training run (no hyper_parameters "
+                        "and state_dict)")
+    print(f"wrote {export(args.ckpt, args.output)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,12 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "demo":
             cmd_demo(args)
         elif args.command == "pretrain":
-            _run_hydra("pretrain", args.overrides)
+            _run_hydra("pretrain", args.overrides, args)
         elif args.command == "finetune":
             cmd_finetune(args)
         elif args.command == "export":
-            path = _training("export", "export_lightning_checkpoint")(args.ckpt, args.output)
-            print(f"wrote {path}")
+            cmd_export(args)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     except (UserError, ValueError, TypeError, OSError, ImportError) as err:

@@ -42,10 +42,21 @@ _LOADED: dict[tuple, Pretrained] = {}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto": cuda if available, else cpu."""
+    """"auto": cuda if available, else cpu. A device torch does not know or cannot reach is a ValueError."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"device {device!r} is not available ({why}): use cpu or auto")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} is not available ({torch.cuda.device_count()} GPUs visible)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available (no Apple GPU): use cpu or auto")
+    return dev
 
 
 def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.device) -> Pretrained:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -10,6 +11,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import icl_diffusion
 from icl_diffusion.cli import main
@@ -84,27 +86,6 @@ def test_demo(tiny_checkpoint, capsys):
     assert "NaN" not in text.split("After")[1]
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["impute", "missing.csv", "-o", "{out}"], "no such file"),
-        (["impute", "{mixed}", "-o", "{out}", "--checkpoint", "{ckpt}"], "column 'v' mixes numbers and strings"),
-        (["impute", "{good}", "-o", "{out}", "--checkpoint", "nowhere.safetensors"], "checkpoint not found"),
-        (["impute", "{good}", "-o", "{out}", "--checkpoint", "{good}"], "not an icl-diffusion checkpoint"),
-        (["predict", "--train", "{good}", "--test", "{good}", "--target", "zz", "-o", "{out}"], "target column 'zz'"),
-    ],
-)
-def test_bad_input_one_line_and_exit_1(args, message, tmp_path, tiny_checkpoint, capsys):
-    mixed, good = tmp_path / "mixed.csv", tmp_path / "good.csv"
-    mixed.write_text("u,v\n1,2\n2,a\n3,\n")
-    good.write_text("u,v\n1,2\n2,\n3,4\n")
-    args = [a.format(mixed=mixed, good=good, ckpt=tiny_checkpoint, out=tmp_path / "out.csv") for a in args]
-    assert main(args) == 1
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "out.csv").exists()
-
-
 def test_na_values(tmp_path, tiny_checkpoint):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text("u,v\n1,2\n2,?\n3,5\n")
@@ -127,25 +108,31 @@ def test_training_commands_without_train_module(monkeypatch, capsys):
     assert "could not import icl_diffusion.train" in capsys.readouterr().err
 
 
-def test_training_commands_call_train(monkeypatch, tmp_path):
+def test_training_commands_call_train(monkeypatch, tmp_path, tiny_checkpoint):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "m.safetensors").write_bytes(b"")  # finetune --from checks that the file exists
+    shutil.copy(tiny_checkpoint, "m.safetensors")  # finetune --from loads it before the run starts
+    torch.save({"hyper_parameters": {}, "state_dict": {}}, "last.ckpt")
     calls = []
     fake = types.ModuleType("icl_diffusion.train")
+    fake.compose = lambda overrides: dict(o.lstrip("+").split("=", 1) for o in overrides)
     fake.hydra_main = lambda overrides: calls.append(overrides)
     fake.export_lightning_checkpoint = lambda ckpt, path: calls.append((ckpt, path)) or path
     monkeypatch.setattr(icl_diffusion, "train", fake, raising=False)
     monkeypatch.setitem(sys.modules, "icl_diffusion.train", fake)
+    no_bar = "++trainer.enable_progress_bar=false"  # stderr is no terminal here
     assert main(["pretrain", "trainer.max_steps=1"]) == 0
     assert main(["finetune", "--from", "m.safetensors", "seed=1"]) == 0
     assert main(["export", "last.ckpt", "-o", "m.safetensors"]) == 0
-    assert calls == [["trainer.max_steps=1"], ["seed=1", "init_from=m.safetensors"], ("last.ckpt", "m.safetensors")]
+    assert main(["pretrain", "--progress", "a=1"]) == 0
+    assert calls == [["trainer.max_steps=1", no_bar], ["seed=1", "init_from=m.safetensors", no_bar],
+                     ("last.ckpt", "m.safetensors"), ["a=1", "++trainer.enable_progress_bar=true"]]
 
     def hydra_style():  # a @hydra.main function reads sys.argv
         calls.append(sys.argv[1:])
 
     fake.hydra_main = hydra_style
-    assert main(["pretrain", "a=1"]) == 0 and calls[-1] == ["a=1"]
+    assert main(["pretrain", "a=1", "trainer.enable_progress_bar=true"]) == 0
+    assert calls[-1] == ["a=1", "trainer.enable_progress_bar=true"]
 
 
 def test_python_dash_m_help():
