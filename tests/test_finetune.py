@@ -96,4 +96,4 @@ def test_cli_finetune_on_csv_tables(tmp_path, capsys):
     assert main(["finetune", "--data", str(paths[0]), "-o", str(out), "max_stepz=2"]) == 1
     assert "unknown fine-tuning setting 'max_stepz=2'" in capsys.readouterr().err
     assert main(["finetune", "--from", str(tmp_path / "missing.safetensors")]) == 1
-    assert "no such checkpoint" in capsys.readouterr().err
+    assert "checkpoint not found" in capsys.readouterr().err
