@@ -3,6 +3,8 @@ never for their quality)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,18 +100,26 @@ def assert_observed_kept(before: pd.DataFrame, after: pd.DataFrame) -> None:
 @st.composite
 def tables_with_holes(draw):
     n = draw(st.integers(3, 10))
-    kinds = draw(st.lists(st.sampled_from(["float", "int", "cat"]), min_size=1, max_size=4))
+    kinds = draw(st.lists(st.sampled_from(["float", "int", "cat", "text", "date", "category"]), min_size=1,
+                          max_size=4))
     columns = {}
     for j, kind in enumerate(kinds):
-        if kind == "cat":
+        if kind in ("cat", "category"):
             values = draw(st.lists(st.sampled_from(["u", "v", "w"]), min_size=n, max_size=n))
-            col = pd.Series(values, dtype=object)
+            col = pd.Series(values, dtype=object) if kind == "cat" else pd.Series(
+                pd.Categorical(values, categories=["w", "v", "u", "unused"]))  # a declared level no cell uses
+        elif kind == "text":  # numbers stored as strings
+            numbers = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=n, max_size=n))
+            col = pd.Series([f"{v:.1f}" for v in numbers], dtype=object)
+        elif kind == "date":
+            days = draw(st.lists(st.integers(-1000, 1000), min_size=n, max_size=n))
+            col = pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D"))
         else:
             floats = st.floats(-1e6, 1e6, allow_nan=False) if kind == "float" else st.integers(-100, 100)
             col = pd.Series(draw(st.lists(floats, min_size=n, max_size=n)), dtype=float)
         holes = draw(st.lists(st.booleans(), min_size=n, max_size=n))
         holes[:2] = [False, False]  # at least two observed values per column
-        col[np.array(holes)] = None if kind == "cat" else np.nan
+        col[np.array(holes)] = {"float": np.nan, "int": np.nan, "date": pd.NaT}.get(kind)
         columns[f"{kind}{j}"] = col
     return pd.DataFrame(columns)
 
@@ -121,16 +131,20 @@ def test_imputer_properties(tiny_checkpoint, table, method, seed):
     out = imputer.fit_transform(table)
     assert_observed_kept(table, out)
     for col in table.columns:
-        if not col.startswith("cat"):
-            # The dtype contract (preprocessing.py): every column keeps its dtype; an integer-valued float
-            # column gets integer imputations ("float" can draw 0.0, 1.0...).
-            assert out[col].dtype == table[col].dtype
-            observed = table[col].dropna()
+        # The dtype contract (README, preprocessing.py): every column keeps its dtype.
+        assert out[col].dtype == table[col].dtype, col
+        observed = table[col].dropna()
+        if col.startswith(("float", "int")):
+            # An integer-valued float column gets integer imputations ("float" can draw 0.0, 1.0...).
             if len(observed) and bool((observed == observed.round()).all()) and observed.abs().max() < 2**53:
                 assert bool((out[col] == out[col].round()).all())
             assert np.isfinite(out[col].astype(float)).all()
-        else:
-            assert set(out[col]) <= {"u", "v", "w"}
+        elif col.startswith("text"):  # strings with the observed decimals
+            assert out[col].map(lambda v: isinstance(v, str) and re.fullmatch(r"-?\d+\.\d", v) is not None).all()
+        elif col.startswith("date"):  # daily dates come back as whole days
+            assert (out[col] == out[col].dt.normalize()).all()
+        else:  # labels among the observed ones
+            assert set(out[col]) <= set(observed)
     pd.testing.assert_frame_equal(out, imputer.transform(table))  # deterministic given random_state
 
 
