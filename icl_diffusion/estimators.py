@@ -34,9 +34,9 @@ from sklearn.utils.validation import (
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
 from .inference import impute
-from .preprocessing import TablePreprocessor, as_table
+from .preprocessing import TablePreprocessor, _moments, as_table
 from .sampling import METHODS, VARIANCE_MIX
-from .scaling import CLIP, standardize
+from .scaling import CLIP
 
 _LOADED: dict[tuple, Pretrained] = {}
 
@@ -360,7 +360,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         n_imputations: imputations averaged by ``predict`` (1 with ddim, one step: the posterior mean).
 
     Attributes:
-        y_mean_, y_std_: standardization of the target (observed mean and std, as in training).
+        y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column).
         pretrained_, preprocessor_, x_context_, known_context_, is_cat_, n_classes_, n_features_in_,
             feature_names_in_: as ``DiffusionClassifier``.
     """
@@ -384,10 +384,9 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def fit(self, X, y):
         table, y = self._validate(X, y)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        yt = torch.tensor(y)[None, :, None]
-        y_std, mean, std = standardize(yt, torch.ones_like(yt, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool))
-        self.y_mean_, self.y_std_ = float(mean), float(std)
-        self._fit_context(table, y_std[0, :, 0].numpy(), False, 0)
+        # Scaled as a numeric feature column is: any spread is a scale (a target on a 1e-12 scale keeps its std).
+        self.y_mean_, self.y_std_, _ = _moments(y)
+        self._fit_context(table, np.clip((y - self.y_mean_) / self.y_std_, -CLIP, CLIP), False, 0)
         return self
 
     def _decode(self, z: np.ndarray) -> np.ndarray:

@@ -220,6 +220,9 @@ def test_regressor_target_standardized(tiny_checkpoint):
     pred = reg.predict(df)
     scaled = DiffusionRegressor(checkpoint=str(tiny_checkpoint), random_state=0).fit(df, 1000 * y + 5)
     np.testing.assert_allclose(scaled.predict(df), 1000 * pred + 5, rtol=1e-6)
+    # Any spread is a scale: a target on a 1e-12 scale was standardized with std 1 (R^2 = -8.5e16).
+    tiny = DiffusionRegressor(checkpoint=str(tiny_checkpoint), random_state=0).fit(df, 1e-12 * y)
+    np.testing.assert_allclose(tiny.predict(df), 1e-12 * pred, rtol=1e-6)
     samples = reg.predict_samples(df.iloc[:4], n_samples=8)
     assert samples.shape == (8, 4) and np.isfinite(samples).all()
     q = reg.predict_quantiles(df.iloc[:4], quantiles=(0.1, 0.5, 0.9), n_samples=8)
