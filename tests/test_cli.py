@@ -63,6 +63,15 @@ def test_impute_parquet(table_csv, tiny_checkpoint, tmp_path):
     assert not pd.read_parquet(out).isna().any().any()
 
 
+@pytest.mark.parametrize("src_name, out_name", [("in.tsv", "out.tsv"), ("in.csv.gz", "out.csv.gz")])
+def test_impute_tsv_and_compressed_csv(src_name, out_name, table_csv, tiny_checkpoint, tmp_path):
+    src, out = tmp_path / src_name, tmp_path / out_name
+    pd.read_csv(table_csv).to_csv(src, sep="\t" if src_name.endswith(".tsv") else ",", index=False)
+    assert main(["impute", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint)]) == 0
+    after = pd.read_csv(out, sep="\t" if out_name.endswith(".tsv") else ",")
+    assert list(after.columns) == ["x", "n", "kind"] and not after.isna().any().any()
+
+
 def test_predict(table_csv, tiny_checkpoint, tmp_path):
     df = pd.read_csv(table_csv)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
