@@ -89,9 +89,9 @@ class _Read:
         """Numeric values as float64; temporal ones as counts of ``unit`` (exact when whole and below 2**53)."""
         if self.temporal is None:
             return self.values
-        ratio = _UNITS_NS[unit] // _UNITS_NS[self.tick] if _UNITS_NS[unit] >= _UNITS_NS[self.tick] else None
+        tick_ns, unit_ns = _UNITS_NS[self.tick], _UNITS_NS[unit]
         ticks = self.values.astype(np.float64)
-        return ticks / ratio if ratio else ticks * (_UNITS_NS[self.tick] // _UNITS_NS[unit])
+        return ticks / (unit_ns // tick_ns) if unit_ns >= tick_ns else ticks * (tick_ns // unit_ns)
 
     def resolution(self) -> str:
         """Temporal: the coarsest unit every observed value is a whole multiple of."""
