@@ -64,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (masks, Gaussian table, methods)")
     p.add_argument("--methods", default="icl_point," + ",".join(BASELINES),
                    help="comma list of icl_point, closed_form (the closed-form estimates alone, no network), "
+                   "nearest_rows (the nearest-rows estimates alone), "
                    "mean, knn, mice, missforest")
     p.add_argument("--sampler-draws", type=int, default=0,
                    help="also run the conditional sampler and average K draws (0 = off; slow on CPU)")
@@ -95,6 +96,10 @@ def build_methods(args, pretrained) -> dict:
             from icl_diffusion.baselines import closed_form
 
             methods[name] = diffusion_imputer(closed_form(pretrained), max_context_rows=args.max_context_rows)
+        elif name == "nearest_rows":  # the nearest-rows estimates alone, same engine
+            from icl_diffusion.baselines import nearest_rows
+
+            methods[name] = diffusion_imputer(nearest_rows(pretrained), max_context_rows=args.max_context_rows)
         elif name == "mean":
             methods[name] = mean_imputer
         elif name == "knn":

@@ -4,6 +4,8 @@ benchmarks measure it against.
 - ``ClosedFormDenoiser``: the closed-form estimates alone (the Gaussian conditional mean of numeric cells and
   the one-hot Gaussian class probabilities of categorical cells, ``gaussian_feature.cell_estimates``), with
   no network. The trained model must beat it: otherwise the network adds nothing to its input feature.
+- ``NeighbourDenoiser``: the nearest-rows estimates alone (``neighbour_feature.neighbour_estimates``, smooth
+  bandwidth), no network: the nonlinear input feature's own quality.
 - ``BlindDenoiser``: the trained network with every observed cell hidden (each cell is predicted from nothing
   but the table's shape): a model that ignores its inputs. A quality test that this model passes tests nothing.
 - ``random_weights``: the same architecture, freshly initialized.
@@ -22,6 +24,7 @@ from .checkpoint import Pretrained
 from .gaussian_feature import cell_estimates
 from .inference import point_input
 from .model import Denoiser
+from .neighbour_feature import neighbour_estimates
 
 
 class ClosedFormDenoiser(Denoiser):
@@ -43,6 +46,24 @@ class ClosedFormDenoiser(Denoiser):
         return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit}) if return_context else out
 
 
+class NeighbourDenoiser(Denoiser):
+    """Outputs the smooth nearest-rows estimates as its x0 prediction and their log-probabilities as logits
+    (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
+
+    def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+        seen = known if col_mask is None else known & col_mask[:, None, :]
+        n_levels = max(2, int(n_classes.max()))
+        keys = None if context is None else context["rows"]
+        smooth, _, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
+        valid = torch.arange(n_levels, device=x.device) < n_classes.clamp(min=1)[:, None, :, None]
+        out = (smooth, probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4))
+        return (*out, {"kv": [None] * len(self.blocks), "rows": (x, seen)}) if return_context else out
+
+    def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
+        return None
+
+
 class BlindDenoiser(Denoiser):
     """The network, shown no observed cell: every cell enters as unknown (numeric 0, categorical masked)."""
 
@@ -62,7 +83,8 @@ def _with_model(pretrained: Pretrained, cls: type[Denoiser], copy_weights: bool)
     model = cls(pretrained.model.cfg)
     if copy_weights:
         model.load_state_dict(pretrained.model.state_dict())
-    return Pretrained(model.eval(), pretrained.diffusion, {**pretrained.info, "baseline": cls.__name__})
+    return Pretrained(model.eval(), pretrained.diffusion, {**pretrained.info, "baseline": cls.__name__},
+                      pretrained.sampler)
 
 
 def closed_form(pretrained: Pretrained) -> Pretrained:
@@ -70,6 +92,13 @@ def closed_form(pretrained: Pretrained) -> Pretrained:
     if pretrained.diffusion.prediction != "x0":
         raise ValueError("the closed-form baseline needs an x0-prediction diffusion")
     return _with_model(pretrained, ClosedFormDenoiser, copy_weights=False)
+
+
+def nearest_rows(pretrained: Pretrained) -> Pretrained:
+    """The nearest-rows estimates alone, no network."""
+    if pretrained.diffusion.prediction != "x0":
+        raise ValueError("the nearest-rows baseline needs an x0-prediction diffusion")
+    return _with_model(pretrained, NeighbourDenoiser, copy_weights=False)
 
 
 def blind(pretrained: Pretrained) -> Pretrained:

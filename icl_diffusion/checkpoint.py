@@ -1,8 +1,8 @@
 """Inference checkpoints: config + weights in one safetensors file, never an unpickled object.
 
 The file's safetensors metadata holds ``format`` (a tag checked on load), ``config`` (JSON: the model's
-``DenoiserConfig``, the diffusion's settings and free-form ``info`` such as tables seen) and ``sha256`` of the
-weights, so a wrong or corrupted file fails with a clear message instead of a silent wrong answer.
+``DenoiserConfig``, the diffusion's settings, the tuned inference settings ``SamplerConfig`` and free-form
+``info`` such as tables seen) and ``sha256`` of the weights, so a wrong or corrupted file fails with a clear message instead of a silent wrong answer.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from .diffusion import GaussianDiffusion
 from .model import Denoiser, DenoiserConfig
+from .sampling import SamplerConfig
 from .resources import shipped_dir
 
 FORMAT = "icl-diffusion/1"
@@ -28,11 +29,13 @@ DEFAULT_CHECKPOINT = shipped_dir("checkpoints") / "icl_diffusion_small.safetenso
 
 @dataclass
 class Pretrained:
-    """A loaded model: the network (eval mode), its diffusion and the metadata stored with it."""
+    """A loaded model: the network (eval mode), its diffusion, the metadata stored with it and its tuned
+    inference settings (the defaults when the file predates them)."""
 
     model: Denoiser
     diffusion: GaussianDiffusion
     info: dict = field(default_factory=dict)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:
@@ -49,8 +52,10 @@ def save_checkpoint(
     diffusion: GaussianDiffusion,
     info: dict | None = None,
     dtype: torch.dtype = torch.float16,
+    sampler: SamplerConfig | None = None,
 ) -> Path:
-    """Write model + diffusion settings to ``path`` (weights cast to ``dtype`` to keep the file small)."""
+    """Write model + diffusion + sampler settings to ``path`` (weights cast to ``dtype`` to keep the file
+    small); ``sampler`` None stores the defaults."""
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     config = {
@@ -58,6 +63,7 @@ def save_checkpoint(
         "diffusion": {"num_steps": diffusion.num_steps, "schedule": diffusion.schedule,
                       "prediction": diffusion.prediction},
         "info": info or {},
+        "sampler": (sampler or SamplerConfig()).to_dict(),
     }
     meta = {"format": FORMAT, "config": json.dumps(config), "sha256": _digest(state)}
     path = Path(path)
@@ -103,7 +109,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         info = {**info, "fresh_parameters": sorted(set(own) - set(usable)),
                 "dropped_parameters": sorted(set(state) - set(usable))}
     model.to(device).eval()
-    return Pretrained(model, GaussianDiffusion(**config["diffusion"]), info)
+    sampler = SamplerConfig(**config.get("sampler", {}))
+    return Pretrained(model, GaussianDiffusion(**config["diffusion"]), info, sampler)
 
 
 def load_pretrained(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Pretrained:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .sampling import METHODS, VARIANCE_MIX
+from .sampling import METHODS, SamplerConfig
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
 # type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
@@ -140,12 +140,15 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--n-steps", type=int, default=1, help="sampler steps (default 1)")
         p.add_argument("--jump-length", type=int, default=1, help="RePaint jump length (default 1)")
         p.add_argument("--jump-n-sample", type=int, default=1, help="RePaint resamplings (default 1: none)")
-        p.add_argument("--variance-mix", type=float, default=VARIANCE_MIX, help="sampler variance between "
-                       f"beta_tilde (0) and beta (1), log space (default {VARIANCE_MIX})")
+        p.add_argument("--variance-mix", type=float, default=None, help="sampler variance between "
+                       "beta_tilde (0) and beta (1), log space (default: the checkpoint's, "
+                       f"{SamplerConfig.variance_mix} for the shipped one)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
-    p.add_argument("--max-context-rows", type=int, default=512, help="most rows attended to (default 512)")
-    p.add_argument("--batch-size", type=int, default=1024, help="query rows per forward pass (default 1024)")
+    p.add_argument("--max-context-rows", type=int, default=None,
+                   help=f"most rows attended to (default: the checkpoint's, {SamplerConfig.max_context_rows})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"query rows per forward pass (default: the checkpoint's, {SamplerConfig.chunk_rows})")
     _progress_arg(p)
 
 

@@ -35,7 +35,7 @@ from sklearn.utils.validation import (
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
 from .inference import impute
 from .preprocessing import TablePreprocessor, _moments, as_table
-from .sampling import METHODS, VARIANCE_MIX
+from .sampling import METHODS, SamplerConfig
 from .scaling import CLIP
 
 _LOADED: dict[tuple, Pretrained] = {}
@@ -76,14 +76,20 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
     return _LOADED[key]
 
 
+# Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
+TUNED = {"variance_mix": "variance_mix", "max_context_rows": "max_context_rows", "batch_size": "chunk_rows"}
+
+
 def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def sampling_settings(method: str, n_steps: int) -> tuple[str, int]:
-    """Sampler for multiple imputation: deterministic ddim becomes the conditional sampler (5 steps
-    unless more were asked for: benchmarks/draws.py finds 5 as good as 10 at half the cost)."""
-    return ("conditional", n_steps if n_steps > 1 else 5) if method == "ddim" else (method, n_steps)
+def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig) -> tuple[str, int]:
+    """Sampler for multiple imputation: deterministic ddim becomes the checkpoint's draw sampler
+    (``tuned.draw_method``, ``tuned.draw_steps`` steps unless more were asked for)."""
+    if method != "ddim":
+        return method, n_steps
+    return tuned.draw_method, n_steps if n_steps > 1 else tuned.draw_steps
 
 
 def aggregate(samples: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
@@ -105,11 +111,18 @@ class _Base(BaseEstimator):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         for name in ("n_steps", "jump_length", "jump_n_sample", "n_imputations", "max_context_rows", "batch_size"):
             value = getattr(self, name, 1)
+            if value is None and name in TUNED:
+                continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        mix = getattr(self, "variance_mix", VARIANCE_MIX)
-        if not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1:
-            raise ValueError(f"variance_mix must be a number in [0, 1], got {mix!r}")
+        mix = getattr(self, "variance_mix", None)
+        if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
+            raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
+
+    def _setting(self, name: str):
+        """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""
+        value = getattr(self, name, None)
+        return getattr(self.pretrained_.sampler, TUNED[name]) if value is None else value
 
     def _load(self) -> Pretrained:
         return load_model(self.checkpoint, resolve_device(self.device))
@@ -117,13 +130,13 @@ class _Base(BaseEstimator):
     def _run(self, x, known, is_cat, n_classes, n_samples=None, sampling=False, **kw):
         method, n_steps = getattr(self, "method", "ddim"), getattr(self, "n_steps", 1)
         if sampling:
-            method, n_steps = sampling_settings(method, n_steps)
+            method, n_steps = sampling_settings(method, n_steps, self.pretrained_.sampler)
         return impute(
             self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples or getattr(self, "n_imputations", 1),
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
-            jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=getattr(self, "variance_mix", VARIANCE_MIX),
-            max_context_rows=self.max_context_rows,
-            chunk_rows=self.batch_size, seed=_seed(self.random_state), progress=self.progress, **kw,
+            jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
+            max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
+            seed=_seed(self.random_state), progress=self.progress, **kw,
         )
 
     def __sklearn_tags__(self):
@@ -142,11 +155,12 @@ class DiffusionImputer(TransformerMixin, _Base):
         method, n_steps, jump_length, jump_n_sample: sampler ("ddim", "conditional", "repaint"); the default
             ddim with one step is the one-call posterior mean.
         n_imputations: imputations averaged by ``transform`` (numeric mean, categorical mode).
-        variance_mix: the samplers' ancestral variance between beta_tilde (0) and beta (1), in log space
-            (``sampling.VARIANCE_MIX``: tuned for calibrated draws).
+        variance_mix: the samplers' ancestral variance between beta_tilde (0) and beta (1), in log space.
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
+            variance_mix, max_context_rows, batch_size: None = the checkpoint's tuned value
+            (``pretrained_.sampler``, a ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
     Attributes:
@@ -157,8 +171,8 @@ class DiffusionImputer(TransformerMixin, _Base):
     """
 
     def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
-                 n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
-                 progress=False, variance_mix=VARIANCE_MIX):
+                 n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
+                 progress=False, variance_mix=None):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps
@@ -197,9 +211,9 @@ class DiffusionImputer(TransformerMixin, _Base):
         if not same:  # the fit table's complete rows join as context (all its rows if none is complete)
             ctx = self.known_fit_.all(1)
             ctx = np.flatnonzero(ctx if ctx.any() else np.ones_like(ctx))
-            if len(ctx) > self.max_context_rows:
+            if len(ctx) > self._setting("max_context_rows"):
                 rng = check_random_state(_seed(self.random_state))
-                ctx = np.sort(rng.choice(ctx, self.max_context_rows, replace=False))
+                ctx = np.sort(rng.choice(ctx, self._setting("max_context_rows"), replace=False))
             x = np.concatenate([self.x_fit_[ctx], x])
             known = np.concatenate([self.known_fit_[ctx], known])
         out = self._run(x, known, enc.is_cat, enc.n_classes, n_samples=n_samples, sampling=sampling)
@@ -214,7 +228,7 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def sample(self, X, n_imputations: int = 5) -> list:
         """``n_imputations`` filled copies of X (multiple imputation); ddim is replaced by the conditional
-        sampler (``n_steps`` steps, 5 when n_steps is 1) so that the imputations differ."""
+        sampler (``n_steps`` steps; the checkpoint's draw steps, 5, when n_steps is 1) so that they differ."""
         if not isinstance(n_imputations, (int, np.integer)) or n_imputations < 1:
             raise ValueError(f"n_imputations must be an integer >= 1, got {n_imputations!r}")
         table, samples = self._samples(X, n_imputations, sampling=True)
@@ -262,9 +276,9 @@ class _Predictor(_Base):
         self.preprocessor_ = TablePreprocessor(self.pretrained_.model.cfg.max_classes).fit(table)
         enc = self.preprocessor_.transform(table)
         rows = np.arange(len(y_x))
-        if len(rows) > self.max_context_rows:
+        if len(rows) > self._setting("max_context_rows"):
             rng = check_random_state(self.random_state)
-            rows = np.sort(rng.choice(rows, self.max_context_rows, replace=False))
+            rows = np.sort(rng.choice(rows, self._setting("max_context_rows"), replace=False))
         self.x_context_ = np.concatenate([enc.x, y_x[:, None].astype(np.float32)], 1)[rows]
         self.known_context_ = np.concatenate([enc.known, np.ones((len(y_x), 1), bool)], 1)[rows]
         self.is_cat_ = np.append(enc.is_cat, y_cat)
@@ -316,8 +330,8 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
         n_features_in_, feature_names_in_: as in scikit-learn.
     """
 
-    def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=512,
-                 batch_size=1024, progress=False):
+    def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
+                 batch_size=None, progress=False):
         self.checkpoint = checkpoint
         self.device = device
         self.random_state = random_state
@@ -366,8 +380,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     """
 
     def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
-                 n_imputations=1, device="auto", random_state=None, max_context_rows=512, batch_size=1024,
-                 progress=False, variance_mix=VARIANCE_MIX):
+                 n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
+                 progress=False, variance_mix=None):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps

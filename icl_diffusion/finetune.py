@@ -250,7 +250,7 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
                        "steps": int(trainer.global_step), "best_step": keep.best_step, "val_before": before,
                        "val_after": keep.best, "config": asdict(cfg)},
     }
-    save_checkpoint(out, module.model, module.diffusion, info=info)
+    save_checkpoint(out, module.model, module.diffusion, info=info, sampler=start.sampler)  # tuned settings kept
     print(f"fine-tuned {trainer.global_step} steps: validation score {before:.4f} -> {keep.best:.4f} "
           f"(NRMSE + categorical error rate; best at step {keep.best_step}); wrote {out}")
     return out

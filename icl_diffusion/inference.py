@@ -21,7 +21,7 @@ import torch
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
-from .sampling import VARIANCE_MIX, count_calls, repaint_schedule, sample
+from .sampling import SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 
 
@@ -102,7 +102,7 @@ def point_input(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = 1024):
+def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
     """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
 
     This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean: unknown numeric cells enter as 0
@@ -135,11 +135,11 @@ def impute_standardized(
     n_steps: int = 1,
     jump_length: int = 1,
     jump_n_sample: int = 1,
-    max_context_rows: int = 512,
-    chunk_rows: int = 1024,
+    max_context_rows: int = SamplerConfig.max_context_rows,
+    chunk_rows: int = SamplerConfig.chunk_rows,
     generator: torch.Generator | None = None,
     key_rows: torch.Tensor | None = None,
-    variance_mix: float = VARIANCE_MIX,
+    variance_mix: float = SamplerConfig.variance_mix,
 ) -> torch.Tensor:
     """Imputations (n_samples, N, F) of one standardized table.
 
@@ -164,20 +164,25 @@ def impute_standardized(
 def impute(
     pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
     n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
-    max_context_rows: int = 512, chunk_rows: int = 1024, seed: int = 0, key_rows: np.ndarray | None = None,
-    progress: bool = False, return_logits: bool = False, variance_mix: float = VARIANCE_MIX,
+    max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
+    key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
+    variance_mix: float | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
 
     The one-call point estimate when ``method="ddim", n_steps=1, n_samples=1`` (then also the logits
-    (N, F, C) if ``return_logits``), else ``impute_standardized``. Key rows: ``key_rows``, or a seeded choice
+    (N, F, C) if ``return_logits``), else ``impute_standardized``. ``max_context_rows``, ``chunk_rows`` and
+    ``variance_mix`` left None take the checkpoint's tuned values (``pretrained.sampler``). Key rows: ``key_rows``, or a seeded choice
     of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
     by a forward hook on the network (one tick per forward pass).
     """
-    model, diffusion = pretrained.model, pretrained.diffusion
+    model, diffusion, tuned = pretrained.model, pretrained.diffusion, pretrained.sampler
+    max_context_rows = tuned.max_context_rows if max_context_rows is None else max_context_rows
+    chunk_rows = tuned.chunk_rows if chunk_rows is None else chunk_rows
+    variance_mix = tuned.variance_mix if variance_mix is None else variance_mix
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)

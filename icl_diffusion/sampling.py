@@ -22,6 +22,7 @@ Methods:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 
 import torch
@@ -35,6 +36,29 @@ METHODS = ("repaint", "conditional", "ddim")
 # Ancestral steps' variance between beta_tilde (0) and beta (1), in log space: 0.65 gives draws as wide as the
 # exact conditional distribution on Gaussian tables with the shipped model (benchmarks/results/draws*.md).
 VARIANCE_MIX = 0.65
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """A checkpoint's tuned inference settings: stored in its metadata next to its ``DenoiserConfig``
+    (``checkpoint.save_checkpoint``), read by the engine (``inference.impute``) wherever a caller leaves a
+    setting unset (None). The one source of these defaults.
+
+    draw_method, draw_steps: the sampler of multiple imputation when the point-estimate sampler ("ddim",
+        1 step) was asked for (benchmarks/draws.py: 5 conditional steps draw as well as 10 at half the cost).
+    variance_mix: the ancestral steps' variance, see ``VARIANCE_MIX``.
+    max_context_rows: most key rows a cell attends to across rows (benchmarks/results/context_rows.md).
+    chunk_rows: query rows per network pass.
+    """
+
+    draw_method: str = "conditional"
+    draw_steps: int = 5
+    variance_mix: float = VARIANCE_MIX
+    max_context_rows: int = 512
+    chunk_rows: int = 1024
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def repaint_schedule(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:

@@ -177,3 +177,29 @@ def test_choose_key_rows():
     a = choose_key_rows(known, 5, torch.Generator().manual_seed(1))
     b = choose_key_rows(known, 5, torch.Generator().manual_seed(2))
     assert not torch.equal(a, b)
+
+
+def test_tuned_sampler_settings_travel_in_the_checkpoint_and_fill_unset_parameters(tmp_path):
+    import numpy as np
+
+    from icl_diffusion import DiffusionImputer, load_checkpoint, save_checkpoint
+    from icl_diffusion.sampling import SamplerConfig
+
+    torch.manual_seed(0)
+    model = Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2))
+    tuned = SamplerConfig(draw_steps=3, variance_mix=0.0, max_context_rows=8)
+    path = save_checkpoint(tmp_path / "tuned.safetensors", model, GaussianDiffusion(), sampler=tuned)
+    assert load_checkpoint(path).sampler == tuned
+    default = save_checkpoint(tmp_path / "default.safetensors", model, GaussianDiffusion())
+    assert load_checkpoint(default).sampler == SamplerConfig()
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    x[rng.random(x.shape) < 0.3] = np.nan
+    draws = DiffusionImputer(checkpoint=str(path), random_state=0).fit(x).sample(x, 2)
+    explicit = DiffusionImputer(checkpoint=str(default), random_state=0, n_steps=3, variance_mix=0.0,
+                                max_context_rows=8).fit(x).sample(x, 2)
+    for a, b in zip(draws, explicit):
+        np.testing.assert_array_equal(a, b)  # the checkpoint's settings = the same settings given explicitly
+    other = DiffusionImputer(checkpoint=str(default), random_state=0).fit(x).sample(x, 2)
+    assert not np.array_equal(draws[0], other[0])
