@@ -74,6 +74,9 @@ class GaussianDiffusion:
         self._post_var = betas * (1 - abar_prev) / (1 - abar)
         self._post_c0 = betas * abar_prev.sqrt() / (1 - abar)
         self._post_ct = (1 - abar_prev) * (1 - betas).sqrt() / (1 - abar)
+        # Float32 copies of the per-step coefficients on each device the training step has used: indexing a
+        # host tensor with device timesteps would copy it there (a blocking transfer) at every call.
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     def respaced(self, n_steps: int) -> GaussianDiffusion:
         """The same model walked in ``n_steps`` evenly spaced steps (ends at original t = T-1)."""
@@ -92,24 +95,27 @@ class GaussianDiffusion:
         """Original step index of chain position ``i``: what the network sees."""
         return self.timesteps[i]
 
-    @staticmethod
-    def _at(coef: torch.Tensor, i: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
-        # Gather a per-step coefficient and broadcast over the cell dims of `like` (B, ...).
+    def _at(self, name: str, i: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+        # Gather the per-step coefficient self.<name> at i and broadcast over the cell dims of `like` (B, ...).
         if isinstance(i, int):
-            return torch.full((like.shape[0],) + (1,) * (like.dim() - 1), float(coef[i]), device=like.device)
-        return coef.to(like.device)[i].float().view(-1, *([1] * (like.dim() - 1)))
+            value = float(getattr(self, name)[i])
+            return torch.full((like.shape[0],) + (1,) * (like.dim() - 1), value, device=like.device)
+        key = (name, like.device)
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self, name).to(like.device, torch.float32)
+        return self._on_device[key][i].view(-1, *([1] * (like.dim() - 1)))
 
     # --- forward process -------------------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, i: torch.Tensor | int, noise: torch.Tensor) -> torch.Tensor:
         """Noise x0 to chain position i: sqrt(abar) x0 + sqrt(1-abar) eps. Shapes (B, ...)."""
-        abar = self._at(self._abar, i, x0)
+        abar = self._at("_abar", i, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def q_sample_categorical(
         self, codes: torch.Tensor, i: torch.Tensor | int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Absorbing-state forward process: each code is MASKed with probability 1 - abar_i."""
-        abar = self._at(self._abar, i, codes)
+        abar = self._at("_abar", i, codes)
         u = torch.rand(codes.shape, generator=generator, device=codes.device)
         return torch.where(u < 1 - abar, torch.full_like(codes, MASK), codes)
 
@@ -133,7 +139,7 @@ class GaussianDiffusion:
         self, model_out: torch.Tensor, x_t: torch.Tensor, i: torch.Tensor | int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0_hat, eps_hat) from the network output in this diffusion's parameterization."""
-        abar = self._at(self._abar, i, x_t)
+        abar = self._at("_abar", i, x_t)
         a, s = abar.sqrt(), (1 - abar).sqrt()
         if self.prediction == "x0":
             x0 = model_out
@@ -152,7 +158,7 @@ class GaussianDiffusion:
             return x0
         if self.prediction == "eps":
             return noise
-        abar = self._at(self._abar, i, x0)
+        abar = self._at("_abar", i, x0)
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
     # --- reverse process -------------------------------------------------------------------------------

@@ -107,6 +107,50 @@ def _shrink(cov: torch.Tensor, n_rows: torch.Tensor) -> torch.Tensor:
     return (1 - lam) * off + torch.diag_embed(var)
 
 
+# ---- Cholesky factors without host syncs ----
+#
+# torch.linalg.cholesky, torch.cholesky_solve (batched, on CUDA through MAGMA) and torch.cholesky_inverse read
+# their status codes on the host, so each call makes the host wait for the device. The helpers below compute
+# the same numbers (bit for bit on CPU) from status codes that stay on the device.
+
+
+def _cholesky(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower Cholesky factors of a batch of matrices (..., n, n) and whether each factorization succeeded
+    (..., ) bool. The matrices here are positive definite by construction (clipped spectrum, shrinkage toward
+    the diagonal, a ridge); a factorization that fails anyway (rounding) gives the identity, so the step goes
+    on with a finite, cruder estimate where torch.linalg.cholesky would have stopped the run."""
+    L, info = torch.linalg.cholesky_ex(A)
+    ok = info == 0
+    return torch.where(ok[..., None, None], L, torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)), ok
+
+
+def _factor_rows(A: torch.Tensor, m: torch.Tensor, xc: torch.Tensor):
+    """``_cholesky`` of each row's known-block matrix A (B, N, F, F); a row whose factorization failed counts as
+    having no known cell (its known flags m and centred values xc (B, N, F) zeroed), so its estimate is the
+    fitted mean. Returns (L, m, xc)."""
+    L, ok = _cholesky(A)
+    return L, torch.where(ok[..., None], m, 0.0), torch.where(ok[..., None], xc, 0.0)
+
+
+def _cholesky_solve(b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """A^-1 b from A's lower Cholesky factor L: two triangular solves, as LAPACK's potrs does (the same bits
+    as torch.cholesky_solve on CPU)."""
+    return torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, b, upper=False), upper=True)
+
+
+def _cholesky_inverse(L: torch.Tensor) -> torch.Tensor:
+    """A^-1 from A's lower Cholesky factor L: on CPU torch.cholesky_inverse (LAPACK potri: the recorded
+    reference outputs stay bit for bit), elsewhere ``_inverse_by_solves``."""
+    return torch.cholesky_inverse(L) if L.device.type == "cpu" else _inverse_by_solves(L)
+
+
+def _inverse_by_solves(L: torch.Tensor) -> torch.Tensor:
+    """inv(L)^T inv(L) from one triangular solve: A^-1 up to rounding, with no status read on the host."""
+    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand_as(L)
+    inv_l = torch.linalg.solve_triangular(L, eye, upper=False)
+    return inv_l.mT @ inv_l
+
+
 def _conditional(x, w, mean, cov, row_weight: torch.Tensor | None = None):
     """Per-row conditional mean (B, N, F) of all cells given the cells in w; with ``row_weight`` (B, N)
     also the weighted sum over rows of the conditional covariances (B, F, F), else None.
@@ -119,8 +163,8 @@ def _conditional(x, w, mean, cov, row_weight: torch.Tensor | None = None):
     xc = torch.where(w, x.double() - mean[:, None, :], torch.zeros_like(m))
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=x.device)
     A = cov[:, None] * (m[..., :, None] * m[..., None, :]) + eye * (1 - m)[..., None]
-    L = torch.linalg.cholesky(A)
-    z = torch.cholesky_solve(xc[..., None], L)  # (B, N, F, 1), zero at unknown cells
+    L, m, xc = _factor_rows(A, m, xc)
+    z = _cholesky_solve(xc[..., None], L)  # (B, N, F, 1), zero at unknown cells
     x_hat = mean[:, None, :] + (cov[:, None] @ z).squeeze(-1)
     if row_weight is None:
         return x_hat, None
@@ -196,13 +240,13 @@ def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: tor
     xc = torch.where(w, x.double() - mean[:, None, :], torch.zeros_like(m))
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=x.device)
     A = cov[:, None] * (m[..., :, None] * m[..., None, :]) + eye * (1 - m)[..., None]
-    L = torch.linalg.cholesky(A)
-    x_hat = mean[:, None, :] + (cov[:, None] @ torch.cholesky_solve(xc[..., None], L)).squeeze(-1)
+    L, m, xc = _factor_rows(A, m, xc)
+    x_hat = mean[:, None, :] + (cov[:, None] @ _cholesky_solve(xc[..., None], L)).squeeze(-1)
     W = torch.linalg.solve_triangular(L, m[..., :, None] * cov[:, None], upper=False)  # (B, N, E, E)
     unknown = ~w & is_level[:, None, :]  # (B, N, E)
     block = same[:, None] & unknown[..., :, None] & unknown[..., None, :]
-    C_inv = torch.cholesky_inverse(torch.linalg.cholesky(_block_diagonal(cov[:, None] - W.transpose(-1, -2) @ W, block)))
-    S_inv = torch.cholesky_inverse(torch.linalg.cholesky(_block_diagonal(cov, same)))  # (B, E, E)
+    C_inv = _cholesky_inverse(_cholesky(_block_diagonal(cov[:, None] - W.transpose(-1, -2) @ W, block))[0])
+    S_inv = _cholesky_inverse(_cholesky(_block_diagonal(cov, same))[0])  # (B, E, E)
     pi = mean.clamp(1e-3, 1.0)
     prior = pi.log() - (S_inv @ pi[..., None]).squeeze(-1) + 0.5 * S_inv.diagonal(dim1=-2, dim2=-1)  # (B, E)
     score = prior[:, None] + (C_inv @ x_hat[..., None]).squeeze(-1) - 0.5 * C_inv.diagonal(dim1=-2, dim2=-1)

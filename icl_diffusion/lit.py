@@ -22,7 +22,7 @@ from .diffusion import GaussianDiffusion
 from .evaluation import evaluate
 from .model import Denoiser, DenoiserConfig
 from .real_data import real_validation_batches
-from .training import LossConfig, training_loss
+from .training import LossConfig, host_facts, training_loss
 
 # Domain tag of the training steps' own randomness, apart from the prior's streams (0: training, 1: fixed sets).
 STEP_STREAM = 3
@@ -110,9 +110,11 @@ class DiffusionLitModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/num_mse", stats["num_mse"])
         self.log("train/cat_ce", stats["cat_ce"])
-        self.log("train/tables_seen", float(self.tables_seen))
+        # Host numbers are logged as CPU tensors: Lightning would copy a Python number to the module's device,
+        # and a copy from the host is a blocking one.
+        self.log("train/tables_seen", torch.tensor(float(self.tables_seen)))
         if self._trainer is not None and self.trainer.lr_scheduler_configs:
-            self.log("train/lr", self.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0])
+            self.log("train/lr", torch.tensor(self.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0]))
         return loss
 
     def validation_batches(self) -> list[dict]:
@@ -213,6 +215,12 @@ class PriorDataModule(L.LightningDataModule):
                                      device=self._prior_device(), start_index=self.start_index)
         return DataLoader(self._dataset, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # The few numbers the training step needs on the host, read while the batch is still there (the
+        # prior makes it on the CPU by default): read from the device, each would make the host wait for it.
+        # (Validation's batch is a dummy 0.)
+        return {**batch, **host_facts(batch)} if isinstance(batch, dict) else batch
 
     def teardown(self, stage: str) -> None:
         self._dataset = None  # a later fit (with this object) may restore a state again

@@ -28,16 +28,31 @@ class LossConfig:
         return asdict(self)
 
 
+def host_facts(batch: dict) -> dict:
+    """What the training step sizes tensors by or branches on, read from a batch's own tensors: ``n_levels``
+    (the most levels of a categorical column, at least 2) and ``has_query`` (any prediction-mask query row).
+
+    Read from a batch still on the host (``PriorDataModule.on_before_batch_transfer`` adds them to it),
+    they cost nothing; ``training_loss`` reads them from a device batch only when they are missing, and each
+    read makes the host wait for the device."""
+    query = batch.get("query")
+    return {"n_levels": max(2, int(batch["n_classes"].max())),
+            "has_query": query is not None and bool(query.any())}
+
+
 def training_loss(
     model: Denoiser,
     diffusion: GaussianDiffusion,
     batch: dict,
     cfg: LossConfig | None = None,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one prior batch (dict of ``priors.sample_batch``; an optional ``observed`` (B, N, F) marks the
-    cells the data has, the only possible targets). Returns (loss, scalar stats)."""
+    cells the data has, the only possible targets; optional ``n_levels`` and ``has_query``: ``host_facts``).
+    Returns (loss, stats): stats are detached 0-d tensors on the batch's device (``loss``, ``num_mse``,
+    ``cat_ce``), not Python floats, so that computing them does not wait for the device."""
     cfg = cfg or LossConfig()
+    facts = batch if "n_levels" in batch else host_facts(batch)
     x, known, is_cat, n_classes = batch["x"], batch["known"].bool(), batch["is_cat"].bool(), batch["n_classes"]
     B, _, Fe = x.shape
     dev = x.device
@@ -67,12 +82,12 @@ def training_loss(
     # Prediction tables: query rows are never attended to, exactly as the classifier/regressor runs them.
     query = batch.get("query")
     key_mask = None
-    if query is not None and bool(query.any()):
+    if facts["has_query"]:
         key_mask = ~(query.bool() & ~uncond[:, None])
     col_embed = None
     if model.cfg.col_embed_dim:  # fresh identities per table: the network may not memorize any
         col_embed = torch.randn(B, Fe, model.cfg.col_embed_dim, generator=generator, device=dev)
-    n_levels = max(2, int(n_classes.max()))  # fresh level identities per table and column, likewise
+    n_levels = facts["n_levels"]  # fresh level identities per table and column, likewise
     level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
     out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
                         level_embed=level_embed)
@@ -81,11 +96,16 @@ def training_loss(
     target = diffusion.target(x0, noise, t)
     se = (out - target) ** 2
     num_loss = (se * num_cells).sum() / num_cells.sum().clamp(min=1)
-    cat_cells = target_cells & cat & (x_t == -1.0)
+    cat_cells = target_cells & cat & (x_t == MASK)
+    # This function's one read of the device: without a categorical target the categorical head must get no
+    # gradient at all (None, not 0: AdamW would still decay and move those weights).
     if cat_cells.any():
-        ce = F.cross_entropy(logits[cat_cells], x0[cat_cells].long().clamp(min=0))
+        # The mean over the target cells of every cell's cross-entropy: boolean indexing (logits[cat_cells])
+        # would wait for the device to count the cells.
+        codes = torch.where(cat_cells, x0, torch.zeros_like(x0)).long().clamp(min=0)
+        ce = F.cross_entropy(logits.flatten(0, 2), codes.flatten(), reduction="none").view_as(x0)
+        ce = (ce * cat_cells).sum() / cat_cells.sum()
     else:
         ce = out.new_zeros(())
     loss = num_loss + cfg.cat_weight * ce
-    stats = {"loss": loss.item(), "num_mse": num_loss.item(), "cat_ce": ce.item()}
-    return loss, stats
+    return loss, {"loss": loss.detach(), "num_mse": num_loss.detach(), "cat_ce": ce.detach()}

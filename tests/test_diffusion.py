@@ -219,3 +219,15 @@ def test_eps_prediction_recovers_x0_at_the_last_step():
     x_t = diffusion.q_sample(x0, t, eps)
     x0_hat, _ = diffusion.predict_x0_eps(eps, x_t, t)
     torch.testing.assert_close(x0_hat, x0, atol=2e-2, rtol=0)
+
+
+def test_schedule_reaches_a_device_once():
+    """Per-sample timesteps index a float32 copy of the schedule made once per device (indexing the float64
+    host tensor copied it to the device, a blocking transfer, at every call): same values as before."""
+    d = GaussianDiffusion(100)
+    x0, t = torch.randn(4, 3, 2), torch.tensor([0, 5, 50, 99])
+    first = d.q_sample(x0, t, torch.zeros_like(x0))
+    table = d._on_device[("_abar", x0.device)]
+    d.q_sample_categorical(x0, t)
+    assert d._on_device[("_abar", x0.device)] is table and len(d._on_device) == 1
+    assert torch.equal(first, d._abar[t].float().sqrt().view(-1, 1, 1) * x0)

@@ -1,6 +1,14 @@
+import pytest
 import torch
 
-from icl_diffusion.gaussian_feature import cell_estimates, gaussian_estimate, table_covariance, table_gaussian
+from icl_diffusion.gaussian_feature import (
+    _cholesky_solve,
+    _inverse_by_solves,
+    cell_estimates,
+    gaussian_estimate,
+    table_covariance,
+    table_gaussian,
+)
 from icl_diffusion.scaling import standardize
 
 
@@ -156,3 +164,26 @@ def test_known_categories_inform_numeric_estimates_and_relabelling_levels_permut
     p = cell_estimates(table, hidden, is_cat, n_classes, 3, em_iters=10)[1]
     p_relabelled = cell_estimates(relabelled, hidden, is_cat, n_classes, 3, em_iters=10)[1]
     torch.testing.assert_close(p_relabelled[..., 3, perm], p[..., 3, :], atol=1e-5, rtol=0)
+
+
+def test_a_failed_factorization_gives_the_mean_instead_of_stopping():
+    """The factorizations read no status on the host (cholesky_ex): a row whose known block is not positive
+    definite (never by construction, possible by rounding) gets the fitted mean, the other rows their
+    estimate; torch.linalg.cholesky raised for the whole batch."""
+    cov = torch.tensor([[[-1.0, 0.0, 0.0], [0.0, 1.0, 0.8], [0.0, 0.8, 1.0]]], dtype=torch.float64)
+    x = torch.tensor([[[1.0, 2.0, 0.0], [0.0, 2.0, 0.0]]])
+    known = torch.tensor([[[True, True, False], [False, True, False]]])  # row 0 knows the bad column
+    est = gaussian_estimate(x, known, torch.zeros(1, 3, dtype=torch.bool), cov)
+    assert torch.equal(est[0, 0], torch.zeros(3))
+    assert est[0, 1, 2].item() == pytest.approx(1.6)
+
+
+def test_sync_free_cholesky_helpers_match_torch():
+    """Two triangular solves are torch.cholesky_solve bit for bit on CPU; the inverse by solves (off CPU)
+    equals torch.cholesky_inverse up to rounding."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64)
+    L = torch.linalg.cholesky(a @ a.mT + 6 * torch.eye(6, dtype=torch.float64))
+    b = torch.randn(3, 5, 6, 1, generator=g, dtype=torch.float64)
+    assert torch.equal(_cholesky_solve(b, L), torch.cholesky_solve(b, L))
+    assert torch.allclose(_inverse_by_solves(L), torch.cholesky_inverse(L), rtol=1e-10, atol=1e-12)
