@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import hydra
@@ -91,20 +92,54 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
     return module, data, trainer
 
 
+def check_out_dir(cfg: DictConfig) -> None:
+    """Refuse, or warn about, an out_dir that would lose a run: the default ``runs/${now:...}`` (outside SLURM)
+    is a new directory at every launch, and under torchrun each process resolves it at its own second."""
+    raw = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["out_dir"]))["out_dir"]
+    if "${now:" not in str(raw) or os.environ.get("SLURM_JOB_ID"):
+        return
+    if cfg.get("ckpt_path") == "last":
+        raise ValueError("ckpt_path=last needs a fixed out_dir: the default runs/<timestamp> is new at every "
+                         "launch, so nothing would be resumed; pass out_dir=runs/NAME")
+    if torch.distributed.is_available() and torch.distributed.is_torchelastic_launched():
+        log.warning("torchrun: every process resolves the default out_dir runs/<timestamp> itself (a directory "
+                    "per node, or per second); pass out_dir=runs/NAME")
+
+
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=last``: the newest of out_dir/checkpoints/last.ckpt and a SLURM requeue checkpoint
-    (out_dir/hpc_ckpt_*.ckpt), or None (a fresh start) when there is none, so one command both starts a
-    run and resumes it after a crash or preemption. Any other value is a path, passed through."""
+    """``ckpt_path=last``: the newest complete one of out_dir/checkpoints/last.ckpt and the SLURM requeue
+    checkpoints (out_dir/hpc_ckpt_*.ckpt), or None (a fresh start) when there is none, so one command both
+    starts a run and resumes it after a crash or preemption. Any other value is a path, passed through.
+
+    Complete: Lightning saves to a file in the system's temporary directory and moves it into place; when
+    out_dir is on another filesystem (a cluster's shared one) the move is a copy, which a job killed while
+    saving leaves truncated."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "last":
         return ckpt_path
     out_dir = Path(cfg.out_dir)
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
-    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        if _complete(path):
+            log.info("ckpt_path=last: resuming from %s", path)
+            return str(path)
+        log.warning("ckpt_path=last: skipping %s, an incomplete file (a save cut short)", path)
+    log.info("ckpt_path=last: no checkpoint in %s, starting fresh", out_dir)
+    return None
+
+
+def _complete(path: Path) -> bool:
+    # torch.save writes a zip archive; a cut-short copy lacks the central directory at its end.
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def train(cfg: DictConfig) -> DiffusionLitModule:
     """Pretrain (or resume, or fine-tune) as ``cfg`` says; exports an inference checkpoint if asked."""
+    check_out_dir(cfg)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)  # callbacks may write before any logger does
     module, data, trainer = build(cfg)
     trainer.fit(module, datamodule=data, ckpt_path=resolve_ckpt_path(cfg))
@@ -140,6 +175,7 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 def _hydra_app(cfg: DictConfig) -> None:
     # Hydra's run dir is out_dir, resolved once. Lightning's DDP launcher starts the other ranks with the
     # first one's hydra.run.dir; their own out_dir (runs/${now:...}) would resolve to a later second.
+    check_out_dir(cfg)  # before out_dir becomes a plain path
     with open_dict(cfg):
         cfg.out_dir = HydraConfig.get().runtime.output_dir
     train(cfg)

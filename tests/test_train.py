@@ -6,6 +6,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from icl_diffusion.checkpoint import load_checkpoint
 from icl_diffusion.evaluation import evaluate, point_estimate
 from icl_diffusion.lit import DiffusionLitModule, PriorDataModule
 from icl_diffusion.real_data import real_validation_batches
-from icl_diffusion.train import compose, export_main, train
+from icl_diffusion.train import check_out_dir, compose, export_main, resolve_ckpt_path, train
 from priors import PriorConfig, fixed_batches
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -175,6 +176,40 @@ def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
     assert [steps[s][0] for s in range(8)] == list(range(8))
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
+
+
+def test_resume_needs_a_fixed_out_dir(tmp_path, monkeypatch, caplog):
+    """ckpt_path=last with the default out_dir (runs/<timestamp>, new at every launch) started a fresh run
+    without a word: now a one-line error, before anything is written. Under SLURM the default is
+    runs/$SLURM_JOB_ID, which a requeued job keeps; under torchrun a timestamp is a directory per process."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(ValueError, match="ckpt_path=last needs a fixed out_dir"):
+        train(compose(["debug=fast_dev_run", "ckpt_path=last"]))
+    assert not (tmp_path / "runs").exists()
+    check_out_dir(compose(["ckpt_path=last", "out_dir=runs/mine"]))
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    check_out_dir(compose(["ckpt_path=last"]))
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run")
+    with caplog.at_level("WARNING", logger="icl_diffusion.train"):
+        check_out_dir(compose([]))
+    assert "torchrun" in caplog.text
+
+
+def test_resume_skips_a_checkpoint_cut_short(tmp_path):
+    """A SLURM requeue checkpoint copied into a shared out_dir by a job killed while saving is the newest file
+    but truncated: ckpt_path=last resumed from it (and failed); now it takes the newest complete one."""
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"global_step": 4}, tmp_path / "checkpoints" / "last.ckpt")
+    os.utime(tmp_path / "checkpoints" / "last.ckpt", (1e9, 1e9))  # older
+    torch.save({"global_step": 6, "weights": torch.zeros(1000)}, tmp_path / "hpc_ckpt_1.ckpt")
+    whole = (tmp_path / "hpc_ckpt_1.ckpt").read_bytes()
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(whole[: len(whole) // 2])
+    cfg = compose([f"out_dir={tmp_path}", "ckpt_path=last"])
+    assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(whole)  # complete and newest: the one resumed from
+    assert resolve_ckpt_path(cfg) == str(tmp_path / "hpc_ckpt_1.ckpt")
 
 
 def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
