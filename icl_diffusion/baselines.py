@@ -130,5 +130,5 @@ def row_attention_off(pretrained: Pretrained) -> Pretrained:
     return out
 
 
-WRONG_MODELS = {"closed_form": closed_form, "blind": blind, "random_weights": random_weights,
-                "row_attention_off": row_attention_off}
+WRONG_MODELS = {"closed_form": closed_form, "nearest_rows": nearest_rows, "blind": blind,
+                "random_weights": random_weights, "row_attention_off": row_attention_off}
