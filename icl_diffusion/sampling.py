@@ -185,6 +185,10 @@ def sample(
         else:
             mean, var, _ = chain.p_mean_variance(out, x, i, clip, variance_mix)
             x_num = mean + (var**0.5) * noise_like(x) if i > 0 else mean
+        if chain.original_t(i) == 0:
+            # The last step, at the original chain's first noise level: x_t is x0 up to noise of std
+            # sqrt(1 - abar_0) (~0.006), known exactly; the network's x0 there is the less accurate of the two.
+            x_num = x / chain._abar[0].sqrt()
         x_new = torch.where(num, x_num, x)
         if logits is not None and cat.any():
             # Masked cells are revealed with the absorbing chain's probability (all of them at i = 0).
