@@ -41,6 +41,7 @@ EXAMPLE = "example.csv"
 
 # Table file formats by extension: the CSV separator, or None for Parquet.
 TABLE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None}
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 COMPRESSIONS = {".gz", ".bz2", ".zip", ".xz", ".zst"}  # pandas reads and writes CSV/TSV through these
 
 
@@ -255,6 +256,8 @@ def cmd_impute(args) -> None:
     if args.n_imputations < 1:
         raise UserError("--n-imputations must be >= 1")
     table_format(args.output)
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
+        raise UserError(f"--plot {args.plot}: the file must end in one of {', '.join(PLOT_FORMATS)}")
     kwargs = _sampler_kwargs(args)
     table = read_table(args.input, args.na_values)
     imputer = DiffusionImputer(**kwargs).fit(table)

