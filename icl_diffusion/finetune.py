@@ -49,6 +49,8 @@ class FineTuneConfig:
     val_frac: float = 0.2  # held-out rows (one table) or tables (several)
     val_every: int = 50
     patience: int = 4  # validations without improvement before stopping early
+    # Names (prefixes) of the only parameters trained; empty = all (as pretraining's ``optim.train_only``).
+    train_only: tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -227,7 +229,8 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     module = DiffusionLitModule(
         model=start.model.cfg, diffusion={"num_steps": start.diffusion.num_steps, "schedule": start.diffusion.schedule,
                                           "prediction": start.diffusion.prediction},
-        optim={"lr": cfg.lr, "warmup_steps": cfg.warmup_steps, "max_steps": cfg.max_steps}, seed=cfg.seed)
+        optim={"lr": cfg.lr, "warmup_steps": cfg.warmup_steps, "max_steps": cfg.max_steps,
+               "train_only": tuple(cfg.train_only)}, seed=cfg.seed)
     module.model.load_state_dict(start.model.state_dict())
     module._val_batches = validation_batches(val_tables, cfg.seed)
     before = score(evaluate(module.model, module.diffusion, module._val_batches))
