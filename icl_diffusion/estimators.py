@@ -76,6 +76,7 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
     return _LOADED[key]
 
 
+CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross-fitted temperature
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "max_context_rows": "max_context_rows", "batch_size": "chunk_rows"}
 
@@ -90,6 +91,15 @@ def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig) -> tuple[
     if method != "ddim":
         return method, n_steps
     return tuned.draw_method, n_steps if n_steps > 1 else tuned.draw_steps
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def _log_loss(logits: np.ndarray, target: np.ndarray) -> float:
+    return float(-np.log(_softmax(logits)[np.arange(len(target)), target].clip(1e-12)).mean())
 
 
 def aggregate(samples: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
@@ -321,9 +331,13 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     Args:
         checkpoint, device, random_state, max_context_rows, batch_size, progress: as ``DiffusionImputer``.
             Training sets larger than max_context_rows are subsampled (with random_state) as the context.
+        calibrate: fit a softmax temperature to the context rows (``CALIBRATION_FOLDS``-fold: each fold's
+            targets predicted from the other folds, the temperature minimizing their log loss) so that
+            predict_proba is calibrated; class predictions are unchanged. Costs that many extra calls at fit.
 
     Attributes:
         classes_: the class labels (sorted), at most the model's max_classes.
+        temperature_: the softmax temperature (1.0 without calibration).
         pretrained_, preprocessor_: the loaded model and the fitted feature preprocessor.
         x_context_, known_context_: the context rows (features + target code) encoded, (K, F + 1).
         is_cat_, n_classes_: column types of the joint table (F + 1,).
@@ -331,13 +345,14 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
-                 batch_size=None, progress=False):
+                 batch_size=None, progress=False, calibrate=True):
         self.checkpoint = checkpoint
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
         self.batch_size = batch_size
         self.progress = progress
+        self.calibrate = calibrate
 
     def fit(self, X, y):
         table, y = self._validate(X, y)
@@ -350,15 +365,33 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
             raise ValueError(f"y has {len(self.classes_)} classes, more than the model's max_classes="
                              f"{max_classes}: merge classes or use DiffusionRegressor for ordered targets")
         self._fit_context(table, codes, True, len(self.classes_))
+        self.temperature_ = self._fit_temperature() if self.calibrate else 1.0
         return self
 
+    def _fit_temperature(self) -> float:
+        """The softmax temperature minimizing the log loss of cross-fitted predictions of the context rows."""
+        x, known = self.x_context_, self.known_context_
+        n = len(x)
+        if n < 2 * CALIBRATION_FOLDS:
+            return 1.0
+        fold = check_random_state(_seed(self.random_state)).permutation(n) % CALIBRATION_FOLDS
+        logits = np.zeros((n, len(self.classes_)))
+        for f in range(CALIBRATION_FOLDS):
+            rest, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            hidden = known[held].copy()
+            hidden[:, -1] = False  # the held-out rows' targets are what is predicted
+            _, out = self._run(np.concatenate([x[rest], x[held]]), np.concatenate([known[rest], hidden]),
+                               self.is_cat_, self.n_classes_, key_rows=np.arange(len(rest)), return_logits=True)
+            logits[held] = out[len(rest):, -1, : len(self.classes_)]
+        target = x[:, -1].astype(np.int64)
+        grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))
+        return float(grid[np.argmin([_log_loss(logits / t, target) for t in grid])])
+
     def predict_proba(self, X) -> np.ndarray:
-        """(n, n_classes) class probabilities: softmax of the target cell's logits at t = T."""
+        """(n, n_classes) class probabilities: softmax of the target cell's logits at t = T over the fitted
+        temperature."""
         _, logits = self._impute_target(X, return_logits=True)
-        k = len(self.classes_)
-        logits = logits[:, :k].astype(np.float64)
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        return p / p.sum(1, keepdims=True)
+        return _softmax(logits[:, : len(self.classes_)].astype(np.float64) / self.temperature_)
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)

@@ -59,3 +59,18 @@ def test_each_wrong_model_fails_a_check(shipped, closed_form_nrmse, wrong):
 def test_sklearn_classifier_train_check_with_the_shipped_model():
     # The score threshold of this check is xfailed for the tiny random-init model in test_estimators.py.
     check_classifiers_train("DiffusionClassifier", DiffusionClassifier())
+
+
+def test_calibrated_probabilities_lower_log_loss_and_keep_the_classes(shipped):
+    from sklearn.datasets import load_breast_cancer, load_iris
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import train_test_split
+
+    for load in (load_iris, load_breast_cancer):
+        X, y = load(return_X_y=True)
+        a, b, ya, yb = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+        raw = DiffusionClassifier(shipped, random_state=0, calibrate=False).fit(a, ya)
+        cal = DiffusionClassifier(shipped, random_state=0).fit(a, ya)
+        assert raw.temperature_ == 1.0 and cal.temperature_ != 1.0
+        assert (raw.predict(b) == cal.predict(b)).all()
+        assert log_loss(yb, cal.predict_proba(b)) < 0.97 * log_loss(yb, raw.predict_proba(b)), load.__name__
