@@ -400,6 +400,40 @@ def _training(command: str, attr: str):
     return fn
 
 
+def _setting_kind(value) -> str | None:
+    """What a config value takes, in words; None when any value fits (strings, unset keys)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        return "a list, e.g. [a, b]"
+    if OmegaConf.is_dict(value) or isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return None
+
+
+def _check_override_types(cfg, reference, overrides: list[str]) -> None:
+    """A setting given on the command line must have the type of the value it replaces (in ``reference``, the
+    config without the dotted overrides): ``trainer.max_steps=abc`` is a one-line error here, not a failure
+    deep in a run. An integer is a number too."""
+    from omegaconf import OmegaConf
+
+    if not (OmegaConf.is_config(cfg) and OmegaConf.is_config(reference)):
+        return
+    for item in overrides:
+        key = item.split("=")[0].lstrip("+~")
+        if "." not in key or "=" not in item:
+            continue
+        old, new = _setting_kind(OmegaConf.select(reference, key)), _setting_kind(OmegaConf.select(cfg, key))
+        if old is not None and new != old and not (old == "a number" and new == "an integer"):
+            raise UserError(f"setting {item!r}: {key} takes {old}")
+
+
 def _run_hydra(command: str, overrides: list[str], args) -> None:
     """Run the Hydra application. The overrides and the starting checkpoint are checked first, so that a
     mistake is one line and no run directory is made; the progress bar follows --progress / the terminal."""
@@ -411,7 +445,9 @@ def _run_hydra(command: str, overrides: list[str], args) -> None:
     if not any("enable_progress_bar" in o for o in overrides):
         overrides = [*overrides, f"++trainer.enable_progress_bar={str(_progress(args)).lower()}"]
     try:
-        init_from = compose(overrides).get("init_from")
+        cfg = compose(overrides)
+        _check_override_types(cfg, compose([o for o in overrides if "." not in o.split("=")[0]]), overrides)
+        init_from = cfg.get("init_from")
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(f"bad override: {str(err).split('Config search path')[0]}") from err
     if init_from:

@@ -161,6 +161,8 @@ CLI_BAD = [
     ("predict --train reg.csv --test reg.csv --target x -o out.csv --quantiles 5", "--quantiles must be"),
     ("pretrain bogus=1", "Could not override 'bogus'"),
     ("pretrain model=nonexistent", "Could not find 'model/nonexistent'"),
+    ("pretrain trainer.max_steps=abc", "setting 'trainer.max_steps=abc': trainer.max_steps takes an integer"),
+    ("pretrain optim.lr=fast", "optim.lr takes a number"),
     ("finetune --from missing.safetensors", "checkpoint not found: missing.safetensors"),
     ("finetune --from good.csv", "good.csv is not an icl-diffusion checkpoint"),
     ("finetune --data tenrows.csv -o out.safetensors --from missing.safetensors", "checkpoint not found"),
