@@ -420,7 +420,7 @@ def _setting_kind(value) -> str | None:
 def _check_override_types(cfg, reference, overrides: list[str]) -> None:
     """A setting given on the command line must have the type of the value it replaces (in ``reference``, the
     config without the dotted overrides): ``trainer.max_steps=abc`` is a one-line error here, not a failure
-    deep in a run. An integer is a number too."""
+    deep in a run. An integer is a number too, and null switches any setting off."""
     from omegaconf import OmegaConf
 
     if not (OmegaConf.is_config(cfg) and OmegaConf.is_config(reference)):
@@ -429,8 +429,9 @@ def _check_override_types(cfg, reference, overrides: list[str]) -> None:
         key = item.split("=")[0].lstrip("+~")
         if "." not in key or "=" not in item:
             continue
-        old, new = _setting_kind(OmegaConf.select(reference, key)), _setting_kind(OmegaConf.select(cfg, key))
-        if old is not None and new != old and not (old == "a number" and new == "an integer"):
+        value = OmegaConf.select(cfg, key)
+        old, new = _setting_kind(OmegaConf.select(reference, key)), _setting_kind(value)
+        if old is not None and value is not None and new != old and not (old == "a number" and new == "an integer"):
             raise UserError(f"setting {item!r}: {key} takes {old}")
 
 
