@@ -101,3 +101,23 @@ def test_slurm_trainer_reads_the_allocation(monkeypatch, tmp_path):
     assert isinstance(environment, SLURMEnvironment)
     assert (environment.global_rank(), environment.local_rank(), environment.node_rank()) == (5, 1, 1)
     assert trainer.world_size == 8
+
+
+def test_root_config_repeats_no_default_differently():
+    """conf/config.yaml spells out the loss, optim, val and diffusion settings so that they can be overridden
+    without `+`; their values must be the dataclasses' defaults (the one source), except where the YAML links a
+    setting to another one (optim.max_steps follows trainer.max_steps)."""
+    from dataclasses import asdict
+
+    from icl_diffusion.lit import DiffusionConfig, OptimConfig, ValConfig
+    from icl_diffusion.training import LossConfig
+
+    cfg = compose([])
+    linked = {("optim", "max_steps")}
+    for group, cls in (("loss", LossConfig), ("optim", OptimConfig), ("val", ValConfig), ("diffusion", DiffusionConfig)):
+        yaml = OmegaConf.to_container(cfg[group], resolve=True)
+        for key, default in asdict(cls()).items():
+            if (group, key) in linked or key not in yaml:
+                continue
+            value = tuple(yaml[key]) if isinstance(default, tuple) else yaml[key]
+            assert value == default, f"{group}.{key}: config.yaml says {yaml[key]!r}, {cls.__name__} {default!r}"
