@@ -27,6 +27,12 @@ from .model import Denoiser
 from .neighbour_feature import neighbour_estimates
 
 
+def _log_probabilities(probs: torch.Tensor, n_classes: torch.Tensor) -> torch.Tensor:
+    """Level probabilities (B, N, F, C) as logits; levels beyond a column's count get -1e4, as the network's."""
+    valid = torch.arange(probs.shape[-1], device=probs.device) < n_classes.clamp(min=1)[:, None, :, None]
+    return probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4)
+
+
 class ClosedFormDenoiser(Denoiser):
     """Outputs the closed-form estimates as its x0 prediction (numeric) and log-probabilities (categorical).
 
@@ -40,9 +46,7 @@ class ClosedFormDenoiser(Denoiser):
         n_levels = max(2, int(n_classes.max()))
         gauss, probs, fit = cell_estimates(x, seen, is_cat, n_classes, n_levels, fit, key_mask,
                                            self.cfg.gaussian_em_iters, categorical=True)
-        valid = torch.arange(n_levels, device=x.device) < n_classes.clamp(min=1)[:, None, :, None]
-        logits = probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4)
-        out = (gauss, logits)
+        out = (gauss, _log_probabilities(probs, n_classes))
         return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit}) if return_context else out
 
 
@@ -56,8 +60,7 @@ class NeighbourDenoiser(Denoiser):
         n_levels = max(2, int(n_classes.max()))
         keys = None if context is None else context["rows"]
         smooth, _, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
-        valid = torch.arange(n_levels, device=x.device) < n_classes.clamp(min=1)[:, None, :, None]
-        out = (smooth, probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4))
+        out = (smooth, _log_probabilities(probs, n_classes))
         return (*out, {"kv": [None] * len(self.blocks), "rows": (x, seen)}) if return_context else out
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):

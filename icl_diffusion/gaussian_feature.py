@@ -256,16 +256,22 @@ def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: tor
     return x_hat, torch.where(is_level[:, None, :], score, torch.full_like(score, float("-inf")))
 
 
+def numeric_part(est: torch.Tensor, layout: dict, n_features: int) -> torch.Tensor:
+    """The numeric columns (B, N, n_features) of an expanded table (B, N, E); 0 at categorical columns."""
+    B, N, _ = est.shape
+    numeric = layout["valid"] & (layout["level"] < 0)
+    return est.new_zeros(B, N, n_features).scatter_add_(
+        2, layout["src"][:, None, :].expand(B, N, -1), torch.where(numeric[:, None, :], est, torch.zeros_like(est)))
+
+
 def collapse(est: torch.Tensor, scores: torch.Tensor, layout: dict, is_cat: torch.Tensor, n_levels: int):
     """Expanded estimates and level scores (B, N, E) -> numeric estimates (B, N, F) (0 at categorical
     columns) and level probabilities (B, N, F, n_levels): the softmax of the scores over a column's levels
     (all 0 where a column has no level slots, at numeric columns and beyond a column's levels)."""
     B, N, _ = est.shape
     F = is_cat.shape[1]
-    src, level, valid = layout["src"], layout["level"], layout["valid"]
-    numeric = valid & (level < 0)
-    gauss = est.new_zeros(B, N, F).scatter_add_(
-        2, src[:, None, :].expand(B, N, -1), torch.where(numeric[:, None, :], est, torch.zeros_like(est)))
+    src, level = layout["src"], layout["level"]
+    gauss = numeric_part(est, layout, F)
     # Index of each slot in (F, n_levels), flattened; numeric and padding slots go to a spare last entry.
     flat = torch.where(level >= 0, src * n_levels + level.clamp(min=0), F * n_levels)  # (B, E)
     filled = scores.new_full((B, N, F * n_levels + 1), float("-inf"))

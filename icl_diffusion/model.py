@@ -293,9 +293,9 @@ class Denoiser(nn.Module):
             level_embed = self.level_embeddings(x.shape[2], n_levels, device=x.device)
         level_embed = level_embed[..., :n_levels, :]
         level_embed = level_embed if level_embed.dim() == 4 else level_embed.unsqueeze(0)  # (B or 1, F, C, E)
-        gauss, probs, fit = None, None, None
+        seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters the features
+        gauss, probs, fit, neighbours = None, None, None, None
         if self.cfg.gaussian_feature:
-            seen = known if col_mask is None else known & col_mask[:, None, :]  # padding never enters
             if context is not None:
                 fit = context["gaussian"]
             elif gaussian_fit is not None:
@@ -305,7 +305,6 @@ class Denoiser(nn.Module):
                 self.cfg.categorical_feature)
             if not self.cfg.categorical_feature:
                 probs = None
-        neighbours, seen = None, known if col_mask is None else known & col_mask[:, None, :]
         if self.cfg.neighbour_feature:
             keys = None if context is None else context["rows"]
             neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .gaussian_feature import collapse, expand_table, one_hot_layout
+from .gaussian_feature import collapse, expand_table, numeric_part, one_hot_layout
 
 NEIGHBOURS = 10
 _MIN_WEIGHT = 1e-6  # total weight below this: no neighbour knows the column
@@ -50,12 +50,9 @@ def neighbour_estimates(
     """
     B, N, _ = x.shape
     layout = one_hot_layout(is_cat, n_classes)
+    xk, kk = (x, known) if keys is None else (k.expand(B, -1, -1) for k in keys)
     x_e, w_e = expand_table(x, known, layout)
-    if keys is None:
-        xk, kk = x, known
-    else:
-        xk, kk = (k.expand(B, -1, -1) for k in keys)
-    xk_e, wk_e = expand_table(xk, kk, layout) if keys is not None else (x_e, w_e)
+    xk_e, wk_e = (x_e, w_e) if keys is None else expand_table(xk, kk, layout)
     x_e, w_e, xk_e, wk_e = x_e.float(), w_e.float(), xk_e.float(), wk_e.float()
     # Squared differences summed over the slots known in both rows (unknown slots hold 0 in x_e).
     ss = (x_e**2) @ wk_e.transpose(1, 2) + w_e @ (xk_e**2).transpose(1, 2) - 2 * x_e @ xk_e.transpose(1, 2)
@@ -84,5 +81,5 @@ def neighbour_estimates(
     scores = torch.where(level & has, est.clamp(min=1e-6).log(), float("-inf"))
     scores = torch.where(level & (w_e > 0), torch.where(x_e > 0.5, 0.0, float("-inf")), scores)
     num, probs = collapse(est, scores, layout, is_cat, n_levels)
-    sharp_num, _ = collapse(sharp_est, scores, layout, is_cat, n_levels)
+    sharp_num = numeric_part(sharp_est, layout, is_cat.shape[1])
     return num.float(), sharp_num.float(), probs.float(), taus[1].log()

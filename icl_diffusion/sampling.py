@@ -188,7 +188,7 @@ def sample(
         if chain.original_t(i) == 0:
             # The last step, at the original chain's first noise level: x_t is x0 up to noise of std
             # sqrt(1 - abar_0) (~0.006), known exactly; the network's x0 there is the less accurate of the two.
-            x_num = x / chain._abar[0].sqrt()
+            x_num = x / float(diffusion.alphas_cumprod[0]) ** 0.5
         x_new = torch.where(num, x_num, x)
         if logits is not None and cat.any():
             # Masked cells are revealed with the absorbing chain's probability (all of them at i = 0).
