@@ -31,7 +31,7 @@ from priors.masks import sample_mask
 
 from .checkpoint import Pretrained, load_pretrained, save_checkpoint
 from .evaluation import evaluate
-from .lit import DiffusionLitModule
+from .lit import DiffusionLitModule, HostFactsDataModule
 from .preprocessing import EncodedTable, TablePreprocessor, as_table
 
 USER_STREAM = 2  # domain tag of the user-table batches, apart from the prior's streams (0, 1) and steps' (3)
@@ -150,7 +150,7 @@ class UserTableDataset(IterableDataset):
             yield self.batch(index)
 
 
-class UserDataModule(L.LightningDataModule):
+class UserDataModule(HostFactsDataModule):
     def __init__(self, tables, cfg: FineTuneConfig, prior: PriorConfig) -> None:
         super().__init__()
         self.tables, self.cfg, self.prior = tables, cfg, prior

@@ -182,7 +182,18 @@ class DiffusionLitModule(L.LightningModule):
         self.history = checkpoint.get("history", {})
 
 
-class PriorDataModule(L.LightningDataModule):
+class HostFactsDataModule(L.LightningDataModule):
+    """A DataModule whose training batches carry ``host_facts`` (n_levels, has_query) when they reach the
+    training step: the pretraining and the fine-tuning data modules."""
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # The few numbers the training step needs on the host, read while the batch is still there (the
+        # prior makes it on the CPU by default): read from the device, each would make the host wait for it.
+        # (Validation's batch is a dummy 0.)
+        return {**batch, **host_facts(batch)} if isinstance(batch, dict) else batch
+
+
+class PriorDataModule(HostFactsDataModule):
     """Streams prior batches; a resumed run continues at the saved stream position.
 
     Every rank (and DataLoader worker) draws its own stream (``priors.PriorDataset``). The position saved
@@ -215,12 +226,6 @@ class PriorDataModule(L.LightningDataModule):
                                      device=self._prior_device(), start_index=self.start_index)
         return DataLoader(self._dataset, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
-
-    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        # The few numbers the training step needs on the host, read while the batch is still there (the
-        # prior makes it on the CPU by default): read from the device, each would make the host wait for it.
-        # (Validation's batch is a dummy 0.)
-        return {**batch, **host_facts(batch)} if isinstance(batch, dict) else batch
 
     def teardown(self, stage: str) -> None:
         self._dataset = None  # a later fit (with this object) may restore a state again

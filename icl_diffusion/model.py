@@ -266,6 +266,7 @@ class Denoiser(nn.Module):
         col_embed: torch.Tensor | None = None,
         gaussian_fit: tuple[torch.Tensor, torch.Tensor] | None = None,
         level_embed: torch.Tensor | None = None,
+        n_levels: int | None = None,
     ):
         """Denoise one step.
 
@@ -283,12 +284,15 @@ class Denoiser(nn.Module):
             gaussian_fit: (mean (B or 1, E), cov (B or 1, E, E)) from ``fit_gaussian`` on the same key rows'
                 known cells, to skip refitting (a sampler's known cells do not change between its calls).
             level_embed: (B or 1, F, >= C, level_embed_dim) level identity vectors; None = the seeded default.
+            n_levels: C = max(2, n_classes.max()) when the caller knows it on the host (training reads it from
+                the batch before it moves: ``training.host_facts``); None = read from n_classes, which makes the
+                host wait for the device.
         Returns:
             (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), plus the context if return_context.
         """
         unknown = (~known).unsqueeze(-1).float()
         temb = self.time_embedding(t)
-        n_levels = max(2, int(n_classes.max()))
+        n_levels = max(2, int(n_classes.max())) if n_levels is None else n_levels
         if level_embed is None:
             level_embed = self.level_embeddings(x.shape[2], n_levels, device=x.device)
         level_embed = level_embed[..., :n_levels, :]

@@ -90,7 +90,7 @@ def training_loss(
     n_levels = facts["n_levels"]  # fresh level identities per table and column, likewise
     level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
     out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
-                        level_embed=level_embed)
+                        level_embed=level_embed, n_levels=n_levels)
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)

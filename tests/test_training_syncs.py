@@ -14,11 +14,14 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from icl_diffusion.diffusion import GaussianDiffusion
+from icl_diffusion.finetune import FineTuneConfig, UserDataModule, UserTableDataset, encode_tables
 from icl_diffusion.lit import PriorDataModule
 from icl_diffusion.model import Denoiser, DenoiserConfig
 from icl_diffusion.training import host_facts, training_loss
@@ -39,11 +42,9 @@ REMAINING = {
     # No categorical target in the batch: the categorical head must get no gradient at all (None, not 0:
     # AdamW would still decay and move those weights), so whether there is one is a host decision.
     ("training", "training_loss", "_local_scalar_dense"): 1,
-    # model.py: n_levels = max(2, int(n_classes.max())), the level dimension of the logits (a shape). Left
-    # as it is while another engineer trains with model.py: it could take ``host_facts``' n_levels.
-    ("model", "forward", "_local_scalar_dense"): 1,
     # The width of the one-hot expanded table (a shape) and whether it has any level slot (which estimate
-    # path runs): both follow from n_classes and could come from the host with n_levels, through model.py.
+    # path runs): both follow from n_classes and could come from the host like n_levels (which the model now
+    # takes from ``host_facts`` instead of reading int(n_classes.max()) in Denoiser.forward).
     ("gaussian_feature", "one_hot_layout", "_local_scalar_dense"): 1,
     ("gaussian_feature", "cell_estimates", "_local_scalar_dense"): 1,
     # The spectrum clip of the pairwise covariance: torch.linalg.eigh checks its status on the host and has
@@ -136,6 +137,38 @@ def test_prior_batches_carry_host_facts():
     with SyncCounter() as counter:
         training_loss(_model(), GaussianDiffusion(), moved)
     assert not [k for k in counter.counts if k[:2] == ("training", "host_facts")]
+
+
+def test_fine_tuning_batches_carry_host_facts():
+    """Fine-tuning batches (a user table's subsets, and the prior's share) get n_levels and has_query before
+    they move to the device too, so their training step makes the same reads as pretraining's."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "c": rng.choice(["x", "y", "z"], 60)})
+    tables = encode_tables(table, max_classes=100)
+    data = UserDataModule(tables, FineTuneConfig(p_prior=0.5), PriorConfig(n_rows=(16, 32), n_features=(2, 4)))
+    batches = [UserTableDataset(tables, data.cfg, data.prior).batch(i) for i in range(6)]
+    assert {"user", "prior"} == {"prior" if "family" in b else "user" for b in batches}
+    model = _model()
+    for batch in batches:
+        moved = data.on_before_batch_transfer(batch, 0)
+        assert moved["n_levels"] == max(2, int(batch["n_classes"].max()))
+        assert moved["has_query"] == bool(batch["query"].any())
+        with SyncCounter() as counter:
+            training_loss(model, GaussianDiffusion(), moved)
+        assert not [k for k in counter.counts if k[:2] in {("training", "host_facts"), ("model", "forward")}]
+
+
+def test_model_takes_n_levels_from_the_caller():
+    """Denoiser.forward with n_levels (training passes host_facts') reads nothing from n_classes and gives the
+    same outputs as when it reads it itself."""
+    batch = _batches()[0]
+    model = _model()
+    args = (batch["x"], torch.full((batch["x"].shape[0],), 500), batch["known"], batch["is_cat"], batch["n_classes"])
+    with SyncCounter() as counter:
+        given = model(*args, n_levels=host_facts(batch)["n_levels"])
+    assert not [k for k in counter.counts if k[:2] == ("model", "forward")]
+    read = model(*args)
+    assert torch.equal(given[0], read[0]) and torch.equal(given[1], read[1])
 
 
 class _CountSteps(L.Callback):
