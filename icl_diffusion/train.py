@@ -14,21 +14,62 @@ import logging
 import os
 import sys
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .lit import DiffusionLitModule, PriorDataModule
+from .lit import DiffusionConfig, DiffusionLitModule, OptimConfig, PriorDataModule, ValConfig
+from .model import DenoiserConfig
 from .resources import shipped_dir
+from .training import LossConfig
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = str(shipped_dir("conf"))
+
+
+@dataclass
+class TrainConfig:
+    """The schema of ``conf/config.yaml`` (Hydra's ``schema`` node, first in its defaults list): every
+    setting's one default. The YAML files only override it, and Hydra checks every file and command-line
+    override against it (an unknown key or a wrongly typed value is an error at composition, before any run).
+
+    The network, diffusion, loss, optimizer and validation settings are their dataclasses; the prior is a
+    dict of overrides of ``priors.PriorConfig`` (its weight dicts replace the defaults whole, which a typed
+    merge would not do); trainer, logger and callbacks are Lightning's own arguments."""
+
+    model: DenoiserConfig = field(default_factory=DenoiserConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    prior: dict[str, Any] = field(default_factory=dict)  # `++prior.<field>=value` sets any PriorConfig field
+    trainer: dict[str, Any] = field(default_factory=dict)  # lightning.Trainer arguments
+    logger: Any = None  # a `_target_` node, or None for no logger
+    callbacks: dict[str, Any] = field(default_factory=dict)  # `_target_` nodes become callbacks; the rest are knobs
+    seed: int = 0
+    # Under SLURM the job id: every srun task and a requeued job find the same directory.
+    out_dir: str = "runs/${oc.env:SLURM_JOB_ID,${now:%Y-%m-%d_%H-%M-%S}}"
+    ckpt_path: Optional[str] = None  # "last": resume from out_dir (last.ckpt or a SLURM hpc_ckpt), fresh if none
+    export_path: Optional[str] = None  # write an inference checkpoint (safetensors, fp16) here at the end
+    init_from: Optional[str] = None  # start from an inference checkpoint's weights and architecture
+    # With init_from: model settings that keep the weights' shapes, e.g. `+init_overrides.gaussian_em_iters=10`.
+    init_overrides: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0  # DataLoader workers generating prior batches (each its own stream)
+    batch_size: Optional[int] = None  # None: the prior sizes each batch by its cell budget
+    prior_device: str = "cpu"  # where prior batches are generated: cpu, or cuda (the rank's own GPU)
+    torch_threads: Optional[int] = None  # CPU threads per process; 1 on a shared machine
+
+
+ConfigStore.instance().store(name="schema", node=TrainConfig)
 
 
 def _plain(node) -> dict:
