@@ -35,6 +35,13 @@ def _linear_alphas_cumprod(num_steps: int) -> torch.Tensor:
     return torch.cumprod(1 - betas.clamp(max=0.999), 0)
 
 
+def schedule_alphas_cumprod(num_steps: int, schedule: str) -> torch.Tensor:
+    """alphas_cumprod (T,) float64 of a schedule over the original steps (what ``GaussianDiffusion`` uses)."""
+    if schedule not in ("cosine", "linear"):
+        raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+    return _cosine_alphas_cumprod(num_steps) if schedule == "cosine" else _linear_alphas_cumprod(num_steps)
+
+
 class GaussianDiffusion:
     """Noise schedule and the q/p math of the diffusion (no network).
 
@@ -52,14 +59,12 @@ class GaussianDiffusion:
         prediction: str = "x0",
         timesteps: list[int] | None = None,
     ) -> None:
-        if schedule not in ("cosine", "linear"):
-            raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
         if prediction not in ("eps", "v", "x0"):
             raise ValueError(f"prediction must be 'eps', 'v' or 'x0', got {prediction!r}")
         self.num_steps = num_steps
         self.schedule = schedule
         self.prediction = prediction
-        full = _cosine_alphas_cumprod(num_steps) if schedule == "cosine" else _linear_alphas_cumprod(num_steps)
+        full = schedule_alphas_cumprod(num_steps, schedule)
         self.alphas_cumprod = full.float()  # (T,) over the ORIGINAL steps, as DESIGN.md's contract says
         self.timesteps = list(range(num_steps)) if timesteps is None else sorted(timesteps)
         # The chain actually walked: abar at the visited steps; betas re-derived so the marginals match

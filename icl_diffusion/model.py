@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import MASK
+from .diffusion import MASK, schedule_alphas_cumprod
 from .gaussian_feature import cell_estimates
 from .neighbour_feature import neighbour_estimates
+from .noisy_feature import denoised_estimates
 
 
 @dataclass
@@ -58,6 +59,12 @@ class DenoiserConfig:
     # the key rows closest to its row, the nonlinear counterpart of the Gaussian estimate, and how close
     # those rows are. Its input layers start at zero, so switching it on keeps a checkpoint's outputs.
     neighbour_feature: bool = False
+    # Feed every numeric cell the exact Gaussian denoiser of the noisy table (noisy_feature.py): its posterior
+    # mean and log variance given the known cells exactly and the noisy cells at their noise level, so the
+    # network reads x_t as much as it deserves at every t, also in RePaint mode where nothing is known. Its
+    # input layer starts at zero. The noise level of step t comes from ``schedule`` (the diffusion's).
+    noisy_feature: bool = False
+    schedule: str = "cosine"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,6 +197,14 @@ class Denoiser(nn.Module):
             self.neighbour_skip = nn.Parameter(torch.zeros(()))  # weight of its log-probabilities in the logits
             for p in (*self.neighbour_in.parameters(), *self.neighbour_level_in.parameters()):
                 nn.init.zeros_(p)
+        if cfg.noisy_feature:  # zero-initialized like the neighbour feature
+            if not cfg.gaussian_feature:
+                raise ValueError("noisy_feature needs gaussian_feature (it uses the same Gaussian fit)")
+            self.noisy_in = nn.Linear(2, d)  # (posterior mean, log posterior variance) into the value MLP
+            nn.init.zeros_(self.noisy_in.weight)
+            nn.init.zeros_(self.noisy_in.bias)
+            self.register_buffer("alphas_cumprod", schedule_alphas_cumprod(cfg.num_steps, cfg.schedule).float(),
+                                 persistent=False)
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         half = self.cfg.d_model // 2
@@ -209,11 +224,12 @@ class Denoiser(nn.Module):
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n_features, n_levels, self.cfg.level_embed_dim, generator=g).to(device)
 
-    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None, neighbours=None):
+    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None, neighbours=None, denoised=None):
         """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F), the level identity
         vectors (B or 1, F, C, level_embed_dim), and the closed-form estimates when the config uses them:
         gauss (B, N, F) for numeric cells, probs (B, N, F, C) for categorical ones; ``neighbours`` is the
-        nearest-rows estimates (``neighbour_estimates``'s four tensors) or None.
+        nearest-rows estimates (``neighbour_estimates``'s four tensors) or None; ``denoised`` the noisy-table
+        Gaussian denoiser's (posterior mean, log variance) (``denoised_estimates``) or None.
 
         A categorical cell embeds a distribution over its levels: its code (one-hot) when known or revealed,
         the closed-form probabilities (or nothing) while absorbed."""
@@ -225,6 +241,8 @@ class Denoiser(nn.Module):
         if neighbours is not None:
             smooth, sharp, _, log_dist = neighbours
             hidden = hidden + self.neighbour_in(torch.stack([smooth, sharp, log_dist[..., None].expand_as(sharp)], -1))
+        if denoised is not None:
+            hidden = hidden + self.noisy_in(torch.stack(denoised, -1))
         num_tok = self.value[2](self.value[1](hidden))
         C = level_embed.shape[-2]
         masked = cat & (x == MASK)
@@ -312,7 +330,13 @@ class Denoiser(nn.Module):
         if self.cfg.neighbour_feature:
             keys = None if context is None else context["rows"]
             neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
-        h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours) + temb[:, None, None, :] * unknown
+        denoised = None
+        if self.cfg.noisy_feature:
+            noisy = ~known & ~is_cat[:, None, :] & (True if col_mask is None else col_mask[:, None, :])
+            keys = None if context is None else context["noisy_rows"]
+            denoised = denoised_estimates(x, seen, noisy, is_cat, n_classes, self.alphas_cumprod, t, fit, keys,
+                                          key_mask, self.cfg.categorical_feature)
+        h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours, denoised) + temb[:, None, None, :] * unknown
         if self.col_proj is not None:
             if col_embed is None:
                 col_embed = self.column_embeddings(x.shape[2], device=x.device)
@@ -322,7 +346,10 @@ class Denoiser(nn.Module):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
-        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen)}) if return_context else out
+        if not return_context:
+            return out
+        noisy_rows = (x, seen, noisy) if self.cfg.noisy_feature else None
+        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy_rows": noisy_rows})
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded
