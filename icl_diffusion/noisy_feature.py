@@ -18,8 +18,9 @@ and the posterior variance of each cell; both are the feature. At t = T-1 (v hug
 linear-Gaussian feature's conditional mean, at t = 0 it is x_t itself, and in between it weighs x_t exactly
 as much as it deserves under the fit.
 
-The Gaussian is the linear-Gaussian feature's fit to the key rows' known cells (categorical columns one-hot,
-same layout). A table with no known cell among its key rows (RePaint) has nothing to fit from, so its
+The Gaussian is the numeric block of the linear-Gaussian feature's fit to the key rows' known cells.
+Categorical columns are left out (marginalized): the per-row solve then costs (numeric columns)^3, not
+(numeric columns + levels)^3, and the linear-Gaussian feature already carries what known categories say. A table with no known cell among its key rows (RePaint) has nothing to fit from, so its
 Gaussian comes from the noisy key rows' own moments: Cov(y) = cov + v I, so cov = Cov(y) - v I with the
 spectrum clipped to be positive definite (near t = T that leaves the mean: nothing is known yet).
 """
@@ -63,9 +64,9 @@ def denoised_estimates(
     keys: the key rows (values, known, noisy) when ``x`` holds query rows only (the moments of a table with no
     known key cell come from its key rows), else the key rows are the rows of ``x`` (``key_mask`` (B, N)).
     """
-    layout = one_hot_layout(is_cat, n_classes, categorical)
+    layout = one_hot_layout(is_cat, n_classes, categorical=False)  # numeric slots only
     a = alphas_cumprod.to(t.device)[t.long()].double()  # (B,)
-    mean, cov = (f.double() for f in fit)
+    mean, cov = _numeric_block(fit, one_hot_layout(is_cat, n_classes, categorical))
     kx, kk, kn = keys if keys is not None else (x, known, noisy)
     in_keys = key_mask[..., None] if keys is None and key_mask is not None else True
     no_known = ~(kk & in_keys).flatten(1).any(1)
@@ -81,6 +82,18 @@ def denoised_estimates(
         post_mean[:, r], post_var[:, r] = _posterior(x[:, r], known[:, r], noisy[:, r], layout, mean, cov, a)
     return (numeric_part(post_mean, layout, F).float(),
             numeric_part(post_var.clamp(min=MIN_VAR).log(), layout, F).float())
+
+
+def _numeric_block(fit, layout):
+    """The fit's mean (B, E') and covariance (B, E', E') over its numeric slots, in column order (E' the most
+    numeric columns of a table in the batch; a shorter table's spare slots are never observed)."""
+    numeric = (layout["level"] < 0) & layout["valid"]
+    B = numeric.shape[0]
+    mean, cov = fit[0].double().expand(B, -1), fit[1].double().expand(B, -1, -1)  # a fit may be shared (1)
+    width = max(int(numeric.sum(1).max()), 1)
+    order = torch.argsort((~numeric).to(torch.int8), dim=1, stable=True)[:, :width]  # numeric slots first
+    rows = cov.gather(1, order[:, :, None].expand(-1, -1, cov.shape[-1]))
+    return mean.gather(1, order), rows.gather(2, order[:, None, :].expand(-1, width, -1))
 
 
 def _observations(x, known, noisy, layout):

@@ -89,22 +89,26 @@ def test_without_known_cells_the_gaussian_comes_from_the_noisy_rows():
     assert np.mean((est[0].numpy() - x0) ** 2) < 0.8 * np.mean((x / np.sqrt(a) - x0) ** 2)
 
 
-def test_known_categorical_cells_inform_numeric_ones_and_get_zero():
-    """A known level moves the numeric estimate as the one-hot Gaussian says; categorical columns read 0."""
+def test_categorical_columns_are_marginalized_and_read_zero():
+    """With a categorical column in the table, the numeric cells get the posterior of the numeric block of the
+    fit alone (the one-hot slots marginalized), and the categorical column reads 0."""
+    mean, cov = _gaussian(3, 3)
+    t = 200
+    _, x, known = _noisy_table(mean, cov, 30, 0.5, t, 3)
     g = np.random.default_rng(3)
-    level = g.integers(0, 3, 200)
-    num = np.array([-2.0, 0.0, 2.0])[level] + 0.3 * g.normal(size=200)
-    x = np.stack([num, level.astype(float)], 1).astype(np.float32)
-    known = np.ones_like(x, dtype=bool)
-    known[:20, 0] = False
-    t = 999
-    onehot = np.eye(3)[level]
-    z = np.concatenate([num[:, None], onehot], 1)
-    fit_mean, fit_cov = z.mean(0), np.cov(z.T) + 1e-3 * np.eye(4)
-    is_cat = torch.tensor([[False, True]])
-    n_classes = torch.tensor([[0, 3]])
-    est, log_var = _call(x, known, fit_mean, fit_cov, t, is_cat, n_classes)
-    assert np.abs(est[0, :20, 0].numpy() - np.array([-2.0, 0.0, 2.0])[level[:20]]).mean() < 0.3
+    x_cat = np.concatenate([x[:, :1], g.integers(0, 3, (30, 1)).astype(float), x[:, 1:]], 1)
+    known_cat = np.concatenate([known[:, :1], np.ones((30, 1), bool), known[:, 1:]], 1)
+    # Full fit over [num0, level0, level1, level2, num1, num2]: the numeric block is (mean, cov).
+    E = 6
+    fm, fc = np.zeros(E), np.eye(E) * 0.2
+    num = [0, 4, 5]
+    fm[num] = mean
+    fc[np.ix_(num, num)] = cov
+    fc[0, 1] = fc[1, 0] = 0.05  # a covariance with a level slot, left out
+    est, log_var = _call(x_cat, known_cat, fm, fc, t, torch.tensor([[False, True, False, False]]),
+                         torch.tensor([[0, 3, 0, 0]]))
+    exact_mean, _ = _exact(x, known, mean, cov, t)
+    np.testing.assert_allclose(est[0].numpy()[:, [0, 2, 3]], exact_mean, atol=2e-4, rtol=1e-4)
     assert (est[0, :, 1] == 0).all() and (log_var[0, :, 1] == 0).all()
 
 
