@@ -6,6 +6,9 @@ benchmarks measure it against.
   no network. The trained model must beat it: otherwise the network adds nothing to its input feature.
 - ``NeighbourDenoiser``: the nearest-rows estimates alone (``neighbour_feature.neighbour_estimates``, smooth
   bandwidth), no network: the nonlinear input feature's own quality.
+- ``NoisyGaussianDenoiser``: the noisy-table Gaussian denoiser alone (``noisy_feature.denoised_estimates``'s
+  posterior mean for numeric cells, the closed-form class probabilities for categorical ones), no network: the
+  exact denoiser of a Gaussian fitted to the table, so RePaint with it draws from that Gaussian's conditional.
 - ``BlindDenoiser``: the trained network with every observed cell hidden (each cell is predicted from nothing
   but the table's shape): a model that ignores its inputs. A quality test that this model passes tests nothing.
 - ``random_weights``: the same architecture, freshly initialized.
@@ -21,10 +24,12 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import Pretrained
+from .diffusion import schedule_alphas_cumprod
 from .gaussian_feature import cell_estimates
 from .inference import point_input
 from .model import Denoiser
 from .neighbour_feature import neighbour_estimates
+from .noisy_feature import denoised_estimates
 
 
 def _log_probabilities(probs: torch.Tensor, n_classes: torch.Tensor) -> torch.Tensor:
@@ -67,6 +72,27 @@ class NeighbourDenoiser(Denoiser):
         return None
 
 
+class NoisyGaussianDenoiser(Denoiser):
+    """Outputs the noisy-table Gaussian denoiser's posterior mean as its x0 prediction and the closed-form
+    log-probabilities as logits (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
+
+    def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+        seen = known if col_mask is None else known & col_mask[:, None, :]
+        fit = context["gaussian"] if context is not None else gaussian_fit
+        n_levels = max(2, int(n_classes.max()))
+        _, probs, fit = cell_estimates(x, seen, is_cat, n_classes, n_levels, fit, key_mask,
+                                       self.cfg.gaussian_em_iters, categorical=True)
+        noisy = ~known & ~is_cat[:, None, :] & (True if col_mask is None else col_mask[:, None, :])
+        abar = schedule_alphas_cumprod(self.cfg.num_steps, self.cfg.schedule).float()
+        keys = None if context is None else context["noisy_rows"]
+        mean, _ = denoised_estimates(x, seen, noisy, is_cat, n_classes, abar, t, fit, keys, key_mask)
+        out = (mean, _log_probabilities(probs, n_classes))
+        if not return_context:
+            return out
+        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit, "noisy_rows": (x, seen, noisy)})
+
+
 class BlindDenoiser(Denoiser):
     """The network, shown no observed cell: every cell enters as unknown (numeric 0, categorical masked)."""
 
@@ -104,6 +130,13 @@ def nearest_rows(pretrained: Pretrained) -> Pretrained:
     return _with_model(pretrained, NeighbourDenoiser, copy_weights=False)
 
 
+def noisy_gaussian(pretrained: Pretrained) -> Pretrained:
+    """The noisy-table Gaussian denoiser alone, no network."""
+    if pretrained.diffusion.prediction != "x0":
+        raise ValueError("the noisy-Gaussian baseline needs an x0-prediction diffusion")
+    return _with_model(pretrained, NoisyGaussianDenoiser, copy_weights=False)
+
+
 def blind(pretrained: Pretrained) -> Pretrained:
     """``pretrained``'s network with every observed cell hidden."""
     return _with_model(pretrained, BlindDenoiser, copy_weights=True)
@@ -133,5 +166,5 @@ def row_attention_off(pretrained: Pretrained) -> Pretrained:
     return out
 
 
-WRONG_MODELS = {"closed_form": closed_form, "nearest_rows": nearest_rows, "blind": blind,
+WRONG_MODELS = {"closed_form": closed_form, "nearest_rows": nearest_rows, "noisy_gaussian": noisy_gaussian, "blind": blind,
                 "random_weights": random_weights, "row_attention_off": row_attention_off}
