@@ -4,6 +4,7 @@ of the machine's matmul ceiling.
     python benchmarks/train_throughput.py                    # CPU, 1 thread, conf/model/*.yaml, ~5 s each
     python benchmarks/train_throughput.py --models small --seconds 30 --threads 2
     python benchmarks/train_throughput.py --device cuda       # bf16 autocast, prior=default (gpu_base's)
+    python benchmarks/train_throughput.py --models small --overrides prior.max_cells=8192 model.n_blocks=2
 
 A measured step is what Lightning runs for one batch: ``training_loss`` with the LightningModule's step
 randomness, backward, gradient clipping at 1.0, AdamW and the learning-rate schedule, for the model
@@ -62,9 +63,10 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model_name: str, prior_name: str, device: torch.device, prior_device: str, seconds: float,
-            min_steps: int, steps: int | None) -> dict:
-    """Train ``model_name`` on the prior for a while; per-step means of the two phases and the totals."""
-    cfg = compose([f"model={model_name}", f"prior={prior_name}"])
+            min_steps: int, steps: int | None, overrides: tuple[str, ...] = ()) -> dict:
+    """Train ``model_name`` on the prior for a while; per-step means of the two phases and the totals.
+    ``overrides``: more Hydra overrides (``prior.<field>=...``, ``model.<field>=...``)."""
+    cfg = compose([f"model={model_name}", f"prior={prior_name}", *overrides])
     plain = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "diffusion", "loss", "optim", "prior")}
     torch.manual_seed(0)
     module = DiffusionLitModule(plain["model"], plain["diffusion"], plain["loss"], plain["optim"],
@@ -138,6 +140,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="least training-step seconds per config")
     parser.add_argument("--min-steps", type=int, default=2, help="least timed steps per config")
     parser.add_argument("--steps", type=int, default=None, help="exactly this many timed steps per config")
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="Hydra overrides for every config, e.g. a recipe's prior.n_rows=[32,256]")
     parser.add_argument("--out", default=None, help="also write the report (markdown) here")
     return parser.parse_args(argv)
 
@@ -158,7 +162,8 @@ def main(argv=None) -> None:
           flush=True)
     results = {}
     for name in args.models.split(","):
-        results[name] = measure(name, prior, device, args.prior_device, args.seconds, args.min_steps, args.steps)
+        results[name] = measure(name, prior, device, args.prior_device, args.seconds, args.min_steps, args.steps,
+                                tuple(args.overrides))
         print(f"{name}: {results[name]['steps']} steps in {results[name]['step_s']:.1f} s", flush=True)
     table = markdown_table(HEADER, report_rows(results, ceiling))
     load_after = os.getloadavg()

@@ -2,10 +2,13 @@
 
 Size bucketing instead of padding: all tables of a batch share rows N and features F, and the batch
 size shrinks as N * F grows (B = max_cells // (N * F)), so each batch costs about the same compute
-whatever the table size, and no cell of a batch is padding.
+whatever the table size, and no cell of a batch is padding. Drawn rows are moved a little so that the B
+tables fill the cell budget (``filled_rows``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -22,6 +25,43 @@ def default_batch_size(cfg: PriorConfig, n_rows: int, n_features: int) -> int:
     return max(1, min(cfg.max_batch_size, cfg.max_cells // (n_rows * n_features)))
 
 
+def filled_rows(cfg: PriorConfig, n_rows: int, n_features: int) -> int:
+    """The row count near ``n_rows`` at which a batch of ``n_features``-column tables fills the cell budget.
+
+    B = max_cells // (N * F) leaves up to half of the budget unused (one table of 0.6 * max_cells cells is a
+    batch at 60%). The rows move to the nearer, in log, of the two counts at which B or B + 1 tables fill it
+    (within ``cfg.n_rows``): rows grow as often as they shrink, so the drawn distribution of rows keeps its
+    log-mean. A batch capped at ``max_batch_size`` tables, or one table over the budget, keeps its rows: only
+    more tables, or smaller ones, would fill it.
+    """
+    per_table = cfg.max_cells / (n_rows * n_features)  # tables the budget holds
+    if per_table < 1 or per_table >= cfg.max_batch_size:
+        return n_rows
+    lo, hi = cfg.n_rows
+    fits = int(per_table)
+    options = [min(hi, max(lo, cfg.max_cells // (b * n_features)))
+               for b in (fits, fits + 1) if b <= cfg.max_batch_size]
+    return min(options, key=lambda n: abs(math.log(n / n_rows)))
+
+
+def table_shape(
+    cfg: PriorConfig,
+    rng: Rng,
+    *,
+    batch_size: int | None = None,
+    n_rows: int | None = None,
+    n_features: int | None = None,
+) -> tuple[int, int, int]:
+    """(B, N, F) of a batch: what is not given is drawn on ``rng``'s host generator (N and F log-uniform,
+    drawn rows moved by ``filled_rows`` unless B is given or ``cfg.fill_budget`` is off) and B =
+    ``default_batch_size``."""
+    N = n_rows if n_rows is not None else rng.int_log_uniform(*cfg.n_rows)
+    F = n_features if n_features is not None else rng.int_log_uniform(*cfg.n_features)
+    if n_rows is None and batch_size is None and cfg.fill_budget:
+        N = filled_rows(cfg, N, F)
+    return (batch_size if batch_size is not None else default_batch_size(cfg, N, F)), N, F
+
+
 def sample_batch(
     cfg: PriorConfig,
     generator: torch.Generator,
@@ -35,7 +75,7 @@ def sample_batch(
 ) -> dict:
     """Sample a batch of B complete tables and which of their cells are known.
 
-    Anything not given is drawn from ``cfg`` (N and F log-uniform, family and mask kind by weight).
+    Anything not given is drawn from ``cfg`` (sizes by ``table_shape``, family and mask kind by weight).
     ``mask_kind`` may be one of MASK_KINDS or "mixed" (each table draws its own kind). The same
     generator state always gives the same batch; tensors are generated on ``device``.
 
@@ -51,11 +91,9 @@ def sample_batch(
       mean, cov float32 (B, F), (B, F, F)   gaussian family only: the exact row distribution
     """
     rng = Rng(generator, device)
-    N = n_rows if n_rows is not None else rng.int_log_uniform(*cfg.n_rows)
-    F = n_features if n_features is not None else rng.int_log_uniform(*cfg.n_features)
+    B, N, F = table_shape(cfg, rng, batch_size=batch_size, n_rows=n_rows, n_features=n_features)
     if N < 3 or F < 2:
         raise ValueError(f"tables need >= 3 rows and >= 2 columns, got n_rows={N}, n_features={F}")
-    B = batch_size if batch_size is not None else default_batch_size(cfg, N, F)
     family = family if family is not None else rng.choice(cfg.family_weights)
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")

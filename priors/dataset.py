@@ -1,10 +1,13 @@
 """Seeded, resumable, infinite streams of prior batches for DataLoader / DDP training.
 
-Batch ``i`` of a stream is a pure function of (seed, rank, i): it is sampled from a generator seeded
-with a hash of those numbers. Consequences:
+Batch ``i`` of a stream is a pure function of (seed, rank, i): its tables are sampled from a generator
+seeded with a hash of those numbers, its shape (B, N, F) from one seeded with (seed, i) alone.
+Consequences:
   * same seed -> same stream, on any machine, whatever ``num_workers`` is (worker w of W produces the
     indices w, w + W, ..., and DataLoader interleaves workers in that same order);
   * distributed ranks get disjoint streams (rank enters the hash); workers get disjoint indices;
+  * at each step every rank's batch has the same shape, so the same work: under DDP no rank waits at the
+    gradient all-reduce for one that drew a larger table;
   * resuming at index k (``start_index`` or ``load_state_dict``) continues exactly where a run stopped.
 """
 
@@ -17,12 +20,15 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .batch import sample_batch
+from ._random import Rng
+from .batch import sample_batch, table_shape
 from .config import PriorConfig
 
-# Domain tags keep the training streams and the fixed validation sets of one seed apart.
+# Domain tags keep the training streams, the fixed validation sets and the training batches' shapes of one
+# seed apart (icl_diffusion takes 2 for fine-tuning's user tables and 3 for the training steps' noise).
 _TRAIN_STREAM = 0
 _FIXED_STREAM = 1
+_SHAPE_STREAM = 4
 
 
 def stream_seed(seed: int, *parts: int) -> int:
@@ -77,13 +83,20 @@ class PriorDataset(IterableDataset):
         self.next_index = int(start_index)
         self.sample_kwargs = sample_kwargs
 
+    def shape(self, index: int) -> tuple[int, int, int]:
+        """(B, N, F) of batch ``index``, the same for every rank: what ``batch_size`` and the ``n_rows`` /
+        ``n_features`` keywords do not fix is drawn from (seed, index) by ``priors.batch.table_shape``."""
+        generator = stream_generator(self.seed, _SHAPE_STREAM, index)
+        return table_shape(self.cfg, Rng(generator), batch_size=self.batch_size,
+                           n_rows=self.sample_kwargs.get("n_rows"), n_features=self.sample_kwargs.get("n_features"))
+
     def batch(self, index: int, rank: int | None = None) -> dict:
         """Batch ``index`` of this stream (for ``rank``, default the current one)."""
         rank = current_rank() if rank is None else rank
+        B, N, F = self.shape(index)
         generator = stream_generator(self.seed, _TRAIN_STREAM, rank, index)
-        out = sample_batch(
-            self.cfg, generator, batch_size=self.batch_size, device=self.device, **self.sample_kwargs
-        )
+        kwargs = {**self.sample_kwargs, "batch_size": B, "n_rows": N, "n_features": F}
+        out = sample_batch(self.cfg, generator, device=self.device, **kwargs)
         out["index"] = index
         return out
 

@@ -35,8 +35,8 @@ class Crash(RuntimeError):
 
 
 class Fingerprints(L.Callback):
-    """Appends (rank, step, stream index, hash of x, first noise number of the step) of every training batch
-    to out_dir/fingerprints.jsonl."""
+    """Appends (rank, step, stream index, hash of x, its shape, first noise number of the step) of every
+    training batch to out_dir/fingerprints.jsonl."""
 
     def __init__(self, out_dir: str) -> None:
         self.path = Path(out_dir) / "fingerprints.jsonl"
@@ -45,7 +45,7 @@ class Fingerprints(L.Callback):
         digest = hashlib.sha256(batch["x"].cpu().numpy().tobytes()).hexdigest()[:16]
         noise = float(torch.rand(1, generator=pl_module.step_generator()))
         row = {"rank": trainer.global_rank, "step": trainer.global_step, "index": batch["index"], "x": digest,
-               "noise": noise}
+               "shape": list(batch["x"].shape), "noise": noise}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -213,7 +213,8 @@ def test_resume_skips_a_checkpoint_cut_short(tmp_path):
 
 
 def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
-    """Two gloo processes (ddp_spawn): each rank its own prior stream; rank 0 checkpoints and exports."""
+    """Two gloo processes (ddp_spawn): each rank its own prior stream, one table shape per step for both;
+    rank 0 checkpoints and exports."""
     train(compose([*SMALL, "trainer=ddp_sim", "trainer.max_steps=2", "callbacks.checkpoint_every_n_steps=2",
                    f"out_dir={tmp_path}", f"export_path={tmp_path / 'model.safetensors'}", *recorded(tmp_path)]))
     assert load_checkpoint(tmp_path / "model.safetensors").info["steps"] == 2  # not the caller's stale copy
@@ -221,6 +222,8 @@ def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
     by_rank = {r: [(x["index"], x["x"]) for x in rows if x["rank"] == r] for r in (0, 1)}
     assert [i for i, _ in by_rank[0]] == [i for i, _ in by_rank[1]] == [0, 1]
     assert all(a[1] != b[1] for a, b in zip(by_rank[0], by_rank[1]))  # same position, different tables
+    shapes = {r: [x["shape"] for x in rows if x["rank"] == r] for r in (0, 1)}
+    assert shapes[0] == shapes[1]  # of the same shape: neither rank waits for the other's larger table
     noise = {r: [x["noise"] for x in rows if x["rank"] == r] for r in (0, 1)}
     assert all(a != b for a, b in zip(noise[0], noise[1]))  # and different diffusion noise per rank
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from priors import MASK_KINDS, PriorConfig, default_batch_size, sample_batch
+from priors._random import Rng
+from priors.batch import filled_rows, table_shape
 
 # Smaller tables than the defaults keep the suite fast; the code paths are the same.
 SMALL = PriorConfig(n_rows=(8, 128), n_features=(2, 16), max_cells=2**13)
@@ -90,6 +94,42 @@ def test_batch_size_follows_cell_budget() -> None:
     assert default_batch_size(cfg, 128, 16) == 32
     assert default_batch_size(cfg, 1024, 64) == 1
     assert default_batch_size(cfg, 1024, 128) == 1
+
+
+def test_drawn_shapes_fill_the_cell_budget() -> None:
+    """On the default prior, a batch under the max_batch_size cap fills 99% of max_cells on average (94.7%
+    before rows were moved: B = max_cells // (N * F) rounds down), the drawn rows keep their log-mean, and
+    B stays default_batch_size of the final shape. Capped batches are left as drawn (their fill, and 49% of
+    the budget over all batches, is the cap's: only more tables would fill them)."""
+    cfg = PriorConfig()
+    fills, capped, log_drawn, log_filled = [], [], [], []
+    for seed in range(3000):
+        _, drawn, _ = table_shape(cfg, Rng(torch.Generator().manual_seed(seed)), batch_size=1)  # B given: as drawn
+        B, N, F = table_shape(cfg, Rng(torch.Generator().manual_seed(seed)))
+        assert B == default_batch_size(cfg, N, F) and cfg.n_rows[0] <= N <= cfg.n_rows[1]
+        assert B * N * F <= cfg.max_cells and 0.5 <= N / drawn <= 2
+        (capped if B == cfg.max_batch_size else fills).append(B * N * F / cfg.max_cells)
+        log_drawn.append(math.log(drawn))
+        log_filled.append(math.log(N))
+    assert sum(fills) / len(fills) > 0.98
+    assert sum(fills + capped) / (len(fills) + len(capped)) > 0.655  # 0.640 before
+    assert abs(sum(log_filled) - sum(log_drawn)) / len(log_drawn) < 0.01
+
+
+def test_filled_rows_leave_given_sizes_and_capped_batches_alone() -> None:
+    cfg = PriorConfig(n_rows=(8, 1024), max_cells=2**16, max_batch_size=64)
+    assert filled_rows(cfg, 750, 64) == 1024  # 0.73 of the budget: one table of 1024 rows fills it
+    assert filled_rows(cfg, 600, 64) == 512  # 0.59: two tables of 512 rows (nearer in log than 1024)
+    assert filled_rows(cfg, 16, 8) == 16  # 512 tables would fit: capped at 64, rows kept
+    assert filled_rows(cfg, 1024, 128) == 1024  # one table over the budget
+    rng = Rng(torch.Generator().manual_seed(0))
+    assert table_shape(cfg, rng, n_rows=600, n_features=64) == (1, 600, 64)
+    assert table_shape(cfg, rng, batch_size=3, n_rows=600, n_features=64) == (3, 600, 64)
+    as_drawn = PriorConfig(fill_budget=False)
+    for seed in range(20):
+        filled = table_shape(PriorConfig(), Rng(torch.Generator().manual_seed(seed)))
+        drawn = table_shape(as_drawn, Rng(torch.Generator().manual_seed(seed)))
+        assert drawn[2] == filled[2] and drawn[0] == default_batch_size(as_drawn, drawn[1], drawn[2])
 
 
 def test_same_generator_state_gives_identical_batch() -> None:

@@ -71,6 +71,17 @@ def test_ranks_get_distinct_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _same(PriorDataset(CFG, seed=5).batch(2, rank=0), rank0[2])
 
 
+def test_ranks_draw_the_same_shapes_with_their_own_tables() -> None:
+    """Batch i has one shape (B, N, F) on every rank, drawn from (seed, i) (so no DDP rank waits for one that
+    drew a larger table), and its own tables per rank; a fixed size keyword still holds."""
+    for ds in (PriorDataset(CFG, seed=5), PriorDataset(CFG, seed=5, n_features=4)):
+        rank0, rank1 = ([ds.batch(i, rank=r) for i in range(12)] for r in (0, 1))
+        assert [b["x"].shape for b in rank0] == [b["x"].shape for b in rank1] == [ds.shape(i) for i in range(12)]
+        assert len({b["x"].shape for b in rank0}) > 3  # the shape still changes from step to step
+        assert not any(torch.equal(a["x"], b["x"]) for a, b in zip(rank0, rank1))
+    assert {b["x"].shape[2] for b in rank0} == {4}
+
+
 def test_resume_continues_the_stream() -> None:
     stream = _take(PriorDataset(CFG, seed=6), 6)
     ds = PriorDataset(CFG, seed=6)
