@@ -2,8 +2,8 @@
 
 Size bucketing instead of padding: all tables of a batch share rows N and features F, and the batch
 size shrinks as N * F grows (B = max_cells // (N * F)), so each batch costs about the same compute
-whatever the table size, and no cell of a batch is padding. Drawn rows are moved a little so that the B
-tables fill the cell budget (``filled_rows``).
+whatever the table size, and no cell of a batch is padding. A batch that rounding leaves short of the
+budget takes one more table of fewer rows (``filled_rows``).
 """
 
 from __future__ import annotations
@@ -29,19 +29,23 @@ def filled_rows(cfg: PriorConfig, n_rows: int, n_features: int) -> int:
     """The row count near ``n_rows`` at which a batch of ``n_features``-column tables fills the cell budget.
 
     B = max_cells // (N * F) leaves up to half of the budget unused (one table of 0.6 * max_cells cells is a
-    batch at 60%). The rows move to the nearer, in log, of the two counts at which B or B + 1 tables fill it
-    (within ``cfg.n_rows``): rows grow as often as they shrink, so the drawn distribution of rows keeps its
-    log-mean. A batch capped at ``max_batch_size`` tables, or one table over the budget, keeps its rows: only
-    more tables, or smaller ones, would fill it.
+    batch at 60%). Such a batch takes one more table instead, its rows cut so that B + 1 tables fit (by at
+    most a third when B >= 2): the work per table does not grow, so tables/s does not drop where compute is
+    the limit (a CPU), and rises where the batch was too small to fill the device. A batch of one table
+    (the largest tables, which should stay in the mix) moves to the nearer, in log, of one table filling the
+    budget and two of half of it (rows x at most 1.41 or / at most 1.41). Rows stay within ``cfg.n_rows``. A
+    batch capped at ``max_batch_size`` tables, or one table over the budget, keeps its rows.
     """
     per_table = cfg.max_cells / (n_rows * n_features)  # tables the budget holds
     if per_table < 1 or per_table >= cfg.max_batch_size:
         return n_rows
     lo, hi = cfg.n_rows
     fits = int(per_table)
-    options = [min(hi, max(lo, cfg.max_cells // (b * n_features)))
-               for b in (fits, fits + 1) if b <= cfg.max_batch_size]
-    return min(options, key=lambda n: abs(math.log(n / n_rows)))
+    one_more = min(hi, max(lo, cfg.max_cells // ((fits + 1) * n_features)))
+    if fits >= 2:
+        return one_more
+    alone = min(hi, max(lo, cfg.max_cells // n_features))
+    return min((alone, one_more), key=lambda n: abs(math.log(n / n_rows)))
 
 
 def table_shape(

@@ -27,8 +27,8 @@ class PriorConfig:
     # Cells per batch: batch_size = max_cells // (rows * features), so every batch costs about the same.
     max_cells: int = 2**16
     max_batch_size: int = 64
-    # Drawn rows move (by at most 2x, as often up as down) to where a batch's tables fill max_cells
-    # (priors.batch.filled_rows): rounding B down left up to half of the budget unused. False: rows as drawn.
+    # A batch that rounding B down leaves short of max_cells (up to half of it unused) takes one more table,
+    # its drawn rows cut to fit (priors.batch.filled_rows). False: rows as drawn.
     fill_budget: bool = True
 
     family_weights: dict[str, float] = field(default_factory=lambda: {"scm": 0.8, "gaussian": 0.2})
