@@ -103,6 +103,9 @@ class DiffusionLitModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator())
+        if not loss.requires_grad:  # nothing trained reaches this batch (optim.train_only names the categorical
+            # modules, and no table has a categorical target): a step that moves nothing, not a failed backward.
+            loss = loss + torch.zeros((), device=loss.device, requires_grad=True)
         # Every rank draws its own batch; their sizes differ only by chance, so rank 0's count times the
         # world size is the tables seen by the whole run up to that noise.
         world_size = self.trainer.world_size if self._trainer is not None else 1
