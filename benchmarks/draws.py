@@ -10,16 +10,22 @@ under the table's true covariance), so the draws can be judged against it:
 - ``CRPS``: the continuous ranked probability score of the draws (lower is better; a proper score, so it
   rewards both accuracy and calibration); ``oracle CRPS`` is that of the exact Gaussian.
 
-On real tables (no oracle) only cover90 and CRPS are reported. Peers run in the same process on the same
-masks: MICE with posterior sampling (IterativeImputer(sample_posterior=True), one seed per draw).
+On every table: ``NRMSE mean`` (of the mean of the draws) and ``NRMSE 1 draw`` (mean over the draws of one
+draw's NRMSE), in complete-data std units. On real tables (no oracle) the oracle columns are empty. Peers run
+in the same process on the same masks: MICE with posterior sampling (IterativeImputer(sample_posterior=True),
+one seed per draw).
 
     python benchmarks/draws.py                       # ~15 min on 1 thread
     python benchmarks/draws.py --steps 2,5,10 --variance-mix 0.5 --seeds 0
+    python benchmarks/draws.py --steps 5 --variance-mix 0.65 --seeds 0 \
+        --variants "share_first_call=0;share_first_call=1"    # sampler settings (SamplerConfig fields)
+    python benchmarks/draws.py --steps checkpoint --variants "draw_steps=5,variance_mix=0.65;"  # draw defaults
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -48,15 +54,33 @@ def gaussian_crps(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float
     return float((std * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))).mean())
 
 
-def icl_draws(pretrained, n_steps: int, n_draws: int, variance_mix: float | None = None):
-    """DiffusionImputer.sample with the conditional sampler (``variance_mix``: None = the default)."""
+def parse_variant(text: str) -> dict:
+    """SamplerConfig overrides from "field=value,field=value" (values as the field's type; "" = none)."""
+    from icl_diffusion.sampling import SamplerConfig
+
+    types = {f.name: type(f.default) for f in dataclasses.fields(SamplerConfig)}
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, value = item.split("=")
+        out[name] = bool(int(value)) if types[name] is bool else types[name](value)
+    return out
+
+
+def with_sampler(pretrained, overrides: dict):
+    """The same model with its stored sampler settings (``SamplerConfig``) overridden."""
+    return dataclasses.replace(pretrained, sampler=dataclasses.replace(pretrained.sampler, **overrides))
+
+
+def icl_draws(pretrained, n_steps: int | None, n_draws: int, variance_mix: float | None = None):
+    """DiffusionImputer.sample with the conditional sampler; ``n_steps`` None: the checkpoint's draw settings
+    (``SamplerConfig``: draw method, steps and variance mix), ``variance_mix`` None: the checkpoint's."""
 
     def draw(x: np.ndarray, seed: int) -> np.ndarray:
         from icl_diffusion.estimators import DiffusionImputer
-        from icl_diffusion.sampling import VARIANCE_MIX
 
-        imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, method="conditional",
-                               n_steps=n_steps, variance_mix=VARIANCE_MIX if variance_mix is None else variance_mix)
+        settings = {} if n_steps is None else {"method": "conditional", "n_steps": n_steps}
+        imp = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed, variance_mix=variance_mix,
+                               **settings)
         return np.stack(imp.fit(x).sample(x, n_imputations=n_draws))
 
     return draw
@@ -76,7 +100,9 @@ def mice_draws(n_draws: int):
 def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[str, float]:
     y, ens = x[missing], draws[:, missing]
     lo, hi = np.quantile(ens, [0.05, 0.95], axis=0)
-    out = {"cover90": float(((y >= lo) & (y <= hi)).mean()), "CRPS": crps(ens, y)}
+    rmse = lambda e: float(np.sqrt(np.mean(e**2)))
+    out = {"NRMSE mean": rmse(ens.mean(0) - y), "NRMSE 1 draw": float(np.mean([rmse(d - y) for d in ens])),
+           "cover90": float(((y >= lo) & (y <= hi)).mean()), "CRPS": crps(ens, y)}
     if table.cov is not None:
         import torch
 
@@ -85,20 +111,35 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
         mean, var = conditional_gaussian(torch.from_numpy(table.mean), torch.from_numpy(table.cov),
                                          torch.from_numpy(x), torch.from_numpy(~missing))
         mean, std = mean.numpy()[missing], var.numpy()[missing] ** 0.5
-        rmse = lambda e: float(np.sqrt(np.mean(e**2)))
         out["mean/oracle"] = rmse(ens.mean(0) - y) / rmse(mean - y)
         out["spread"] = float(ens.std(0).mean() / std.mean())
         out["oracle CRPS"] = gaussian_crps(mean, std, y)
     return out
 
 
+def make_table(name: str, seed: int):
+    """"gaussianNxF" (a seeded synthetic table) or a real table's key."""
+    if name.startswith("gaussian"):
+        n_rows, n_features = (int(v) for v in name.removeprefix("gaussian").split("x"))
+        return gaussian_table(n_rows, n_features, seed=seed)
+    return load_real_table(name)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--steps", default="5,10", help="conditional-sampler steps to compare")
+    p.add_argument("--steps", default="5,10", help='conditional-sampler steps to compare; "checkpoint": the '
+                   "checkpoint's (or variant's) draw settings, --variance-mix ignored")
     p.add_argument("--variance-mix", default="0,0.5", help="sampler variance mixes to compare (0 = beta_tilde)")
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--seeds", default="0,1")
+    p.add_argument("--variants", default="", help='sampler settings to compare, ";"-separated SamplerConfig '
+                   'overrides, e.g. "share_first_call=0;share_first_call=1" ("" = the checkpoint\'s)')
+    p.add_argument("--tables", default="gaussian500x10,boston",
+                   help="gaussianNxF (synthetic, oracle known) or benchmarks.common.REAL_TABLES keys")
+    p.add_argument("--mechs", default="mcar,mar")
+    p.add_argument("--rate", type=float, default=0.3, help="share of cells hidden")
+    p.add_argument("--no-mice", action="store_true", help="skip the MICE peer")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="CSV of every run")
     args = p.parse_args()
@@ -107,15 +148,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pretrained, desc, _ = resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {desc}; {args.draws} draws; {args.threads} thread(s)\n", flush=True)
-    methods = {f"icl conditional {s} steps, variance mix {v}": icl_draws(pretrained, int(s), args.draws, float(v))
-               for s in args.steps.split(",") for v in args.variance_mix.split(",")}
-    methods["MICE sample_posterior"] = mice_draws(args.draws)
+    methods = {}
+    for variant in args.variants.split(";"):
+        pre = with_sampler(pretrained, parse_variant(variant))
+        tail = f", {variant}" if variant else ""
+        if args.steps == "checkpoint":
+            t = pre.sampler
+            methods[f"icl {t.draw_method} {t.draw_steps} steps, variance mix {t.variance_mix}{tail}"] = icl_draws(
+                pre, None, args.draws)
+            continue
+        for s in args.steps.split(","):
+            for v in args.variance_mix.split(","):
+                methods[f"icl conditional {s} steps, variance mix {v}{tail}"] = icl_draws(pre, int(s), args.draws,
+                                                                                         float(v))
+    if not args.no_mice:
+        methods["MICE sample_posterior"] = mice_draws(args.draws)
+    mechs = args.mechs.split(",")
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        tables = [gaussian_table(500, 10, seed=seed), load_real_table("boston")]
-        for table in tables:
-            for mech in ("mcar", "mar"):
-                missing = make_mask(table.x, mech, 0.3, np.random.default_rng(seed))
+        for table in (make_table(name, seed) for name in args.tables.split(",")):
+            for mech in mechs:
+                missing = make_mask(table.x, mech, args.rate, np.random.default_rng(seed))
                 x_in = np.where(missing, np.nan, table.x)
                 for name, draw in methods.items():
                     start = time.perf_counter()
@@ -125,15 +178,15 @@ def main() -> None:
                     runs.append({"table": table.name, "mech": mech, "seed": seed, "method": name, "seconds": secs,
                                  **score(draws, table.x, missing, table)})
                     print(runs[-1], flush=True)
-    keys = ["mean/oracle", "spread", "cover90", "CRPS", "oracle CRPS", "seconds"]
+    keys = ["NRMSE mean", "NRMSE 1 draw", "mean/oracle", "spread", "cover90", "CRPS", "oracle CRPS", "seconds"]
     rows = []
     for table in dict.fromkeys(r["table"] for r in runs):
-        for mech in ("mcar", "mar"):
+        for mech in mechs:
             for name in methods:
                 sel = [r for r in runs if (r["table"], r["mech"], r["method"]) == (table, mech, name)]
                 rows.append([table, mech, name, *(f"{np.mean([r[k] for r in sel]):.3f}" if k in sel[0] else ""
                                                   for k in keys)])
-    print(f"\n30% missing, mean over seeds {args.seeds}\n")
+    print(f"\n{args.rate:.0%} missing, mean over seeds {args.seeds}\n")
     print(markdown_table(["table", "mech", "method", *keys], rows))
     if args.out:
         import csv

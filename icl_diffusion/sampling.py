@@ -33,9 +33,11 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | 
 METHODS = ("repaint", "conditional", "ddim")
 
 
-# Ancestral steps' variance between beta_tilde (0) and beta (1), in log space: 0.65 gives draws as wide as the
-# exact conditional distribution on Gaussian tables with the shipped model (benchmarks/results/draws*.md).
-VARIANCE_MIX = 0.65
+# Ancestral steps' variance between beta_tilde (0) and beta (1), in log space. It depends on the step count: at
+# 5 steps 0.65 gave draws as wide as the exact conditional distribution on Gaussian tables with the shipped
+# model; at the 3 steps of the draws (SamplerConfig.draw_steps) 0.8 gives the 90% ranges of 5 steps at 0.65
+# on the draws benchmark (benchmarks/results/draws_speed.md), 0.65 narrower ones (Boston 0.72 vs 0.81).
+VARIANCE_MIX = 0.8
 
 
 @dataclass(frozen=True)
@@ -45,17 +47,25 @@ class SamplerConfig:
     setting unset (None). The one source of these defaults.
 
     draw_method, draw_steps: the sampler of multiple imputation when the point-estimate sampler ("ddim",
-        1 step) was asked for (benchmarks/draws.py: 5 conditional steps draw as well as 10 at half the cost).
+        1 step) was asked for. With the shared first call and no call at t = 0, 3 steps make one call per
+        draw (5 made three): the same CRPS, NRMSE of the mean and coverage (at variance_mix 0.8) as 5 steps
+        on the draws benchmark (benchmarks/results/draws_speed.md; 5 steps drew as well as 10 before).
     variance_mix: the ancestral steps' variance, see ``VARIANCE_MIX``.
     max_context_rows: most key rows a cell attends to across rows (benchmarks/results/context_rows.md).
-    chunk_rows: query rows per network pass.
+    chunk_rows: rows per network pass (over all samples of a pass).
+    share_first_call: the draws' first call, at t = T, made once for all of them (``sample``): the same
+        draws' quality (benchmarks/results/draws_speed.md) for one call fewer per draw.
+    draw_context_rows: most key rows of the draws' per-sample calls (a seeded subset of the first call's);
+        a call costs ~linear in it (benchmarks/results/draws_speed.md).
     """
 
     draw_method: str = "conditional"
-    draw_steps: int = 5
+    draw_steps: int = 3
     variance_mix: float = VARIANCE_MIX
     max_context_rows: int = 512
     chunk_rows: int = 1024
+    share_first_call: bool = True
+    draw_context_rows: int = 512
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +130,8 @@ def sample(
     is_cat: torch.Tensor | None = None,
     clip: float | None = None,
     variance_mix: float = VARIANCE_MIX,
+    share_first_call: bool = False,
+    first_denoiser: Denoiser | None = None,
 ) -> torch.Tensor:
     """Fill the unknown cells of ``x_known`` (B, N, F); returns x0 with known cells equal bit for bit.
 
@@ -137,10 +149,22 @@ def sample(
         variance_mix: ancestral steps' variance between beta_tilde (0) and beta (1), in log space
             (``GaussianDiffusion.p_mean_variance``). With the shipped model at 5 steps (benchmarks/draws.py)
             0 gives draws too narrow (~half the true values inside their 90% range) and 1 too wide; CRPS is
-            flat between 0.5 and 0.65, and 0.65 gives the right width on Gaussian tables (spread ~1.0).
+            flat between 0.5 and 0.8. See ``VARIANCE_MIX``.
+        share_first_call: the batch holds copies of one table (multiple imputation): the first call, at
+            t = T, is made once with x_T at its mean (the point estimate's input, ``inference.point_input``)
+            and its x0 serves every sample; each sample's own x_T still enters its posterior step. At t = T
+            the input carries no signal, so the call's x0 is the same estimate up to the network's noise.
+            Not for "repaint" (its first call sees noisy known cells, different per sample).
+        first_denoiser: the denoiser of that shared call (None = ``denoiser``), e.g. one that attends to more
+            rows than the per-sample calls can afford.
+
+    The network is not called at the last step (original t = 0) unless a categorical cell is still masked:
+    there x0 is read off x_t (below), and only the reveal of masked cells needs logits.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if share_first_call and method == "repaint":
+        raise ValueError("share_first_call needs a conditional sampler; RePaint's first inputs differ per sample")
     chain = diffusion.respaced(n_steps)
     device = x_known.device
     cat = torch.zeros_like(known) if is_cat is None else is_cat.to(device).expand_as(known)
@@ -167,14 +191,26 @@ def sample(
     x = torch.where(cat, torch.full_like(x0_known, MASK), noise_like(x0_known))
     # With jump_n_sample = 1 the schedule is the plain descent n-1, ..., 0, -1 (every method uses it).
     schedule = repaint_schedule(chain.n_chain, jump_length, jump_n_sample)
-    for a, b in pairwise(schedule):
+    root_abar_0 = float(diffusion.alphas_cumprod[0]) ** 0.5
+    for step, (a, b) in enumerate(pairwise(schedule)):
         if b > a:  # jump back a -> b = a + 1 (RePaint's undo): re-noise the current sample one step
             x = torch.where(cat, chain.q_step_up_categorical(x, b, generator), chain.q_step_up(x, b, noise_like(x)))
             continue
         i = a
         x = torch.where(known, known_at(i), x)
+        if chain.original_t(i) == 0 and not bool((cat & ~known & (x == MASK)).any()):
+            # The last step, at the original chain's first noise level: x_t is x0 up to noise of std
+            # sqrt(1 - abar_0) (~0.006), known exactly; the network's x0 there is the less accurate of the two.
+            x = torch.where(num, x / root_abar_0, x)
+            continue
         t = torch.full((B,), chain.original_t(i), dtype=torch.long, device=device)
-        out, logits = _split(denoiser(x, t, net_known))
+        if share_first_call and step == 0:
+            mean_input = torch.where(num & ~known, torch.zeros_like(x), x)  # x_T at its mean
+            out, logits = _split((first_denoiser or denoiser)(mean_input[:1], t[:1], net_known[:1]))
+            out = out.expand_as(x)
+            logits = None if logits is None else logits.expand(B, *logits.shape[1:])
+        else:
+            out, logits = _split(denoiser(x, t, net_known))
         if logits is None and bool((cat & ~known).any()):
             raise ValueError("the table has unknown categorical cells but the denoiser returns no logits")
         if method == "ddim":
@@ -185,10 +221,8 @@ def sample(
         else:
             mean, var, _ = chain.p_mean_variance(out, x, i, clip, variance_mix)
             x_num = mean + (var**0.5) * noise_like(x) if i > 0 else mean
-        if chain.original_t(i) == 0:
-            # The last step, at the original chain's first noise level: x_t is x0 up to noise of std
-            # sqrt(1 - abar_0) (~0.006), known exactly; the network's x0 there is the less accurate of the two.
-            x_num = x / float(diffusion.alphas_cumprod[0]) ** 0.5
+        if chain.original_t(i) == 0:  # the last step (see above), here with masked cells left to reveal
+            x_num = x / root_abar_0
         x_new = torch.where(num, x_num, x)
         if logits is not None and cat.any():
             # Masked cells are revealed with the absorbing chain's probability (all of them at i = 0).

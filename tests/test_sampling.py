@@ -138,7 +138,12 @@ def test_sample_invariants_mixed_table(setting, prediction):
     calls = den.calls
     expected_calls = count_calls(
         repaint_schedule(chain.n_chain, setting.get("jump_length", 1), setting.get("jump_n_sample", 1)))[0]
-    assert len(calls) == expected_calls
+    # The last step (t = 0) calls the network only while a categorical cell is still masked.
+    skipped = chain.n_chain > 1 and all(int(t[0]) != 0 for _, t, _ in calls)
+    assert len(calls) == expected_calls - skipped
+    if chain.n_chain > 1 and not skipped:
+        x_t, _, _ = calls[-1]
+        assert bool(((x_t == MASK) & cat & ~known).any())
     for x_t, t, k in calls:
         assert bool(torch.isfinite(x_t).all())
         assert t.dtype == torch.long and t.shape == (x_t.shape[0],)
@@ -362,7 +367,8 @@ def test_conditional_sampler_reproduces_exact_conditional(prediction):
     out, exact, den = _run("conditional", prediction, n_steps=100, n_samples=5000)
     mean_err, cov_err = _errors(out, exact)
     print(f"\nconditional n_steps=100 ({prediction}): mean err {mean_err:.4f}, cov err {cov_err:.4f}")
-    assert den.ts[0] == 999 and den.ts[-1] == 0 and len(den.ts) == 100
+    # Every step but the last (t = 0: x0 is read off x_t there, the table has no categorical cell).
+    assert den.ts == GaussianDiffusion().respaced(100).timesteps[:0:-1]
     assert mean_err < 0.03
     assert cov_err < 0.09
     # The three parameterizations of the same exact denoiser walk the same path from the same noise.
@@ -370,12 +376,43 @@ def test_conditional_sampler_reproduces_exact_conditional(prediction):
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=0)
 
 
+def test_shared_first_call_keeps_the_exact_conditional():
+    # At t = T the input carries no signal: the exact x0 from x_T at its mean is the conditional mean, the
+    # same as from any x_T, so the draws keep the exact distribution; one call of one sample serves all.
+    seen = []
+
+    class Recording(GaussianDenoiser):
+        def __call__(self, x_t, t, known):
+            seen.append(x_t.shape[0])
+            return super().__call__(x_t, t, known)
+
+    diffusion = GaussianDiffusion(1000, "cosine", "x0")
+    out, exact, den = _run("conditional", "x0", n_steps=100, share_first_call=True,
+                           den=Recording(COV, diffusion))
+    mean_err, cov_err = _errors(out, exact)
+    assert seen[0] == 1 and set(seen[1:]) == {5000} and den.ts[0] == 999
+    assert mean_err < 0.03 and cov_err < 0.09
+    with pytest.raises(ValueError, match="share_first_call"):
+        _run("repaint", "x0", n_steps=5, n_samples=2, share_first_call=True)
+
+
+def test_last_step_never_calls_the_network_on_numeric_tables():
+    diffusion = GaussianDiffusion(1000, "cosine", "x0")
+    den = ToyDenoiser(torch.zeros(3, dtype=torch.long), 3, with_logits=False)
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(2))
+    known = x > 0
+    for method in METHODS:
+        den.calls.clear()
+        sample(den, diffusion, torch.where(known, x, torch.nan), known, method=method, n_steps=4)
+        assert [int(t[0]) for _, t, _ in den.calls] == [999, 666, 333]
+
+
 def test_conditional_sampler_converges_with_steps():
     # E[x0 | x_t] is exact at every step, so the mean is right at any step count; the spread is not:
-    # ancestral sampling with the posterior variance beta~ is under-dispersed by O(1 / n_steps).
+    # ancestral sampling with the posterior variance beta~ (variance_mix 0) is under-dispersed by O(1 / n_steps).
     errs = {}
     for n_steps in (10, 25, 250):
-        out, exact, _ = _run("conditional", "x0", n_steps=n_steps, n_samples=10_000)
+        out, exact, _ = _run("conditional", "x0", n_steps=n_steps, n_samples=10_000, variance_mix=0.0)
         errs[n_steps] = _errors(out, exact)
         print(f"\nconditional n_steps={n_steps} (x0): mean err {errs[n_steps][0]:.4f}, "
               f"cov err {errs[n_steps][1]:.4f}", end="")
