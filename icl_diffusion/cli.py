@@ -1,6 +1,6 @@
 """The ``icl-diffusion`` command line.
 
-    icl-diffusion impute IN.csv -o OUT.csv [--n-imputations K] [--plot PLOT.png] [--method ddim] [--n-steps N]
+    icl-diffusion impute IN.csv -o OUT.csv [--n-imputations K] [--plot PLOT.png] [--method point] [--n-steps N]
     icl-diffusion predict --train T.csv --test Q.csv --target COL -o OUT.csv [--task auto]
     icl-diffusion demo
     icl-diffusion pretrain [hydra overrides ...] | export CKPT -o OUT
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .sampling import METHODS, SamplerConfig
+from .inference import ENGINE_METHODS
+from .sampling import SamplerConfig
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
 # type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
@@ -136,8 +137,9 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
     p.add_argument("--checkpoint", default=None, help="inference checkpoint (default: $ICL_DIFFUSION_CHECKPOINT "
                    "or the shipped one)")
     if sampler:
-        p.add_argument("--method", default="ddim", choices=METHODS,
-                       help="sampler; ddim with 1 step (default) is the one-call posterior mean")
+        p.add_argument("--method", default="point", choices=ENGINE_METHODS,
+                       help="point (default): the one-call posterior mean (with K > 1 imputations, the "
+                       "checkpoint's draw sampler); or a sampler")
         p.add_argument("--n-steps", type=int, default=1, help="sampler steps (default 1)")
         p.add_argument("--jump-length", type=int, default=1, help="RePaint jump length (default 1)")
         p.add_argument("--jump-n-sample", type=int, default=1, help="RePaint resamplings (default 1: none)")
@@ -198,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="table with missing cells (.csv, .tsv or .parquet)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the filled table")
     p.add_argument("--n-imputations", type=int, default=1, metavar="K",
-                   help="K > 1: multiple imputation (ddim becomes the conditional sampler, 5 steps)")
+                   help="K > 1: multiple imputation (point becomes the checkpoint's draw sampler)")
     p.add_argument("--plot", metavar="FILE", default=None, help="also save a plot of observed vs imputed "
                    "distributions per column across the imputations (.png, .pdf, .svg; needs matplotlib)")
     _model_args(p)
@@ -435,6 +437,26 @@ def _check_override_types(cfg, reference, overrides: list[str]) -> None:
             raise UserError(f"setting {item!r}: {key} takes {old}")
 
 
+def _name_bad_override(compose, reference, overrides: list[str]) -> None:
+    """The schema (``TrainConfig``) refused a dotted override at composition: say which one and what its
+    setting takes, in one line, as ``_check_override_types`` does for the untyped groups."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = [o for o in overrides if "." not in o.split("=")[0]]
+    for item in overrides:
+        key = item.split("=")[0].lstrip("+~")
+        if item in plain or "=" not in item:
+            continue
+        try:
+            compose([*plain, item])
+        except (HydraException, OmegaConfBaseException):
+            kind = _setting_kind(OmegaConf.select(reference, key))
+            if kind is not None:
+                raise UserError(f"setting {item!r}: {key} takes {kind}") from None
+
+
 def _run_hydra(command: str, overrides: list[str], args) -> None:
     """Run the Hydra application. The overrides and the starting checkpoint are checked first, so that a
     mistake is one line and no run directory is made; the progress bar follows --progress / the terminal."""
@@ -446,8 +468,13 @@ def _run_hydra(command: str, overrides: list[str], args) -> None:
     if not any("enable_progress_bar" in o for o in overrides):
         overrides = [*overrides, f"++trainer.enable_progress_bar={str(_progress(args)).lower()}"]
     try:
-        cfg = compose(overrides)
-        _check_override_types(cfg, compose([o for o in overrides if "." not in o.split("=")[0]]), overrides)
+        reference = compose([o for o in overrides if "." not in o.split("=")[0]])
+        try:
+            cfg = compose(overrides)
+        except (HydraException, OmegaConfBaseException):
+            _name_bad_override(compose, reference, overrides)
+            raise
+        _check_override_types(cfg, reference, overrides)
         init_from = cfg.get("init_from")
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(f"bad override: {str(err).split('Config search path')[0]}") from err

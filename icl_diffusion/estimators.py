@@ -8,8 +8,8 @@ table as context; every prediction is an imputation of one table by ``inference.
   table [training rows with y; query rows with y unknown]; the training rows are the key rows, so query
   rows attend only to them and never to each other.
 
-Point estimates (the defaults: ``method="ddim", n_steps=1, n_imputations=1``) are one network call at t = T
-with unknown numeric cells at the mean of x_T; everything else runs a sampler (``inference.impute``).
+Point estimates (the defaults: ``method="point", n_imputations=1``) are one network call at t = T with unknown
+numeric cells at the mean of x_T; everything else runs a sampler (``inference.impute``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from sklearn.utils.validation import (
 )
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
-from .inference import impute
+from .inference import ENGINE_METHODS, impute
 from .preprocessing import TablePreprocessor, _moments, as_table
-from .sampling import METHODS, SamplerConfig
+from .sampling import SamplerConfig
 from .scaling import CLIP
 
 _LOADED: dict[tuple, Pretrained] = {}
@@ -85,12 +85,13 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig) -> tuple[str, int]:
-    """Sampler for multiple imputation: deterministic ddim becomes the checkpoint's draw sampler
-    (``tuned.draw_method``, ``tuned.draw_steps`` steps unless more were asked for)."""
-    if method != "ddim":
-        return method, n_steps
-    return tuned.draw_method, n_steps if n_steps > 1 else tuned.draw_steps
+def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig, draws: bool) -> tuple[str, int]:
+    """What the engine runs. ``draws``: several imputations are asked for (``sample``, ``n_imputations`` > 1),
+    which the point estimate cannot give: "point", and deterministic one-step "ddim" when sampling, become the
+    checkpoint's draw sampler (``tuned.draw_method``, ``tuned.draw_steps`` steps unless more were asked for)."""
+    if method == "point":
+        return (tuned.draw_method, tuned.draw_steps) if draws else ("point", 1)
+    return method, n_steps
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -116,9 +117,9 @@ class _Base(BaseEstimator):
     """Shared parameter checks, model loading and tags."""
 
     def _check_params(self) -> None:
-        method = getattr(self, "method", "ddim")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        method = getattr(self, "method", "point")
+        if method not in ENGINE_METHODS:
+            raise ValueError(f"method must be one of {ENGINE_METHODS}, got {method!r}")
         for name in ("n_steps", "jump_length", "jump_n_sample", "n_imputations", "max_context_rows", "batch_size"):
             value = getattr(self, name, 1)
             if value is None and name in TUNED:
@@ -138,11 +139,13 @@ class _Base(BaseEstimator):
         return load_model(self.checkpoint, resolve_device(self.device))
 
     def _run(self, x, known, is_cat, n_classes, n_samples=None, sampling=False, **kw):
-        method, n_steps = getattr(self, "method", "ddim"), getattr(self, "n_steps", 1)
-        if sampling:
-            method, n_steps = sampling_settings(method, n_steps, self.pretrained_.sampler)
+        method, n_steps = getattr(self, "method", "point"), getattr(self, "n_steps", 1)
+        n_samples = n_samples or getattr(self, "n_imputations", 1)
+        if sampling and method == "ddim" and n_steps == 1:
+            method = "point"  # one-step ddim is the point estimate: draws come from the draw sampler
+        method, n_steps = sampling_settings(method, n_steps, self.pretrained_.sampler, sampling or n_samples > 1)
         return impute(
-            self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples or getattr(self, "n_imputations", 1),
+            self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples,
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
@@ -162,8 +165,9 @@ class DiffusionImputer(TransformerMixin, _Base):
     Args:
         checkpoint: path of an inference checkpoint (or a loaded ``Pretrained``); None = the shipped file
             or $ICL_DIFFUSION_CHECKPOINT.
-        method, n_steps, jump_length, jump_n_sample: sampler ("ddim", "conditional", "repaint"); the default
-            ddim with one step is the one-call posterior mean.
+        method: "point" (default): the one-call posterior mean, and the checkpoint's draw sampler
+            (``SamplerConfig``) when several imputations are asked for; or a sampler: "conditional",
+            "repaint", "ddim". n_steps, jump_length, jump_n_sample: the sampler's steps and RePaint jumps.
         n_imputations: imputations averaged by ``transform`` (numeric mean, categorical mode).
         variance_mix: the samplers' ancestral variance between beta_tilde (0) and beta (1), in log space.
         device: "auto" (cuda if available), "cpu", "cuda", ...
@@ -180,7 +184,7 @@ class DiffusionImputer(TransformerMixin, _Base):
         n_features_in_, feature_names_in_: as in scikit-learn.
     """
 
-    def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
+    def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None):
         self.checkpoint = checkpoint
@@ -237,8 +241,8 @@ class DiffusionImputer(TransformerMixin, _Base):
         return self.preprocessor_.inverse_transform(aggregate(samples, self._is_cat()), table)
 
     def sample(self, X, n_imputations: int = 5) -> list:
-        """``n_imputations`` filled copies of X (multiple imputation); ddim is replaced by the conditional
-        sampler (``n_steps`` steps; the checkpoint's draw steps, 5, when n_steps is 1) so that they differ."""
+        """``n_imputations`` filled copies of X (multiple imputation): "point" (and one-step "ddim") are replaced
+        by the checkpoint's draw sampler (``SamplerConfig.draw_method``, ``draw_steps``) so that they differ."""
         if not isinstance(n_imputations, (int, np.integer)) or n_imputations < 1:
             raise ValueError(f"n_imputations must be an integer >= 1, got {n_imputations!r}")
         table, samples = self._samples(X, n_imputations, sampling=True)
@@ -404,7 +408,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
             batch_size, progress: as ``DiffusionImputer``.
-        n_imputations: imputations averaged by ``predict`` (1 with ddim, one step: the posterior mean).
+        n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
 
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column).
@@ -412,7 +416,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             feature_names_in_: as ``DiffusionClassifier``.
     """
 
-    def __init__(self, checkpoint=None, method="ddim", n_steps=1, jump_length=1, jump_n_sample=1,
+    def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None):
         self.checkpoint = checkpoint
@@ -444,7 +448,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         return self._decode(self._impute_target(X).mean(0))
 
     def predict_samples(self, X, n_samples: int = 100) -> np.ndarray:
-        """(n_samples, n) draws from the predictive distribution (the conditional sampler replaces ddim)."""
+        """(n_samples, n) draws from the predictive distribution (the checkpoint's draw sampler replaces "point")."""
         return self._decode(self._impute_target(X, n_samples=n_samples, sampling=True))
 
     def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int = 100) -> np.ndarray:

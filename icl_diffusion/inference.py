@@ -22,8 +22,12 @@ import torch
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
-from .sampling import SamplerConfig, count_calls, repaint_schedule, sample
+from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
+
+
+# What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
+ENGINE_METHODS = ("point", *METHODS)
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -200,7 +204,7 @@ def forward_passes(n_samples: int, n_rows: int, n_keys: int, chunk_rows: int, ke
 
 def impute(
     pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
-    n_samples: int = 1, method: str = "ddim", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
+    n_samples: int = 1, method: str = "point", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
     max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
     key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
@@ -208,8 +212,9 @@ def impute(
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
 
-    The one-call point estimate when ``method="ddim", n_steps=1, n_samples=1`` (then also the logits
-    (N, F, C) if ``return_logits``), else ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
+    ``method="point"`` (the default; also ``"ddim"`` with one step and one sample): the one-call point estimate
+    (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
+    ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call`` and ``draw_context_rows`` left None take the checkpoint's tuned values
     (``pretrained.sampler``). Key rows: ``key_rows``, or a seeded choice
     of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
@@ -236,7 +241,12 @@ def impute(
     keys_sub = pos[keys]
     xs, ks = torch.as_tensor(x)[rows].to(dev), known_t[rows].to(dev)
     cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
-    point = method == "ddim" and n_steps == 1 and n_samples == 1
+    if method not in ENGINE_METHODS:
+        raise ValueError(f"method must be one of {ENGINE_METHODS}, got {method!r}")
+    if method == "point" and n_samples != 1:
+        raise ValueError("method 'point' is one imputation, the posterior mean; draws need a sampler "
+                         "('conditional', 'repaint' or 'ddim')")
+    point = method == "point" or (method == "ddim" and n_steps == 1 and n_samples == 1)
     draw_keys = keys_sub
     if share and not point and draw_context_rows < len(keys_sub):
         draw_keys = keys_sub[choose_key_rows(ks[keys_sub.to(dev)].cpu(), draw_context_rows, cpu_gen)]

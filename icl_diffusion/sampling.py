@@ -46,8 +46,8 @@ class SamplerConfig:
     (``checkpoint.save_checkpoint``), read by the engine (``inference.impute``) wherever a caller leaves a
     setting unset (None). The one source of these defaults.
 
-    draw_method, draw_steps: the sampler of multiple imputation when the point-estimate sampler ("ddim",
-        1 step) was asked for. With the shared first call and no call at t = 0, 3 steps make one call per
+    draw_method, draw_steps: the sampler of multiple imputation when the point estimate ("point", or "ddim"
+        with 1 step) was asked for. With the shared first call and no call at t = 0, 3 steps make one call per
         draw (5 made three): the same CRPS, NRMSE of the mean and coverage (at variance_mix 0.8) as 5 steps
         on the draws benchmark (benchmarks/results/draws_speed.md; 5 steps drew as well as 10 before).
     variance_mix: the ancestral steps' variance, see ``VARIANCE_MIX``.
