@@ -257,3 +257,26 @@ def test_variance_mix_is_a_public_parameter(tiny_checkpoint):
     assert not narrow[0].equals(wide[0])  # it reaches the sampler
     with pytest.raises(ValueError, match="variance_mix must be a number in"):
         DiffusionImputer(variance_mix=2.0, **kw).fit(df)
+
+
+def test_point_is_the_default_method_and_draws_come_from_the_draw_sampler(tiny_checkpoint):
+    """method="point" (the default) is the one-call posterior mean, equal to one-step ddim; asked for several
+    imputations it draws with the checkpoint's draw sampler; the engine refuses draws from "point" itself."""
+    from icl_diffusion.checkpoint import load_pretrained
+    from icl_diffusion.inference import impute
+
+    df = holey_frame()
+    assert DiffusionImputer().method == "point"
+    point = DiffusionImputer(checkpoint=tiny_checkpoint, random_state=0).fit_transform(df)
+    ddim = DiffusionImputer(checkpoint=tiny_checkpoint, method="ddim", random_state=0).fit_transform(df)
+    pd.testing.assert_frame_equal(point, ddim)
+    draws = DiffusionImputer(checkpoint=tiny_checkpoint, random_state=0).fit(df).sample(df, n_imputations=2)
+    assert not draws[0].equals(draws[1])
+    pre = load_pretrained(tiny_checkpoint)
+    x = np.zeros((4, 2), np.float32)
+    known = np.array([[True, False]] * 4)
+    cat, ncl = np.zeros(2, bool), np.zeros(2, np.int64)
+    with pytest.raises(ValueError, match="'point' is one imputation"):
+        impute(pre, x, known, cat, ncl, n_samples=2, method="point")
+    with pytest.raises(ValueError, match="method must be one of"):
+        impute(pre, x, known, cat, ncl, method="dpm")
