@@ -2,8 +2,8 @@
 
 Size bucketing instead of padding: all tables of a batch share rows N and features F, and the batch
 size shrinks as N * F grows (B = max_cells // (N * F)), so each batch costs about the same compute
-whatever the table size, and no cell of a batch is padding. A batch that rounding leaves short of the
-budget takes one more table of fewer rows (``filled_rows``).
+whatever the table size, and no cell of a batch is padding. With ``fill_budget``, a batch that rounding
+leaves short of the budget takes one more table of fewer rows (``filled_rows``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def filled_rows(cfg: PriorConfig, n_rows: int, n_features: int) -> int:
 
     B = max_cells // (N * F) leaves up to half of the budget unused (one table of 0.6 * max_cells cells is a
     batch at 60%). Such a batch takes one more table instead, its rows cut so that B + 1 tables fit (by at
-    most a third when B >= 2): the work per table does not grow, so tables/s does not drop where compute is
-    the limit (a CPU), and rises where the batch was too small to fill the device. A batch of one table
+    most a third when B >= 2): tables keep their drawn size or shrink a little, and a device that the
+    smaller batch left idle trains on more tables in the same time (a CPU does not: PriorConfig.fill_budget
+    says why it is off by default). A batch of one table
     (the largest tables, which should stay in the mix) moves to the nearer, in log, of one table filling the
     budget and two of half of it (rows x at most 1.41 or / at most 1.41). Rows stay within ``cfg.n_rows``. A
     batch capped at ``max_batch_size`` tables, or one table over the budget, keeps its rows.
