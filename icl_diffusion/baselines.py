@@ -29,7 +29,7 @@ from .gaussian_feature import cell_estimates
 from .inference import point_input
 from .model import Denoiser
 from .neighbour_feature import neighbour_estimates
-from .noisy_feature import denoised_estimates
+from .noisy_feature import denoised_estimates, noisy_cells
 
 
 def _log_probabilities(probs: torch.Tensor, n_classes: torch.Tensor) -> torch.Tensor:
@@ -76,6 +76,12 @@ class NoisyGaussianDenoiser(Denoiser):
     """Outputs the noisy-table Gaussian denoiser's posterior mean as its x0 prediction and the closed-form
     log-probabilities as logits (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
 
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        if not cfg.noisy_feature:  # else the network's own buffer is there
+            self.register_buffer("alphas_cumprod", schedule_alphas_cumprod(cfg.num_steps, cfg.schedule).float(),
+                                 persistent=False)
+
     def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
                 return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
         seen = known if col_mask is None else known & col_mask[:, None, :]
@@ -83,14 +89,13 @@ class NoisyGaussianDenoiser(Denoiser):
         n_levels = max(2, int(n_classes.max()))
         _, probs, fit = cell_estimates(x, seen, is_cat, n_classes, n_levels, fit, key_mask,
                                        self.cfg.gaussian_em_iters, categorical=True)
-        noisy = ~known & ~is_cat[:, None, :] & (True if col_mask is None else col_mask[:, None, :])
-        abar = schedule_alphas_cumprod(self.cfg.num_steps, self.cfg.schedule).float()
-        keys = None if context is None else context["noisy_rows"]
-        mean, _ = denoised_estimates(x, seen, noisy, is_cat, n_classes, abar, t, fit, keys, key_mask)
+        noisy = noisy_cells(known, is_cat, col_mask)
+        keys = None if context is None else (*context["rows"], context["noisy"])
+        mean, _ = denoised_estimates(x, seen, noisy, is_cat, n_classes, self.alphas_cumprod, t, fit, keys, key_mask)
         out = (mean, _log_probabilities(probs, n_classes))
         if not return_context:
             return out
-        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit, "noisy_rows": (x, seen, noisy)})
+        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit, "rows": (x, seen), "noisy": noisy})
 
 
 class BlindDenoiser(Denoiser):

@@ -85,12 +85,14 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig, draws: bool) -> tuple[str, int]:
-    """What the engine runs. ``draws``: several imputations are asked for (``sample``, ``n_imputations`` > 1),
-    which the point estimate cannot give: "point", and deterministic one-step "ddim" when sampling, become the
-    checkpoint's draw sampler (``tuned.draw_method``, ``tuned.draw_steps`` steps unless more were asked for)."""
-    if method == "point":
-        return (tuned.draw_method, tuned.draw_steps) if draws else ("point", 1)
+def sampling_settings(method: str, n_steps: int, tuned: SamplerConfig, sampling: bool, n_samples: int) -> tuple[str, int]:
+    """What the engine runs. Draws (``sampling``: ``sample``/``predict_samples``; or ``n_samples`` > 1) cannot
+    come from the point estimate: "point", and "ddim" when sampling, become the checkpoint's draw sampler
+    (``tuned.draw_method``; "ddim"'s ``n_steps`` when more than 1, else ``tuned.draw_steps``)."""
+    if method == "point" and not sampling and n_samples == 1:
+        return "point", 1
+    if method == "point" or (method == "ddim" and sampling):
+        return tuned.draw_method, n_steps if method == "ddim" and n_steps > 1 else tuned.draw_steps
     return method, n_steps
 
 
@@ -141,9 +143,7 @@ class _Base(BaseEstimator):
     def _run(self, x, known, is_cat, n_classes, n_samples=None, sampling=False, **kw):
         method, n_steps = getattr(self, "method", "point"), getattr(self, "n_steps", 1)
         n_samples = n_samples or getattr(self, "n_imputations", 1)
-        if sampling and method == "ddim" and n_steps == 1:
-            method = "point"  # one-step ddim is the point estimate: draws come from the draw sampler
-        method, n_steps = sampling_settings(method, n_steps, self.pretrained_.sampler, sampling or n_samples > 1)
+        method, n_steps = sampling_settings(method, n_steps, self.pretrained_.sampler, sampling, n_samples)
         return impute(
             self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples,
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),

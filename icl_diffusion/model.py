@@ -27,7 +27,7 @@ from torch import nn
 from .diffusion import MASK, schedule_alphas_cumprod
 from .gaussian_feature import cell_estimates
 from .neighbour_feature import neighbour_estimates
-from .noisy_feature import denoised_estimates
+from .noisy_feature import denoised_estimates, noisy_cells
 
 
 @dataclass
@@ -332,8 +332,8 @@ class Denoiser(nn.Module):
             neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
         denoised = None
         if self.cfg.noisy_feature:
-            noisy = ~known & ~is_cat[:, None, :] & (True if col_mask is None else col_mask[:, None, :])
-            keys = None if context is None else context["noisy_rows"]
+            noisy = noisy_cells(known, is_cat, col_mask)
+            keys = None if context is None else (*context["rows"], context["noisy"])
             denoised = denoised_estimates(x, seen, noisy, is_cat, n_classes, self.alphas_cumprod, t, fit, keys,
                                           key_mask, self.cfg.categorical_feature)
         h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours, denoised) + temb[:, None, None, :] * unknown
@@ -348,8 +348,8 @@ class Denoiser(nn.Module):
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
         if not return_context:
             return out
-        noisy_rows = (x, seen, noisy) if self.cfg.noisy_feature else None
-        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy_rows": noisy_rows})
+        noisy = noisy if self.cfg.noisy_feature else None
+        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy": noisy})
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded

@@ -41,6 +41,12 @@ from .gaussian_feature import (
 MIN_VAR = 1e-4  # floor of the posterior variance (its log is the feature)
 
 
+def noisy_cells(known: torch.Tensor, is_cat: torch.Tensor, col_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N, F) the numeric cells holding x_t: unknown, not categorical, not padding."""
+    noisy = ~known & ~is_cat[:, None, :]
+    return noisy if col_mask is None else noisy & col_mask[:, None, :]
+
+
 def denoised_estimates(
     x: torch.Tensor,
     known: torch.Tensor,

@@ -273,6 +273,13 @@ def test_point_is_the_default_method_and_draws_come_from_the_draw_sampler(tiny_c
     draws = DiffusionImputer(checkpoint=tiny_checkpoint, random_state=0).fit(df).sample(df, n_imputations=2)
     assert not draws[0].equals(draws[1])
     pre = load_pretrained(tiny_checkpoint)
+    from icl_diffusion.estimators import sampling_settings
+
+    tuned = pre.sampler
+    assert sampling_settings("point", 1, tuned, False, 1) == ("point", 1)
+    assert sampling_settings("point", 1, tuned, False, 3) == (tuned.draw_method, tuned.draw_steps)
+    assert sampling_settings("ddim", 7, tuned, True, 2) == (tuned.draw_method, 7)  # ddim's steps kept for draws
+    assert sampling_settings("ddim", 7, tuned, False, 2) == ("ddim", 7)
     x = np.zeros((4, 2), np.float32)
     known = np.array([[True, False]] * 4)
     cat, ncl = np.zeros(2, bool), np.zeros(2, np.int64)
