@@ -49,6 +49,8 @@ def make_columns(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_features: int) -> 
     if cfg.p_multinomial > 0:
         multinomial = rng.bernoulli_t((B, 1, F), cfg.p_multinomial)
         codes = torch.where(multinomial, multinomial_codes(cfg, rng, nodes, n_classes), codes)
+    if cfg.p_derived > 0:
+        codes, z = derive(cfg, rng, z, codes, is_cat, n_classes)
 
     numeric = post_transform(cfg, rng, z, is_target)
     x = torch.where(is_cat.unsqueeze(1), codes.to(z.dtype), numeric)
@@ -78,6 +80,34 @@ def multinomial_codes(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_classes: Tens
     score = (torch.bmm(parents, weights) + bias).view(B, N, F, K) - temp * torch.log(-torch.log(u))
     unused = torch.arange(K, device=nodes.device) >= n_classes[:, None, :, None]
     return score.masked_fill(unused, float("-inf")).argmax(-1)
+
+
+def derive(cfg: PriorConfig, rng: Rng, z: Tensor, codes: Tensor, is_cat: Tensor, n_classes: Tensor) -> tuple[Tensor, Tensor]:
+    """Make a share ``cfg.p_derived`` of the categorical columns functions of a numeric column of their table.
+
+    z (B, N, F) standardized nodes of every column; codes (B, N, F); is_cat, n_classes (B, F). A derived
+    column's source is a random numeric column. Half of the binary ones are hurdles: the source is piled up
+    at a cut (a random quantile, ``cfg.hurdle_quantile``) and the code says whether a row is above it; the
+    others are coarse copies, the source binned at random quantiles (``categorize``). Returns (codes, z)
+    with the sources' censoring applied to z; nothing else changes.
+    """
+    B, N, F = z.shape
+    numeric = ~is_cat
+    derived = rng.bernoulli_t((B, F), cfg.p_derived) & is_cat & numeric.any(1, keepdim=True)
+    src = (rng.rand(B, F, F) + 2.0 * numeric[:, None, :]).argmax(-1)  # (B, F): a numeric column if any
+    hurdle = derived & (n_classes == 2) & rng.bernoulli_t((B, F), 0.5)
+    z_src = z.gather(2, src.unsqueeze(1).expand(B, N, F))
+    rank = (rng.uniform_t((B, 1, F), *cfg.hurdle_quantile) * (N - 1)).long()
+    cut = z_src.sort(dim=1).values.gather(1, rank)  # (B, 1, F)
+    # Censor each source at the highest cut of the hurdles reading it (-inf: not a hurdle's source).
+    floor = torch.full((B, F), float("-inf"), dtype=z.dtype, device=z.device)
+    floor = floor.scatter_reduce(1, src, torch.where(hurdle, cut[:, 0], float("-inf")), "amax")
+    z = torch.maximum(z, floor.unsqueeze(1))
+    z_src = z.gather(2, src.unsqueeze(1).expand(B, N, F))
+    above = (z_src > cut) ^ rng.bernoulli_t((B, 1, F), 0.5)  # which side is level 0: labels are unordered
+    coarse = categorize(rng, z_src, n_classes, cfg.max_classes)
+    derived_codes = torch.where(hurdle.unsqueeze(1), above.long(), coarse)
+    return torch.where(derived.unsqueeze(1), derived_codes, codes), z
 
 
 def categorize(rng: Rng, score: Tensor, n_classes: Tensor, max_classes: int) -> Tensor:

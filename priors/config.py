@@ -106,6 +106,12 @@ class PriorConfig:
     multinomial_parents: tuple[int, int] = (1, 4)
     multinomial_bias_std: float = 1.0  # spread of the level biases: larger, more imbalanced levels
     multinomial_noise: tuple[float, float] = (0.05, 1.0)  # Gumbel temperature (log-uniform), label noise
+    # Share of categorical columns derived from a numeric column of the same table, as real tables record
+    # one quantity twice: a binary "hurdle" (participation <=> hours > 0, card <=> spending > 0: the numeric
+    # column piled up at the cut, the code says which side) or a coarse copy (age -> age group: bins of the
+    # numeric column at random quantiles). Deterministic given the source column (``columns.derive``).
+    p_derived: float = 0.0
+    hurdle_quantile: tuple[float, float] = (0.1, 0.6)  # share of the source column piled up at the cut
 
     # ---- post-transforms of numeric columns (each independently per column) ----
     max_abs_z: float = 10.0  # standardized columns are clamped here first so exp() and scales stay finite

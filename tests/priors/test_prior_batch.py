@@ -260,3 +260,39 @@ def test_panel_roots_give_near_duplicate_rows_and_leave_other_priors_unchanged()
     b = sample_scm_nodes(PriorConfig(root_weights={**PriorConfig().root_weights, "panel": 0.0}),
                          Rng(torch.Generator().manual_seed(1)), 4, 50, 5)
     assert torch.equal(a, b)
+
+def _is_binning_of(codes: torch.Tensor, source: torch.Tensor) -> bool:
+    """codes are a function of source's order: sorted by source, each level occupies one contiguous run."""
+    ordered = codes[torch.argsort(source, stable=True)]
+    runs = 1 + int((ordered[1:] != ordered[:-1]).sum())
+    return runs == len(ordered.unique())
+
+
+def test_derived_categoricals_are_hurdles_or_coarse_copies_of_a_numeric_column() -> None:
+    """p_derived=1: every categorical column of a table with a numeric column is a binning of one of them, and
+    a binary hurdle's source is piled up exactly on one of its levels; at p_derived=0 most are not."""
+    generator = torch.Generator().manual_seed(8)
+    cfg = PriorConfig(p_has_categorical=1.0, categorical_frac=(0.4, 0.4), p_derived=1.0, max_classes=6,
+                      p_skew=0.0, p_integer=0.0, p_outliers=0.0, p_near_constant=0.0, p_clip=0.0)
+    batch = sample_batch(cfg, generator, batch_size=32, n_rows=128, n_features=8, family="scm")
+    x, is_cat = batch["x"], batch["is_cat"]
+    derived = hurdles = 0
+    for b in range(x.shape[0]):
+        nums = (~is_cat[b]).nonzero()[:, 0]
+        for j in is_cat[b].nonzero()[:, 0] if len(nums) else []:
+            codes = x[b, :, j].long()
+            sources = [k for k in nums if _is_binning_of(codes, x[b, :, k])]
+            assert sources, f"table {b} column {int(j)} is no binning of a numeric column"
+            derived += 1
+            for k in sources:  # a hurdle: one level holds exactly the rows at the source's minimum
+                low = x[b, :, k] == x[b, :, k].min()
+                hurdles += int(low.sum() > 1 and len(codes.unique()) == 2 and len(codes[low].unique()) == 1
+                               and bool((codes[~low] != codes[low][0]).all()))
+    assert derived >= 20 and hurdles >= 3
+
+    cfg.p_derived = 0.0
+    batch = sample_batch(cfg, torch.Generator().manual_seed(8), batch_size=32, n_rows=128, n_features=8, family="scm")
+    x, is_cat = batch["x"], batch["is_cat"]
+    binnings = [any(_is_binning_of(x[b, :, j].long(), x[b, :, k]) for k in (~is_cat[b]).nonzero()[:, 0])
+                for b in range(x.shape[0]) for j in is_cat[b].nonzero()[:, 0]]
+    assert sum(binnings) < 0.5 * len(binnings)
