@@ -146,6 +146,12 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--variance-mix", type=float, default=None, help="sampler variance between "
                        "beta_tilde (0) and beta (1), log space (default: the checkpoint's, "
                        f"{SamplerConfig.variance_mix} for the shipped one)")
+        p.add_argument("--center-draws", action=argparse.BooleanOptionalAction, default=None,
+                       help="centre several imputations of each numeric cell on the point estimate "
+                       "(default: the checkpoint's setting)")
+        p.add_argument("--calibrate-spread", action=argparse.BooleanOptionalAction, default=None,
+                       help="rescale several imputations of each numeric column so that their spread matches "
+                       "their errors on hidden observed cells (default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
@@ -172,7 +178,8 @@ def _progress(args) -> bool:
 
 def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
-            "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix}
+            "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix,
+            "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread}
 
 
 def _common_kwargs(args) -> dict:

@@ -78,7 +78,8 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
 
 CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross-fitted temperature
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
-TUNED = {"variance_mix": "variance_mix", "max_context_rows": "max_context_rows", "batch_size": "chunk_rows"}
+TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
+         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows"}
 
 
 def _seed(random_state) -> int:
@@ -131,6 +132,10 @@ class _Base(BaseEstimator):
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
+        for name in ("center_draws", "calibrate_spread"):
+            flag = getattr(self, name, None)
+            if flag is not None and not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
 
     def _setting(self, name: str):
         """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""
@@ -148,6 +153,7 @@ class _Base(BaseEstimator):
             self.pretrained_, x, known, is_cat, n_classes, n_samples=n_samples,
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
+            center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )
@@ -170,10 +176,15 @@ class DiffusionImputer(TransformerMixin, _Base):
             "repaint", "ddim". n_steps, jump_length, jump_n_sample: the sampler's steps and RePaint jumps.
         n_imputations: imputations averaged by ``transform`` (numeric mean, categorical mode).
         variance_mix: the samplers' ancestral variance between beta_tilde (0) and beta (1), in log space.
+        center_draws: shift several imputations of each numeric cell so that their mean is the point estimate.
+        calibrate_spread: rescale several imputations of each numeric column about their mean so that their
+            spread matches their errors on observed cells of this table hidden for the purpose
+            (``inference.spread_scales``; one more sampler run of a few draws).
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
-            variance_mix, max_context_rows, batch_size: None = the checkpoint's tuned value
+            variance_mix, center_draws, calibrate_spread, max_context_rows, batch_size: None = the checkpoint's
+            tuned value
             (``pretrained_.sampler``, a ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -186,7 +197,7 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps
@@ -194,6 +205,8 @@ class DiffusionImputer(TransformerMixin, _Base):
         self.jump_n_sample = jump_n_sample
         self.n_imputations = n_imputations
         self.variance_mix = variance_mix
+        self.center_draws = center_draws
+        self.calibrate_spread = calibrate_spread
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
@@ -407,7 +420,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
-            batch_size, progress: as ``DiffusionImputer``.
+            batch_size, progress, variance_mix, center_draws, calibrate_spread: as ``DiffusionImputer``.
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
 
     Attributes:
@@ -418,7 +431,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None):
         self.checkpoint = checkpoint
         self.method = method
         self.n_steps = n_steps
@@ -426,6 +439,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         self.jump_n_sample = jump_n_sample
         self.n_imputations = n_imputations
         self.variance_mix = variance_mix
+        self.center_draws = center_draws
+        self.calibrate_spread = calibrate_spread
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows

@@ -28,6 +28,14 @@ from .scaling import CLIP
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
+# Spread calibration (``SamplerConfig.calibrate_spread``, ``spread_scales``): share of a column's observed cells
+# hidden to measure the draws' errors (at least CALIBRATION_MIN_CELLS, always leaving two observed), draws of
+# that run, the pseudo-cells pulling a column's factor toward the table's pooled one, and the factors' range.
+CALIBRATION_FRAC = 0.1
+CALIBRATION_MIN_CELLS = 10
+CALIBRATION_DRAWS = 5
+CALIBRATION_PRIOR_CELLS = 20
+CALIBRATION_RANGE = (0.5, 4.0)
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -208,6 +216,7 @@ def impute(
     max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
     key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
+    center_draws: bool | None = None, calibrate_spread: bool | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -215,8 +224,10 @@ def impute(
     ``method="point"`` (the default; also ``"ddim"`` with one step and one sample): the one-call point estimate
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
-    ``variance_mix``, ``share_first_call`` and ``draw_context_rows`` left None take the checkpoint's tuned values
-    (``pretrained.sampler``). Key rows: ``key_rows``, or a seeded choice
+    ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws`` and ``calibrate_spread``
+    left None take the checkpoint's tuned values (``pretrained.sampler``). Several draws of numeric cells are
+    then, in this order, centred on the point estimate (``center_draws``) and rescaled per column about
+    their mean (``calibrate_spread``, ``spread_scales``). Key rows: ``key_rows``, or a seeded choice
     of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
@@ -228,6 +239,8 @@ def impute(
     variance_mix = tuned.variance_mix if variance_mix is None else variance_mix
     share = (tuned.share_first_call if share_first_call is None else share_first_call) and method != "repaint"
     draw_context_rows = tuned.draw_context_rows if draw_context_rows is None else draw_context_rows
+    center_draws = tuned.center_draws if center_draws is None else center_draws
+    calibrate_spread = tuned.calibrate_spread if calibrate_spread is None else calibrate_spread
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)
@@ -294,6 +307,21 @@ def impute(
     out_sub = torch.nan_to_num(out_sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
     out = torch.as_tensor(x)[None].repeat(n_samples, 1, 1)
     out[:, rows] = torch.where(torch.as_tensor(known)[rows], out[:, rows], out_sub)
+    if (center_draws or calibrate_spread) and not point and n_samples > 1:
+        fixed = torch.as_tensor(known) | torch.as_tensor(is_cat)[None, :]  # cells these steps leave alone
+        mean = out.mean(0, keepdim=True)
+        if center_draws:
+            centre = torch.as_tensor(impute(pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows,
+                                            chunk_rows=chunk_rows, seed=seed, key_rows=keys.numpy()))
+            out, mean = torch.where(fixed, out, out - mean + centre), centre
+        if calibrate_spread:
+            settings = dict(method=method, n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample,
+                            max_context_rows=max_context_rows, chunk_rows=chunk_rows, variance_mix=variance_mix,
+                            share_first_call=share_first_call, draw_context_rows=draw_context_rows,
+                            center_draws=center_draws)
+            scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, **settings))
+            out = torch.where(fixed, out, mean + scale * (out - mean))
+        out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
     if return_logits:
         if not point:
             raise ValueError("logits come only with the one-call point estimate")
@@ -301,3 +329,41 @@ def impute(
         full[rows] = logits.float().cpu()
         return out.numpy(), full.numpy()
     return out.numpy()
+
+
+def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
+                  n_classes: np.ndarray, seed: int, **settings) -> np.ndarray:
+    """Per-column factors (F,) for the draws' deviations from their mean: in-context calibration of their spread.
+
+    In every numeric column with missing cells, ``CALIBRATION_FRAC`` of the observed cells (seeded) are hidden
+    as well and drawn ``CALIBRATION_DRAWS`` times with the same sampler ``settings``. Calibrated draws have
+    squared errors of their mean r^2 = s^2 (1 + 1/D) on average (s^2 the draws' variance, D draws; r^2 = s^2
+    when they are centred on the point estimate, ``center_draws``), so a column's factor is
+    sqrt(sum r^2 / sum s^2 (1 + 1/D)), pulled toward the table's pooled factor by
+    ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
+    """
+    rng = np.random.default_rng([seed, 1])
+    hold = np.zeros_like(known)
+    for j in np.flatnonzero(~is_cat & (~known).any(0)):
+        observed = np.flatnonzero(known[:, j])
+        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
+        if k > 0:
+            hold[rng.choice(observed, k, replace=False), j] = True
+    scale = np.ones(x.shape[1])
+    if not hold.any():
+        return scale
+    n_draws = CALIBRATION_DRAWS
+    draws = impute(pretrained, x, known & ~hold, is_cat, n_classes, n_samples=n_draws, seed=seed + 1,
+                   calibrate_spread=False, **settings).astype(np.float64)
+    err2 = np.where(hold, (draws.mean(0) - x) ** 2, 0.0).sum(0)  # (F,)
+    inflation = 1.0 if settings.get("center_draws") else 1 + 1 / n_draws
+    var = np.where(hold, draws.var(0, ddof=1) * inflation, 0.0).sum(0)
+    cells = hold.sum(0)
+    measured = (cells > 0) & (var > 0)
+    if not measured.any():
+        return scale
+    pooled = err2[measured].sum() / var[measured].sum()
+    prior = CALIBRATION_PRIOR_CELLS * var[measured] / cells[measured]  # pseudo-cells of the column's mean variance
+    ratio = (err2[measured] + prior * pooled) / (var[measured] + prior)
+    scale[measured] = np.sqrt(ratio).clip(*CALIBRATION_RANGE)
+    return scale

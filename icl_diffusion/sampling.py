@@ -57,6 +57,12 @@ class SamplerConfig:
         draws' quality (benchmarks/results/draws_speed.md) for one call fewer per draw.
     draw_context_rows: most key rows of the draws' per-sample calls (a seeded subset of the first call's);
         a call costs ~linear in it (benchmarks/results/draws_speed.md).
+    center_draws: shift each numeric cell's draws so that their mean is the one-call point estimate (their
+        deviations, and so the joint structure of a draw, kept): the draws' own mean is a noisier estimate of
+        the same posterior mean (benchmarks/results/draws.md). Costs one network call.
+    calibrate_spread: rescale each numeric column's draws about their mean so that their spread matches
+        their errors on cells of this table that were observed and hidden for the purpose
+        (``inference.spread_scales``); costs one more sampler run of ``inference.CALIBRATION_DRAWS`` draws.
     """
 
     draw_method: str = "conditional"
@@ -66,6 +72,8 @@ class SamplerConfig:
     chunk_rows: int = 1024
     share_first_call: bool = True
     draw_context_rows: int = 512
+    center_draws: bool = True
+    calibrate_spread: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)

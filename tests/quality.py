@@ -85,3 +85,27 @@ def real_numeric_nrmse(pretrained: Pretrained) -> float:
             scaled = (filled - x) / x.std(0)
             scores.append(float(np.sqrt((scaled[hidden] ** 2).mean())))
     return float(np.mean(scores))
+
+
+def gaussian_table(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x (n_rows, 4) from N(0, cov) of a 2-factor model, its MCAR 20% missing mask, cov)."""
+    g = np.random.default_rng(seed)
+    w = g.normal(size=(4, 2))
+    cov = w @ w.T + np.diag(g.uniform(0.1, 0.3, 4))
+    x = g.multivariate_normal(np.zeros(4), cov, size=n_rows)
+    missing = g.random(x.shape) < 0.2
+    missing[missing.all(1)] = False
+    return x, missing, cov
+
+
+def exact_conditional(x: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per missing cell: mean and sd of x_j given the row's observed cells under N(0, cov)."""
+    mean, sd = np.zeros_like(x), np.ones_like(x)
+    for i in range(len(x)):
+        m, o = missing[i], ~missing[i]
+        if not m.any():
+            continue
+        gain = cov[np.ix_(m, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+        mean[i, m] = gain @ x[i, o]
+        sd[i, m] = np.sqrt(np.diag(cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)]))
+    return mean, sd

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 SCORE = "the tiny random-init test checkpoint predicts at chance; the score threshold needs a trained model"
 # The sampler draws its noise for the whole joint table, so a row's draw depends on the other query rows.
 NOISE = "sampling noise is drawn per table, so a query row's draw depends on the rows next to it"
+# Centred draws (SamplerConfig.center_draws) average to the point estimate up to float rounding (~1e-7).
+ROUNDING = "the mean of centred draws is the point estimate up to float rounding, which the check does not allow"
 
 
 def expected_failures(estimator) -> dict[str, str]:
@@ -37,8 +39,9 @@ def expected_failures(estimator) -> dict[str, str]:
     if isinstance(estimator, DiffusionRegressor):
         failures["check_regressors_train"] = SCORE
         if estimator.method not in ("point", "ddim") or estimator.n_imputations > 1:  # draws, not the point
-            failures["check_methods_subset_invariance"] = NOISE
-            failures["check_methods_sample_order_invariance"] = NOISE
+            if estimator.center_draws is False:
+                failures["check_methods_subset_invariance"] = NOISE
+            failures["check_methods_sample_order_invariance"] = NOISE if estimator.center_draws is False else ROUNDING
     return failures
 
 

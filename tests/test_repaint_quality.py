@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from quality import exact_conditional, gaussian_table
 
 from icl_diffusion import DiffusionImputer
 from icl_diffusion.baselines import noisy_gaussian
@@ -22,36 +23,13 @@ N_ROWS, N_DRAWS = 300, 8
 REPAINT = dict(method="repaint", n_steps=50, jump_length=5, jump_n_sample=5)
 
 
-def _gaussian_table(seed=0):
-    g = np.random.default_rng(seed)
-    w = g.normal(size=(4, 2))
-    cov = w @ w.T + np.diag(g.uniform(0.1, 0.3, 4))
-    x = g.multivariate_normal(np.zeros(4), cov, size=N_ROWS)
-    missing = g.random(x.shape) < 0.2
-    missing[missing.all(1)] = False
-    return x, missing, cov
-
-
-def _exact_conditional(x, missing, cov):
-    """Per missing cell: mean and sd of x_j given the row's observed cells under N(0, cov)."""
-    mean, sd = np.zeros_like(x), np.ones_like(x)
-    for i in range(len(x)):
-        m, o = missing[i], ~missing[i]
-        if not m.any():
-            continue
-        gain = cov[np.ix_(m, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
-        mean[i, m] = gain @ x[i, o]
-        sd[i, m] = np.sqrt(np.diag(cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)]))
-    return mean, sd
-
-
 def _draw_errors(pretrained):
     """(|mean of the draws - exact mean| / exact sd, draws' sd / exact sd), averaged over missing cells."""
-    x, missing, cov = _gaussian_table()
+    x, missing, cov = gaussian_table(N_ROWS)
     draws = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=0, **REPAINT).fit(
         np.where(missing, np.nan, x)).sample(np.where(missing, np.nan, x), n_imputations=N_DRAWS)
     draws = np.stack(draws)[:, missing]
-    mean, sd = (a[missing] for a in _exact_conditional(x, missing, cov))
+    mean, sd = (a[missing] for a in exact_conditional(x, missing, cov))
     bias = np.abs(draws.mean(0) - mean) / sd
     # With 8 draws the mean of exact draws sits ~1/sqrt(8) = 0.35 sd from the exact mean (|z| ~ 0.28). Measured
     # (session 5): the exact Gaussian denoiser 0.42 and spread 1.04 (50 steps leave RePaint a little short of

@@ -6,7 +6,7 @@ here carries the ``reference`` marker, so ``pytest -m "not reference"`` runs the
 
 The reference is written only by ``python tests/record_reference.py`` (after shipping new weights), never by
 a test run. It covers: the one-call point estimate (numeric and categorical cells), two conditional-sampler
-draws and one RePaint draw of a 40 x 5 mixed table, and DiffusionClassifier's probabilities.
+draws (raw) and three with the checkpoint's draw settings, one RePaint draw of a 40 x 5 mixed table, and DiffusionClassifier's probabilities.
 """
 
 import json
