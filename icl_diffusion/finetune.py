@@ -33,6 +33,7 @@ from .checkpoint import Pretrained, load_pretrained, save_checkpoint
 from .evaluation import evaluate
 from .lit import DiffusionLitModule, HostFactsDataModule
 from .preprocessing import EncodedTable, TablePreprocessor, as_table
+from .training import LossConfig
 
 USER_STREAM = 2  # domain tag of the user-table batches, apart from the prior's streams (0, 1) and steps' (3)
 
@@ -45,12 +46,28 @@ class FineTuneConfig:
     batch_size: int = 8  # subsets per batch (all of one table, same rows x columns)
     rows: tuple[int, int] = (32, 256)  # rows per subset, log-uniform, at most the table's
     max_features: int = 20  # columns per subset at most (the pretraining range)
+    min_features: int = 2  # columns per subset at least (at most the table's): the table's all = as inference
     p_prior: float = 0.2  # share of batches from the synthetic prior (keeps what pretraining taught)
     val_frac: float = 0.2  # held-out rows (one table) or tables (several)
     val_every: int = 50
     patience: int = 4  # validations without improvement before stopping early
     # Names (prefixes) of the only parameters trained; empty = all (as pretraining's ``optim.train_only``).
     train_only: tuple[str, ...] = ()
+    # One table only: train with the column (and level) identity vectors inference gives that table's columns
+    # (``Denoiser.column_embeddings`` / ``level_embeddings`` of the whole table, picked by each subset's column
+    # indices) instead of fresh random ones, so the model may learn what each column of the table is and how it
+    # relates to the others. The fine-tuned checkpoint is then specific to tables with that column order.
+    # Several tables: ignored (their columns differ; the held-out use is a new table).
+    table_identities: bool = False
+    mask_kinds: tuple[str, ...] = MASK_KINDS  # masks of the user-table batches, drawn uniformly among these
+    # Loss (``LossConfig``; defaults: pretraining's): share of tables at t = T-1 (the one-call point estimate
+    # inference uses), share of unconditional tables, weight of the categorical cross-entropy.
+    p_t_max: float = LossConfig.p_t_max
+    p_uncond: float = LossConfig.p_uncond
+    cat_weight: float = LossConfig.cat_weight
+    # User-table batches at t = T-1 enter as inference's one-call point estimate enters a table: unknown numeric
+    # cells at 0 (x_T's mean), not a noise draw (pretraining's input, which the one call only approximates).
+    point_inputs: bool = False
     seed: int = 0
 
 
@@ -127,7 +144,8 @@ class UserTableDataset(IterableDataset):
         N, F = enc.x.shape
         lo, hi = self.cfg.rows
         n = min(N, int(math.exp(math.log(lo) + torch.rand((), generator=g).item() * (math.log(hi) - math.log(lo)))))
-        f = int(torch.randint(2, min(F, self.cfg.max_features) + 1, (), generator=g))
+        f_hi = min(F, self.cfg.max_features)
+        f = int(torch.randint(min(max(2, self.cfg.min_features), f_hi), f_hi + 1, (), generator=g))
         B = self.cfg.batch_size
         rows = torch.stack([torch.randperm(N, generator=g)[:n] for _ in range(B)]).numpy()  # (B, n)
         cols = torch.stack([torch.randperm(F, generator=g)[:f] for _ in range(B)]).numpy()  # (B, f)
@@ -135,7 +153,9 @@ class UserTableDataset(IterableDataset):
         observed = enc.known[rows[:, :, None], cols[:, None, :]]
         b = _as_batch(x, observed, enc.is_cat[cols], enc.n_classes[cols])
         b["target"] = torch.randint(f, (B,), generator=g)
-        kind = MASK_KINDS[int(torch.randint(len(MASK_KINDS), (), generator=g))]
+        b["columns"] = torch.as_tensor(cols)  # (B, f): which columns of the table (FineTuneLitModule)
+        kinds = self.cfg.mask_kinds
+        kind = kinds[int(torch.randint(len(kinds), (), generator=g))]
         if f < 2 and kind == "mar":
             kind = "mcar"
         known, query = sample_mask(self.prior, Rng(g, "cpu"), kind, b["x"], b["is_cat"], b["target"])
@@ -167,6 +187,46 @@ class UserDataModule(HostFactsDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         self.start_index = int(state.get("start_index", 0))
+
+
+class FineTuneLitModule(DiffusionLitModule):
+    """The pretraining module, two options for the user-table batches (those that name their ``columns``):
+    ``n_features`` > 0: train with the identity vectors inference gives those columns of the whole table
+    (``n_features`` columns, ``n_levels`` levels at most; ``FineTuneConfig.table_identities``);
+    ``point_inputs``: a table at t = T-1 enters as inference's one call enters it, unknown numeric cells at 0
+    rather than a noise draw (``FineTuneConfig.point_inputs``). Both reach the model through a forward
+    pre-hook, during those training steps only."""
+
+    def __init__(self, *args, n_features: int = 0, n_levels: int = 2, point_inputs: bool = False,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._table_ids = None
+        if n_features:
+            self._table_ids = (self.model.column_embeddings(n_features),
+                               self.model.level_embeddings(n_features, n_levels))
+        self._point_inputs, self._columns = point_inputs, None
+        if self._table_ids is not None or point_inputs:
+            self.model.register_forward_pre_hook(self._user_batch_inputs, with_kwargs=True)
+
+    def _user_batch_inputs(self, module, args, kwargs):
+        if self._columns is None:
+            return None
+        if self._table_ids is not None:
+            cols = self._columns.cpu()
+            kwargs = {**kwargs, **{k: ids[cols].to(args[0].device)
+                                   for k, ids in zip(("col_embed", "level_embed"), self._table_ids)}}
+        if self._point_inputs:
+            x_t, t, known, is_cat = args[:4]
+            at_mean = (t == self.diffusion.num_steps - 1)[:, None, None] & ~known & ~is_cat[:, None, :]
+            args = (torch.where(at_mean, torch.zeros_like(x_t), x_t), *args[1:])
+        return args, kwargs
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._columns = batch.get("columns")
+        try:
+            return super().training_step(batch, batch_idx)
+        finally:
+            self._columns = None
 
 
 def score(metrics: dict) -> float:
@@ -226,9 +286,13 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     run_dir = out.parent / f"{out.name}.run"
     prior = PriorConfig(n_rows=cfg.rows, n_features=(2, cfg.max_features), max_cells=8192,
                         max_batch_size=cfg.batch_size)
-    module = DiffusionLitModule(
+    one_table = cfg.table_identities and len(train_tables) == 1 and len(encoded) == 1
+    module = FineTuneLitModule(
+        n_features=encoded[0].x.shape[1] if one_table else 0,
+        n_levels=max(2, int(encoded[0].n_classes.max())) if one_table else 2, point_inputs=cfg.point_inputs,
         model=start.model.cfg, diffusion={"num_steps": start.diffusion.num_steps, "schedule": start.diffusion.schedule,
                                           "prediction": start.diffusion.prediction},
+        loss={"p_t_max": cfg.p_t_max, "p_uncond": cfg.p_uncond, "cat_weight": cfg.cat_weight},
         optim={"lr": cfg.lr, "warmup_steps": cfg.warmup_steps, "max_steps": cfg.max_steps,
                "train_only": tuple(cfg.train_only)}, seed=cfg.seed)
     module.model.load_state_dict(start.model.state_dict())

@@ -10,7 +10,7 @@ import torch
 from icl_diffusion import DiffusionImputer, fine_tune, load_checkpoint
 from icl_diffusion.cli import main
 from icl_diffusion.diffusion import GaussianDiffusion
-from icl_diffusion.finetune import FineTuneConfig, UserTableDataset, encode_tables
+from icl_diffusion.finetune import FineTuneConfig, FineTuneLitModule, UserTableDataset, encode_tables
 from icl_diffusion.model import Denoiser, DenoiserConfig
 from icl_diffusion.training import training_loss
 from priors import PriorConfig
@@ -97,3 +97,38 @@ def test_cli_finetune_on_csv_tables(tmp_path, capsys):
     assert "unknown fine-tuning setting 'max_stepz=2'" in capsys.readouterr().err
     assert main(["finetune", "--from", str(tmp_path / "missing.safetensors")]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_table_identities_and_point_inputs_reach_the_model():
+    """The user-table batches of one table: the model sees the column / level identity vectors inference gives
+    those columns, and at t = T-1 its unknown numeric cells at 0 (the one call's input); prior batches and
+    steps outside training keep pretraining's fresh identities and noisy inputs."""
+    df = product_domain(0, n=60).assign(k=lambda d: np.where(d["a"] > 0, "p", "n")).astype({"k": "category"})
+    enc = encode_tables(df, max_classes=100)
+    cfg = FineTuneConfig(p_prior=0.0, table_identities=True, point_inputs=True, mask_kinds=("mcar",),
+                         min_features=5, rows=(16, 16), batch_size=3)
+    batch = UserTableDataset(enc, cfg, PriorConfig()).batch(0)
+    assert batch["columns"].shape == (3, 5) and all(sorted(c.tolist()) == list(range(5)) for c in batch["columns"])
+    torch.manual_seed(0)
+    module = FineTuneLitModule(n_features=5, n_levels=2, point_inputs=True,
+                               model=DenoiserConfig(d_model=32, n_blocks=1, n_heads=2), diffusion={},
+                               loss={"p_t_max": 1.0, "p_uncond": 0.0})
+    seen = {}
+    module.model.register_forward_pre_hook(lambda m, args, kwargs: seen.update(args=args, kwargs=kwargs),
+                                           with_kwargs=True)
+
+    def run(columns):
+        module._columns = columns
+        training_loss(module.model, module.diffusion, batch, module.loss_cfg, torch.Generator().manual_seed(0))
+        module._columns = None
+        return seen["args"][0], seen["kwargs"]
+
+    x_t, kwargs = run(batch["columns"])
+    cols = batch["columns"]
+    assert torch.equal(kwargs["col_embed"], module.model.column_embeddings(5)[cols])
+    assert torch.equal(kwargs["level_embed"], module.model.level_embeddings(5, 2)[cols])
+    unknown_num = ~batch["known"] & ~batch["is_cat"][:, None, :]
+    assert bool(unknown_num.any()) and bool((x_t[unknown_num] == 0).all())
+    x_t, kwargs = run(None)  # not a user-table training step: pretraining's inputs
+    assert not torch.equal(kwargs["col_embed"], module.model.column_embeddings(5)[cols])
+    assert bool((x_t[unknown_num] != 0).all())
