@@ -365,16 +365,31 @@ def cmd_finetune(args) -> None:
         key, sep, value = item.partition("=")
         if not sep or key not in types:
             raise UserError(f"unknown fine-tuning setting {item!r}; settings: {', '.join(types)}")
-        try:
-            settings[key] = tuple(int(v) for v in value.strip("[]()").split(",")) if key == "rows" else (
-                float(value) if types[key] == "float" else int(value))
-        except ValueError as err:
-            kind = "two integers, e.g. rows=64,256" if key == "rows" else (
-                "a number" if types[key] == "float" else "an integer")
-            raise UserError(f"fine-tuning setting {item!r}: {key} takes {kind}") from err
+        settings[key] = _finetune_setting(item, key, value, str(types[key]))
     tables = [read_table(path, args.na_values) for path in args.data]
     fine_tune(tables, checkpoint=args.init_from, out=args.output, progress=_progress(args), resume=args.resume,
               **settings)
+
+
+FINETUNE_KINDS = {"float": "a number", "int": "an integer", "bool": "true or false",
+                  "tuple[int, int]": "two integers, e.g. rows=64,256", "tuple[str, ...]": "names, e.g. mask_kinds=mcar,mar"}
+
+
+def _finetune_setting(item: str, key: str, value: str, kind: str):
+    """A ``FineTuneConfig`` value from the command line, by the field's type; a one-line error otherwise."""
+    parts = [v.strip().strip("'\"") for v in value.strip("[]()").split(",") if v.strip()]
+    try:
+        if kind == "bool":
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[value.lower()]
+        if kind == "tuple[int, int]":
+            if len(parts) != 2:
+                raise ValueError
+            return tuple(int(v) for v in parts)
+        if kind == "tuple[str, ...]":
+            return tuple(parts)
+        return float(value) if kind == "float" else int(value)
+    except (KeyError, ValueError) as err:
+        raise UserError(f"fine-tuning setting {item!r}: {key} takes {FINETUNE_KINDS.get(kind, kind)}") from err
 
 
 def cmd_demo(args) -> None:

@@ -132,3 +132,21 @@ def test_table_identities_and_point_inputs_reach_the_model():
     x_t, kwargs = run(None)  # not a user-table training step: pretraining's inputs
     assert not torch.equal(kwargs["col_embed"], module.model.column_embeddings(5)[cols])
     assert bool((x_t[unknown_num] != 0).all())
+
+
+def test_cli_reads_every_fine_tuning_setting_by_its_type():
+    from dataclasses import fields
+
+    from icl_diffusion.cli import FINETUNE_KINDS, UserError, _finetune_setting
+    from icl_diffusion.finetune import FineTuneConfig
+
+    kinds = {f.name: str(f.type) for f in fields(FineTuneConfig)}
+    assert set(kinds.values()) <= set(FINETUNE_KINDS)  # every field has a reader
+    read = lambda item: _finetune_setting(item, *item.split("=", 1), kinds[item.split("=", 1)[0]])
+    assert read("mask_kinds=mcar,mar") == ("mcar", "mar")
+    assert read("train_only=[value, num_head]") == ("value", "num_head")
+    assert read("table_identities=true") is True and read("point_inputs=0") is False
+    assert read("rows=64,128") == (64, 128) and read("lr=3e-4") == 3e-4 and read("max_steps=20") == 20
+    for bad, says in (("point_inputs=maybe", "true or false"), ("rows=64", "two integers"), ("max_steps=2.5", "an integer")):
+        with pytest.raises(UserError, match=says):
+            read(bad)
