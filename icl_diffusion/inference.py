@@ -227,7 +227,7 @@ def impute(
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws`` and ``calibrate_spread``
     left None take the checkpoint's tuned values (``pretrained.sampler``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``) and rescaled per column about
-    their mean (``calibrate_spread``, ``spread_scales``). Key rows: ``key_rows``, or a seeded choice
+    their mean (``calibrate_spread``, ``spread_scales``); not RePaint's, which stay as drawn (faithful). Key rows: ``key_rows``, or a seeded choice
     of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
@@ -239,8 +239,9 @@ def impute(
     variance_mix = tuned.variance_mix if variance_mix is None else variance_mix
     share = (tuned.share_first_call if share_first_call is None else share_first_call) and method != "repaint"
     draw_context_rows = tuned.draw_context_rows if draw_context_rows is None else draw_context_rows
-    center_draws = tuned.center_draws if center_draws is None else center_draws
-    calibrate_spread = tuned.calibrate_spread if calibrate_spread is None else calibrate_spread
+    # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
+    center_draws = (tuned.center_draws if center_draws is None else center_draws) and method != "repaint"
+    calibrate_spread = (tuned.calibrate_spread if calibrate_spread is None else calibrate_spread) and method != "repaint"
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)

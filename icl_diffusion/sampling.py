@@ -57,6 +57,7 @@ class SamplerConfig:
         draws' quality (benchmarks/results/draws_speed.md) for one call fewer per draw.
     draw_context_rows: most key rows of the draws' per-sample calls (a seeded subset of the first call's);
         a call costs ~linear in it (benchmarks/results/draws_speed.md).
+    center_draws, calibrate_spread: for the conditional and ddim samplers (RePaint's draws stay as drawn).
     center_draws: shift each numeric cell's draws so that their mean is the one-call point estimate (their
         deviations, and so the joint structure of a draw, kept): the draws' own mean is a noisier estimate of
         the same posterior mean (benchmarks/results/draws.md). Costs one network call.

@@ -76,3 +76,12 @@ def test_calibration_repairs_a_miscalibrated_sampler():
 def test_a_bad_calibrate_spread_is_refused_in_one_line():
     with pytest.raises(ValueError, match="calibrate_spread must be True, False or None"):
         DiffusionImputer(calibrate_spread="yes").fit(np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 4.0]]))
+
+
+def test_repaint_draws_stay_as_drawn(tiny_checkpoint):
+    """Faithful RePaint: neither step touches its draws (they would hide a denoiser that is no joint model)."""
+    df = _mixed_table()
+    draws = [DiffusionImputer(checkpoint=str(tiny_checkpoint), device="cpu", random_state=0, method="repaint",
+                              n_steps=3, center_draws=flag, calibrate_spread=flag).fit(df).sample(df, n_imputations=3)
+             for flag in (False, True)]
+    assert all(a.equals(b) for a, b in zip(*draws))
