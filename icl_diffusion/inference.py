@@ -227,8 +227,8 @@ def impute(
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws`` and ``calibrate_spread``
     left None take the checkpoint's tuned values (``pretrained.sampler``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``) and rescaled per column about
-    their mean (``calibrate_spread``, ``spread_scales``); not RePaint's, which stay as drawn (faithful). Key rows: ``key_rows``, or a seeded choice
-    of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
+    their mean (``calibrate_spread``, ``spread_scales``); not RePaint's, which stay as drawn (faithful).
+    Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
     by a forward hook on the network (one tick per forward pass).
@@ -316,10 +316,10 @@ def impute(
                                             chunk_rows=chunk_rows, seed=seed, key_rows=keys.numpy()))
             out, mean = torch.where(fixed, out, out - mean + centre), centre
         if calibrate_spread:
-            settings = dict(method=method, n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample,
-                            max_context_rows=max_context_rows, chunk_rows=chunk_rows, variance_mix=variance_mix,
-                            share_first_call=share_first_call, draw_context_rows=draw_context_rows,
-                            center_draws=center_draws)
+            settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
+                        "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
+                        "variance_mix": variance_mix, "share_first_call": share_first_call,
+                        "draw_context_rows": draw_context_rows, "center_draws": center_draws}
             scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, **settings))
             out = torch.where(fixed, out, mean + scale * (out - mean))
         out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
