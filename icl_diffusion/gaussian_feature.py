@@ -233,32 +233,67 @@ def _conditional(x, w, mean, cov, row_weight: torch.Tensor | None = None):
 RIDGE = 1e-6
 
 
-def one_hot_layout(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: bool = True) -> dict:
-    """Where each column lands in the expanded table: one slot per numeric column, one per level of a
-    categorical column (none if ``categorical`` is False or it has fewer than 2 levels).
+# A numeric column's smallest known value is a point mass (zero hours, zero spending: a hurdle) when this share
+# of its known key-row cells hold it and the column has at least MASS_MIN_VALUES values (a year or a small
+# count scale is discrete, not piled up); ``point_masses``.
+MASS_SHARE = (0.05, 0.95)
+MASS_MIN_VALUES = 5
 
-    is_cat, n_classes: (B, F). Returns src (B, E) source column, level (B, E) (-1: numeric slot), valid (B, E)
-    with E the largest expanded width of the batch (shorter tables are padded with invalid slots).
+
+def point_masses(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
+                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, F): each numeric column's smallest known key-row value where a share ``MASS_SHARE`` of its known
+    key-row cells (at least 2) hold it and the column has at least ``MASS_MIN_VALUES`` distinct known values, else
+    NaN. Its indicator joins the Gaussian fit (``one_hot_layout``), so a category that says which side of a
+    hurdle a row is on (participation <=> hours > 0) is linear in it."""
+    seen = known & ~is_cat[:, None, :]
+    if key_mask is not None:
+        seen = seen & key_mask[:, :, None]
+    low = torch.where(seen, x, torch.full_like(x, float("inf"))).amin(1)  # (B, F)
+    ordered = torch.where(seen, x, torch.full_like(x, float("inf"))).sort(1).values
+    distinct = 1 + ((ordered[:, 1:] != ordered[:, :-1]) & ordered[:, 1:].isfinite()).sum(1)
+    at = (seen & (x == low[:, None, :])).sum(1)
+    share = at / seen.sum(1).clamp(min=1)
+    has = (share >= MASS_SHARE[0]) & (share <= MASS_SHARE[1]) & (at >= 2) & (distinct >= MASS_MIN_VALUES)
+    return torch.where(has, low, torch.full_like(low, float("nan")))
+
+
+def one_hot_layout(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: bool = True,
+                   masses: torch.Tensor | None = None) -> dict:
+    """Where each column lands in the expanded table: one slot per numeric column, one per level of a
+    categorical column (none if ``categorical`` is False or it has fewer than 2 levels), and a second slot for
+    a numeric column with a point mass (``masses`` (B, F), NaN: none), its indicator.
+
+    is_cat, n_classes: (B, F). Returns src (B, E) source column, level (B, E) (-1: numeric slot, -2: point-mass
+    indicator), valid (B, E) with E the largest expanded width of the batch (shorter tables are padded with
+    invalid slots), and with ``masses`` mass (B, E), the value each indicator slot tests for.
     """
     levels = n_classes if categorical else torch.zeros_like(n_classes)
-    sizes = torch.where(is_cat, torch.where(levels >= 2, levels, 0), 1)  # (B, F)
+    numeric_slots = 1 if masses is None else 1 + (~masses.isnan()).long()
+    sizes = torch.where(is_cat, torch.where(levels >= 2, levels, 0), numeric_slots)  # (B, F)
     ends = sizes.cumsum(1)
     E = max(int(ends[:, -1].max()), 1)
     slot = torch.arange(E, device=is_cat.device).expand(is_cat.shape[0], E)
     src = torch.searchsorted(ends, slot.contiguous(), right=True).clamp(max=is_cat.shape[1] - 1)  # (B, E)
     level = slot - (ends - sizes).gather(1, src)
     valid = slot < ends[:, -1:]
-    level = torch.where(is_cat.gather(1, src) & valid, level, -1)
-    return {"src": src, "level": level, "valid": valid}
+    level = torch.where(is_cat.gather(1, src) & valid, level, torch.where(level == 1, -2, -1))
+    layout = {"src": src, "level": level, "valid": valid}
+    if masses is not None:
+        layout["mass"] = masses.gather(1, src)
+    return layout
 
 
 def expand_table(x: torch.Tensor, known: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, F) values and known flags -> (B, N, E) with indicator columns for categorical levels."""
+    """(B, N, F) values and known flags -> (B, N, E) with indicator columns for categorical levels (and point
+    masses)."""
     B, N, _ = x.shape
     src = layout["src"][:, None, :].expand(B, N, -1)
     xs, ks = x.gather(2, src), known.gather(2, src)
     level = layout["level"][:, None, :]
     x_e = torch.where(level >= 0, (xs == level).to(x.dtype), xs)
+    if "mass" in layout:
+        x_e = torch.where(level == -2, (xs == layout["mass"][:, None, :]).to(x.dtype), x_e)
     return torch.where(ks, x_e, torch.zeros_like(x_e)), ks & layout["valid"][:, None, :]
 
 
@@ -302,7 +337,7 @@ def _level_scores(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, cov: tor
 def numeric_part(est: torch.Tensor, layout: dict, n_features: int) -> torch.Tensor:
     """The numeric columns (B, N, n_features) of an expanded table (B, N, E); 0 at categorical columns."""
     B, N, _ = est.shape
-    numeric = layout["valid"] & (layout["level"] < 0)
+    numeric = layout["valid"] & (layout["level"] == -1)
     return est.new_zeros(B, N, n_features).scatter_add_(
         2, layout["src"][:, None, :].expand(B, N, -1), torch.where(numeric[:, None, :], est, torch.zeros_like(est)))
 
@@ -336,22 +371,29 @@ def cell_estimates(
     em_iters: int = 0,
     categorical: bool = True,
     chunk_rows: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    point_mass: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
     """Closed-form estimates of every cell from its row's known cells under one Gaussian fitted to the key
     rows (numeric columns as they are, categorical columns one-hot).
 
     x: (B, N, F) standardized numbers / codes; known: (B, N, F) (padding excluded); is_cat, n_classes: (B, F).
-    ``fit``: a previous call's fit on the same key rows' known cells, to skip refitting.
+    ``fit``: a previous call's fit on the same key rows' known cells, to skip refitting. ``point_mass``: numeric
+    columns with a point mass in the key rows (``point_masses``) enter the fit with their indicator too.
     Returns numeric estimates (B, N, F) float32 (known cells as they are), level probabilities
     (B, N, F, n_levels) float32 (one-hot at known cells; all 0 at numeric columns, or everywhere when
-    ``categorical`` is False) and the fit (mean (B, E), cov (B, E, E)).
+    ``categorical`` is False) and the fit (mean (B, E), cov (B, E, E), and with ``point_mass`` the masses (B, F)).
     """
-    layout = one_hot_layout(is_cat, n_classes, categorical)
+    if fit is None:
+        masses = point_masses(x, known, is_cat, key_mask) if point_mass else None
+    else:
+        masses = fit[2].expand(is_cat.shape[0], -1) if len(fit) > 2 else None  # a fit may be shared (batch 1)
+    layout = one_hot_layout(is_cat, n_classes, categorical, masses)
     x_e, known_e = expand_table(x, known, layout)
     no_cat = torch.zeros(layout["src"].shape, dtype=torch.bool, device=x.device)
     if fit is None:
         fit = table_gaussian(x_e, known_e, no_cat, key_mask, em_iters)
-    mean, cov = fit
+        fit = fit if masses is None else (*fit, masses)
+    mean, cov = fit[:2]
     scores = torch.full(x_e.shape, float("-inf"), dtype=torch.float64, device=x.device)
     if bool((layout["level"] >= 0).any()):  # categorical levels: estimates and scores in one pass
         est = torch.empty(x_e.shape, dtype=torch.float64, device=x.device)

@@ -64,6 +64,11 @@ class DenoiserConfig:
     # network reads x_t as much as it deserves at every t, also in RePaint mode where nothing is known. Its
     # input layer starts at zero. The noise level of step t comes from ``schedule`` (the diffusion's).
     noisy_feature: bool = False
+    # Numeric columns piled up at their smallest value (a hurdle: zero hours, zero spending) enter the Gaussian
+    # fit with that point mass's indicator too (gaussian_feature.point_masses), so categories that say which side
+    # of the hurdle a row is on, and the numeric cells that depend on it, get a linear estimate. Not with
+    # noisy_feature.
+    point_mass_feature: bool = False
     schedule: str = "cosine"
 
     def to_dict(self) -> dict:
@@ -200,6 +205,8 @@ class Denoiser(nn.Module):
         if cfg.noisy_feature:  # zero-initialized like the neighbour feature
             if not cfg.gaussian_feature:
                 raise ValueError("noisy_feature needs gaussian_feature (it uses the same Gaussian fit)")
+            if cfg.point_mass_feature:
+                raise ValueError("noisy_feature does not read a fit with point-mass slots (point_mass_feature)")
             self.noisy_in = nn.Linear(2, d)  # (posterior mean, log posterior variance) into the value MLP
             nn.init.zeros_(self.noisy_in.weight)
             nn.init.zeros_(self.noisy_in.bias)
@@ -324,7 +331,7 @@ class Denoiser(nn.Module):
                 fit = gaussian_fit
             gauss, probs, fit = cell_estimates(
                 x, seen, is_cat, n_classes, n_levels, fit, key_mask, self.cfg.gaussian_em_iters,
-                self.cfg.categorical_feature)
+                self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature)
             if not self.cfg.categorical_feature:
                 probs = None
         if self.cfg.neighbour_feature:
@@ -357,7 +364,7 @@ class Denoiser(nn.Module):
         seen = known if col_mask is None else known & col_mask[:, None, :]
         n_levels = max(2, int(n_classes.max()))
         return cell_estimates(x, seen, is_cat, n_classes, n_levels, None, key_mask, self.cfg.gaussian_em_iters,
-                              self.cfg.categorical_feature)[2]
+                              self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature)[2]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -57,6 +57,22 @@ def categorical_function_accuracy(pretrained: Pretrained) -> tuple[float, float]
     return float((filled["level"].to_numpy()[hidden] == truth).mean()), float((truth == mode).mean())
 
 
+def hurdle_accuracy(pretrained: Pretrained, n: int = 300, seed: int = 0) -> float:
+    """Accuracy of DiffusionImputer on a hidden category that says which side of a hurdle a row is on: hours
+    piled up at 0 for about half the rows (continuous above), a noisy copy of their driver, a noise column, and
+    "works" <=> hours > 0 (AER/PSID1976's participation); 30% of the category hidden."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    hours = np.round(np.maximum(z, 0) * 900, 0)
+    level = np.where(hours > 0, "yes", "no")
+    df = pd.DataFrame({"hours": hours, "driver": z + rng.normal(size=n), "b": rng.normal(size=n),
+                       "works": pd.Categorical(level)})
+    hidden = rng.random(n) < 0.3
+    df.loc[hidden, "works"] = np.nan
+    filled = DiffusionImputer(checkpoint=pretrained, random_state=0).fit_transform(df)
+    return float((filled["works"].to_numpy()[hidden] == level[hidden]).mean())
+
+
 REAL_TABLES = {"boston": ("MASS", "Boston"), "auto": ("ISLR", "Auto"), "college": ("ISLR", "College")}
 
 

@@ -187,3 +187,48 @@ def test_sync_free_cholesky_helpers_match_torch():
     b = torch.randn(3, 5, 6, 1, generator=g, dtype=torch.float64)
     assert torch.equal(_cholesky_solve(b, L), torch.cholesky_solve(b, L))
     assert torch.allclose(_inverse_by_solves(L), torch.cholesky_inverse(L), rtol=1e-10, atol=1e-12)
+
+
+def _hurdle_table(n=600, seed=0):
+    """hours = max(0, z) (piled up at 0 for about half the rows), participation = hours > 0, a noisy copy of z."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, generator=g)
+    hours = z.clamp(min=0)
+    hours = (hours - hours.mean()) / hours.std()
+    table = torch.stack([hours, z + 0.5 * torch.randn(n, generator=g), (z > 0).float()], 1)[None]
+    known = torch.ones_like(table, dtype=torch.bool)
+    known[0, n // 2:, 2] = False  # participation hidden in half the rows
+    is_cat, n_classes = torch.tensor([[False, False, True]]), torch.tensor([[0, 0, 2]])
+    return table, known, is_cat, n_classes
+
+
+def test_point_masses_are_the_smallest_value_when_it_piles_up():
+    from icl_diffusion.gaussian_feature import point_masses
+
+    table, known, is_cat, _ = _hurdle_table()
+    masses = point_masses(table, known, is_cat)
+    assert masses[0, 0] == table[0, :, 0].min()  # hours: half of the rows at their smallest value
+    assert masses[0, 1:].isnan().all()  # a continuous column has no point mass; categorical columns are skipped
+
+
+def test_a_point_mass_makes_a_hurdle_category_linear_and_changes_nothing_without_one():
+    table, known, is_cat, n_classes = _hurdle_table()
+    truth = table[0, 300:, 2].long()
+    probs = {pm: cell_estimates(table, known, is_cat, n_classes, 2, em_iters=10, point_mass=pm)[1]
+             for pm in (False, True)}
+    accuracy = {pm: (p[0, 300:, 2].argmax(-1) == truth).float().mean().item() for pm, p in probs.items()}
+    assert accuracy[True] == 1.0 and accuracy[False] < 0.97, accuracy
+    plain = table.clone()
+    plain[0, :, 0] = torch.randn(plain.shape[1], generator=torch.Generator().manual_seed(3))  # no pile-up
+    a, b = (cell_estimates(plain, known, is_cat, n_classes, 2, em_iters=10, point_mass=pm) for pm in (False, True))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and b[2][2].isnan().all()
+
+
+def test_a_column_with_few_values_has_no_point_mass():
+    from icl_diffusion.gaussian_feature import MASS_MIN_VALUES, point_masses
+
+    table, known, is_cat, _ = _hurdle_table()
+    for k in (2, MASS_MIN_VALUES - 1):  # a binary column (its indicator would be itself), a small scale (a year)
+        few = table.clone()
+        few[0, :, 0] = torch.arange(few.shape[1]) % k
+        assert point_masses(few, known, is_cat).isnan().all()
