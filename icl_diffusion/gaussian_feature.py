@@ -249,8 +249,8 @@ def point_masses(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
     seen = known & ~is_cat[:, None, :]
     if key_mask is not None:
         seen = seen & key_mask[:, :, None]
-    low = torch.where(seen, x, torch.full_like(x, float("inf"))).amin(1)  # (B, F)
-    ordered = torch.where(seen, x, torch.full_like(x, float("inf"))).sort(1).values
+    ordered = torch.where(seen, x, torch.full_like(x, float("inf"))).sort(1).values  # unseen cells last
+    low = ordered[:, 0]  # (B, F)
     distinct = 1 + ((ordered[:, 1:] != ordered[:, :-1]) & ordered[:, 1:].isfinite()).sum(1)
     at = (seen & (x == low[:, None, :])).sum(1)
     share = at / seen.sum(1).clamp(min=1)
