@@ -127,23 +127,39 @@ def point_input(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
 
 
 @torch.no_grad()
+def first_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
+    """The network's output at t = T with x_T at its mean: (out (1, N, F), logits (1, N, F, C)).
+
+    Unknown numeric cells enter as 0 instead of a noise draw (``point_input``). At t = T the input carries no
+    signal (abar ~ 0); without the draw each query row's output depends only on itself and the key rows
+    (deterministic, independent of the batch). It is the point estimate's one call (``one_call``) and the
+    draws' shared first call (``sampling.sample(share_first_call=True)``): computed once, it serves both.
+    x: (N, F) standardized, known: (N, F) bool, is_cat: (F,) bool, n_classes: (F,) long, key_rows: (K,).
+    """
+    x_t = point_input(x, known, is_cat[None, :])
+    t = torch.full((1,), diffusion.respaced(1).original_t(0), dtype=torch.long, device=x.device)
+    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
+    return den(x_t[None], t, known[None])
+
+
+def point_estimate(diffusion, output, x, known, is_cat) -> torch.Tensor:
+    """The x0 estimate (N, F) read off ``first_call``'s output: class argmax for categorical cells, known cells
+    as they are."""
+    out, logits = output
+    x0, _ = diffusion.respaced(1).predict_x0_eps(out, point_input(x, known, is_cat[None, :])[None], 0)
+    x0 = torch.where(is_cat[None, :].expand_as(known), logits[0].argmax(-1).float(), x0[0])
+    return torch.where(known, x, x0)
+
+
+@torch.no_grad()
 def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
     """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
 
-    This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean: unknown numeric cells enter as 0
-    instead of a noise draw. At t = T the input carries no signal (abar ~ 0); without the draw each query
-    row's output depends only on itself and the key rows (deterministic, independent of the batch).
+    This is ``sample(method="ddim", n_steps=1)`` with x_T at its mean (``first_call``).
     x: (N, F) standardized, known: (N, F) bool, is_cat: (F,) bool, n_classes: (F,) long, key_rows: (K,).
     """
-    chain = diffusion.respaced(1)
-    cat = is_cat[None, :].expand_as(known)
-    x_t = point_input(x, known, is_cat[None, :])
-    t = torch.full((1,), chain.original_t(0), dtype=torch.long, device=x.device)
-    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
-    out, logits = den(x_t[None], t, known[None])  # (1, N, F), (1, N, F, C)
-    x0, _ = chain.predict_x0_eps(out, x_t[None], 0)
-    x0 = torch.where(cat, logits[0].argmax(-1).float(), x0[0])
-    return torch.where(known, x, x0), logits[0]
+    output = first_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows)
+    return point_estimate(diffusion, output, x, known, is_cat), output[1][0]
 
 
 @torch.no_grad()
@@ -167,6 +183,7 @@ def impute_standardized(
     variance_mix: float = SamplerConfig.variance_mix,
     share_first_call: bool = False,
     draw_key_rows: torch.Tensor | None = None,
+    first_output: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Imputations (n_samples, N, F) of one standardized table.
 
@@ -174,6 +191,7 @@ def impute_standardized(
     known: (N, F) bool; is_cat: (F,) bool; n_classes: (F,) long. Known cells are returned bit for bit.
     share_first_call: the samples' first call at t = T is made once (``sampling.sample``); not for RePaint.
     draw_key_rows: with a shared first call, the key rows of the later calls (None = ``key_rows``).
+    first_output: with a shared first call, its output if already computed (``first_call`` on ``key_rows``).
     """
     generator = generator or torch.Generator().manual_seed(0)
     model.eval()
@@ -186,6 +204,8 @@ def impute_standardized(
         return TableDenoiser(model, is_cat[None], n_classes[None], keys, chunk_rows, cache)
 
     first = den = denoiser(key_rows)
+    if share and first_output is not None:
+        first = lambda *_: first_output  # the shared call, made by the caller
     if share and draw_key_rows is not None and not torch.equal(draw_key_rows, key_rows):
         den = denoiser(draw_key_rows)
     x_rep = x[None].expand(n_samples, -1, -1).contiguous()
@@ -226,8 +246,9 @@ def impute(
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws`` and ``calibrate_spread``
     left None take the checkpoint's tuned values (``pretrained.sampler``). Several draws of numeric cells are
-    then, in this order, centred on the point estimate (``center_draws``) and rescaled per column about
-    their mean (``calibrate_spread``, ``spread_scales``); not RePaint's, which stay as drawn (faithful).
+    then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
+    draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
+    ``spread_scales``, run on the key rows alone); not RePaint's, which stay as drawn (faithful).
     Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
@@ -265,12 +286,12 @@ def impute(
     if share and not point and draw_context_rows < len(keys_sub):
         draw_keys = keys_sub[choose_key_rows(ks[keys_sub.to(dev)].cpu(), draw_context_rows, cpu_gen)]
 
-    def passes(n_samples: int, keys: torch.Tensor, calls: int, filled: bool = False) -> int:
-        """Forward passes of ``calls`` calls of one TableDenoiser (its context cache already filled: filled)."""
+    def passes(n_samples: int, keys: torch.Tensor, calls: int) -> int:
+        """Forward passes of ``calls`` calls of one TableDenoiser."""
         count = partial(forward_passes, n_samples, len(rows), len(keys), chunk_rows)
         if method == "repaint" or not bool(ks[keys.to(dev)].all()):
             return calls * count("each")
-        return count("none" if filled else "once") + (calls - 1) * count("none") if calls else 0
+        return count("once") + (calls - 1) * count("none") if calls else 0
 
     if point:
         total = passes(1, keys_sub, 1)
@@ -280,8 +301,8 @@ def impute(
         # The last step (original t = 0) calls the network only to reveal categorical cells.
         steps -= chain_len > 1 and not bool((cat[None, :] & ~ks).any())
         total = passes(n_samples, keys_sub, steps) if not share else (
-            passes(1, keys_sub, 1) + passes(n_samples, draw_keys, steps - 1, filled=draw_keys is keys_sub))
-    bar = hook = None
+            passes(1, keys_sub, 1) + passes(n_samples, draw_keys, steps - 1))
+    bar = hook = centre_sub = None
     if progress:
         from tqdm.auto import tqdm
 
@@ -293,34 +314,45 @@ def impute(
             x0, logits = one_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)
             out_sub = x0[None]
         else:
+            # Draws centred on the point estimate whose call they share: that call is made once, here.
+            first = first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows) if share else None
+            if first is not None and center_draws and n_samples > 1:
+                centre_sub = point_estimate(diffusion, first, xs, ks, cat)
             gen = torch.Generator(device=dev).manual_seed(seed)
             out_sub = impute_standardized(
                 model, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
                 jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
                 chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub, variance_mix=variance_mix,
-                share_first_call=share, draw_key_rows=draw_keys,
+                share_first_call=share, draw_key_rows=draw_keys, first_output=first,
             )
     finally:
         if bar is not None:
             hook.remove()
             bar.close()
-    # No NaN or inf leaves: numeric cells are clamped to the network's input range.
-    out_sub = torch.nan_to_num(out_sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
-    out = torch.as_tensor(x)[None].repeat(n_samples, 1, 1)
-    out[:, rows] = torch.where(torch.as_tensor(known)[rows], out[:, rows], out_sub)
+    def whole(sub: torch.Tensor) -> torch.Tensor:
+        """(S, N, F) table from imputations of its rows ``rows``. No NaN or inf leaves: numeric cells are
+        clamped to the network's input range."""
+        sub = torch.nan_to_num(sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
+        full = torch.as_tensor(x)[None].repeat(len(sub), 1, 1)
+        full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
+        return full
+
+    out = whole(out_sub)
     if (center_draws or calibrate_spread) and not point and n_samples > 1:
         fixed = torch.as_tensor(known) | torch.as_tensor(is_cat)[None, :]  # cells these steps leave alone
         mean = out.mean(0, keepdim=True)
         if center_draws:
-            centre = torch.as_tensor(impute(pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows,
-                                            chunk_rows=chunk_rows, seed=seed, key_rows=keys.numpy()))
+            centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
+                pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
+                seed=seed, key_rows=keys.numpy()))
             out, mean = torch.where(fixed, out, out - mean + centre), centre
         if calibrate_spread:
             settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
                         "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
                         "variance_mix": variance_mix, "share_first_call": share_first_call,
                         "draw_context_rows": draw_context_rows, "center_draws": center_draws}
-            scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, **settings))
+            scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
+                                                  **settings))
             out = torch.where(fixed, out, mean + scale * (out - mean))
         out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
     if return_logits:
@@ -333,19 +365,23 @@ def impute(
 
 
 def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
-                  n_classes: np.ndarray, seed: int, **settings) -> np.ndarray:
+                  n_classes: np.ndarray, seed: int, key_rows: np.ndarray, **settings) -> np.ndarray:
     """Per-column factors (F,) for the draws' deviations from their mean: in-context calibration of their spread.
 
-    In every numeric column with missing cells, ``CALIBRATION_FRAC`` of the observed cells (seeded) are hidden
-    as well and drawn ``CALIBRATION_DRAWS`` times with the same sampler ``settings``. Calibrated draws have
+    In every numeric column with missing cells, ``CALIBRATION_FRAC`` of the observed cells of the key rows
+    (``key_rows``, seeded) are hidden as well and drawn ``CALIBRATION_DRAWS`` times with the same sampler
+    ``settings``, on the key rows alone: they attend to each other only, so their draws are those of the
+    whole table at the cost of a table of at most ``max_context_rows`` rows. Calibrated draws have
     squared errors of their mean r^2 = s^2 (1 + 1/D) on average (s^2 the draws' variance, D draws; r^2 = s^2
     when they are centred on the point estimate, ``center_draws``), so a column's factor is
     sqrt(sum r^2 / sum s^2 (1 + 1/D)), pulled toward the table's pooled factor by
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
     """
     rng = np.random.default_rng([seed, 1])
+    columns = np.flatnonzero(~is_cat & (~known).any(0))
+    x, known = x[np.sort(key_rows)], known[np.sort(key_rows)]
     hold = np.zeros_like(known)
-    for j in np.flatnonzero(~is_cat & (~known).any(0)):
+    for j in columns:
         observed = np.flatnonzero(known[:, j])
         k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
         if k > 0:
@@ -355,7 +391,7 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
         return scale
     n_draws = CALIBRATION_DRAWS
     draws = impute(pretrained, x, known & ~hold, is_cat, n_classes, n_samples=n_draws, seed=seed + 1,
-                   calibrate_spread=False, **settings).astype(np.float64)
+                   key_rows=np.arange(len(x)), calibrate_spread=False, **settings).astype(np.float64)
     err2 = np.where(hold, (draws.mean(0) - x) ** 2, 0.0).sum(0)  # (F,)
     inflation = 1.0 if settings.get("center_draws") else 1 + 1 / n_draws
     var = np.where(hold, draws.var(0, ddof=1) * inflation, 0.0).sum(0)
