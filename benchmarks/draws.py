@@ -66,14 +66,16 @@ def gaussian_crps(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float
 
 
 def parse_variant(text: str) -> dict:
-    """SamplerConfig overrides from "field=value,field=value" (values as the field's type; "" = none)."""
+    """SamplerConfig overrides from "field=value,field=value" (values as the field's type, a tuple's items
+    joined by "+", e.g. "ensemble=identity+yeo_johnson"; "" = none)."""
     from icl_diffusion.sampling import SamplerConfig
 
     types = {f.name: type(f.default) for f in dataclasses.fields(SamplerConfig)}
     out = {}
     for item in filter(None, text.split(",")):
         name, value = item.split("=")
-        out[name] = bool(int(value)) if types[name] is bool else types[name](value)
+        out[name] = (bool(int(value)) if types[name] is bool else tuple(value.split("+")) if types[name] is tuple
+                     else types[name](value))
     return out
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from . import __version__
 from .inference import ENGINE_METHODS
 from .sampling import SamplerConfig
+from .transforms import MEMBERS
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
 # type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
@@ -158,6 +159,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                    help=f"most rows attended to (default: the checkpoint's, {SamplerConfig.max_context_rows})")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"query rows per forward pass (default: the checkpoint's, {SamplerConfig.chunk_rows})")
+    p.add_argument("--ensemble", default=None, help="views of the table the point estimate is averaged over, "
+                   f"comma-separated from {','.join(MEMBERS)} (default: the checkpoint's)")
     _progress_arg(p)
 
 
@@ -190,8 +193,12 @@ def _common_kwargs(args) -> dict:
         resolve_device(args.device)
     except ValueError as err:
         raise UserError(f"--device {args.device}: {err}") from err
+    ensemble = None if args.ensemble is None else tuple(m.strip() for m in args.ensemble.split(","))
+    if ensemble is not None and not set(ensemble) <= set(MEMBERS):
+        raise UserError(f"--ensemble {args.ensemble}: members are {', '.join(MEMBERS)}")
     return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
-            "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args)}
+            "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
+            "ensemble": ensemble}
 
 
 def build_parser() -> argparse.ArgumentParser:

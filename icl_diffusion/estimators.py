@@ -37,6 +37,7 @@ from .inference import ENGINE_METHODS, impute
 from .preprocessing import TablePreprocessor, _moments, as_table
 from .sampling import SamplerConfig
 from .scaling import CLIP
+from .transforms import MEMBERS
 
 _LOADED: dict[tuple, Pretrained] = {}
 
@@ -79,7 +80,7 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
 CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross-fitted temperature
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
-         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows"}
+         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble"}
 
 
 def _seed(random_state) -> int:
@@ -136,6 +137,11 @@ class _Base(BaseEstimator):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
+        members = getattr(self, "ensemble", None)
+        if members is not None and (isinstance(members, str) or not isinstance(members, (tuple, list))
+                                    or not members or not set(members) <= set(MEMBERS)):
+            raise ValueError(f"ensemble must be a non-empty tuple of {MEMBERS} (or None: the checkpoint's), "
+                             f"got {members!r}")
 
     def _setting(self, name: str):
         """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""
@@ -154,6 +160,7 @@ class _Base(BaseEstimator):
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
             center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
+            ensemble=tuple(self._setting("ensemble")),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )
@@ -180,11 +187,13 @@ class DiffusionImputer(TransformerMixin, _Base):
         calibrate_spread: rescale several imputations of each numeric column about their mean so that their
             spread matches their errors on observed cells of this table hidden for the purpose
             (``inference.spread_scales``; one more sampler run of a few draws).
+        ensemble: views of the table the point estimate is averaged over (``transforms.MEMBERS``): "identity"
+            and "yeo_johnson" (numeric columns Gaussianized per column); one network call each.
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
-            variance_mix, center_draws, calibrate_spread, max_context_rows, batch_size: None = the checkpoint's
-            tuned value
+            variance_mix, center_draws, calibrate_spread, ensemble, max_context_rows, batch_size: None = the
+            checkpoint's tuned value
             (``pretrained_.sampler``, a ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -197,8 +206,9 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None):
         self.checkpoint = checkpoint
+        self.ensemble = ensemble
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
@@ -346,7 +356,8 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
 
     Args:
-        checkpoint, device, random_state, max_context_rows, batch_size, progress: as ``DiffusionImputer``.
+        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble: as
+            ``DiffusionImputer``.
             Training sets larger than max_context_rows are subsampled (with random_state) as the context.
         calibrate: fit a softmax temperature to the context rows (``CALIBRATION_FOLDS``-fold: each fold's
             targets predicted from the other folds, the temperature minimizing their log loss) so that
@@ -362,8 +373,9 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
-                 batch_size=None, progress=False, calibrate=True):
+                 batch_size=None, progress=False, calibrate=True, ensemble=None):
         self.checkpoint = checkpoint
+        self.ensemble = ensemble
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
@@ -420,7 +432,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
-            batch_size, progress, variance_mix, center_draws, calibrate_spread: as ``DiffusionImputer``.
+            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble: as ``DiffusionImputer``.
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
 
     Attributes:
@@ -431,8 +443,9 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None):
         self.checkpoint = checkpoint
+        self.ensemble = ensemble
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -23,6 +23,7 @@ from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
+from .transforms import MEMBERS, YeoJohnson
 from .scaling import CLIP
 
 
@@ -152,6 +153,37 @@ def point_estimate(diffusion, output, x, known, is_cat) -> torch.Tensor:
 
 
 @torch.no_grad()
+def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
+                   first: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
+
+    Each member is one ``first_call`` on the table as that member sees it (``first``: the identity member's,
+    if already made); numeric estimates are averaged in the table's units, class probabilities averaged (the
+    logits returned are their logs). One member: ``one_call`` exactly.
+    """
+    unknown = sorted(set(members) - set(MEMBERS))
+    if not members or unknown:
+        raise ValueError(f"ensemble members must be a non-empty tuple of {MEMBERS}, got {members!r}")
+    x_sum = prob_sum = 0
+    for member in members:
+        keys = key_rows.to(x.device)  # fitted where the network's own closed-form estimate is: the key rows
+        transform = YeoJohnson.fit(x[keys], known[keys], is_cat) if member == "yeo_johnson" else None
+        x_m = x if transform is None else transform.forward(x)
+        reuse = first is not None and member == "identity"
+        output = first if reuse else first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
+        x0 = point_estimate(diffusion, output, x_m, known, is_cat)
+        if len(members) == 1:
+            return x0, output[1][0]
+        x_sum = x_sum + (x0 if transform is None else transform.inverse(x0))
+        prob_sum = prob_sum + torch.softmax(output[1][0].double(), -1)
+    probs = prob_sum / len(members)
+    cat = is_cat[None, :].expand_as(known)
+    x0 = torch.where(cat, probs.argmax(-1).to(x.dtype), (x_sum / len(members)).to(x.dtype))
+    logits = torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))  # -1e4: the network's "no level"
+    return torch.where(known, x, x0), logits.to(x.dtype)
+
+
+@torch.no_grad()
 def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
     """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
 
@@ -236,7 +268,7 @@ def impute(
     max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
     key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
-    center_draws: bool | None = None, calibrate_spread: bool | None = None,
+    center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -244,8 +276,9 @@ def impute(
     ``method="point"`` (the default; also ``"ddim"`` with one step and one sample): the one-call point estimate
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
-    ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws`` and ``calibrate_spread``
-    left None take the checkpoint's tuned values (``pretrained.sampler``). Several draws of numeric cells are
+    ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread`` and
+    ``ensemble`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
+    averaged over the ``ensemble``'s views of the table (``ensemble_point``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
     ``spread_scales``, run on the key rows alone); not RePaint's, which stay as drawn (faithful).
@@ -263,6 +296,7 @@ def impute(
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
     center_draws = (tuned.center_draws if center_draws is None else center_draws) and method != "repaint"
     calibrate_spread = (tuned.calibrate_spread if calibrate_spread is None else calibrate_spread) and method != "repaint"
+    ensemble = tuple(tuned.ensemble if ensemble is None else ensemble)
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)
@@ -294,7 +328,7 @@ def impute(
         return count("once") + (calls - 1) * count("none") if calls else 0
 
     if point:
-        total = passes(1, keys_sub, 1)
+        total = passes(1, keys_sub, 1) * len(ensemble)
     else:
         chain_len = diffusion.respaced(n_steps).n_chain
         steps = count_calls(repaint_schedule(chain_len, jump_length, jump_n_sample))[0]
@@ -302,6 +336,7 @@ def impute(
         steps -= chain_len > 1 and not bool((cat[None, :] & ~ks).any())
         total = passes(n_samples, keys_sub, steps) if not share else (
             passes(1, keys_sub, 1) + passes(n_samples, draw_keys, steps - 1))
+        total += (len(ensemble) - 1) * passes(1, keys_sub, 1) * (share and center_draws and n_samples > 1)
     bar = hook = centre_sub = None
     if progress:
         from tqdm.auto import tqdm
@@ -311,13 +346,13 @@ def impute(
         hook = model.register_forward_hook(lambda *_: bar.update(1))
     try:
         if point:
-            x0, logits = one_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)
+            x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble)
             out_sub = x0[None]
         else:
             # Draws centred on the point estimate whose call they share: that call is made once, here.
             first = first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows) if share else None
             if first is not None and center_draws and n_samples > 1:
-                centre_sub = point_estimate(diffusion, first, xs, ks, cat)
+                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, first)[0]
             gen = torch.Generator(device=dev).manual_seed(seed)
             out_sub = impute_standardized(
                 model, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
@@ -344,13 +379,13 @@ def impute(
         if center_draws:
             centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
                 pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
-                seed=seed, key_rows=keys.numpy()))
+                seed=seed, key_rows=keys.numpy(), ensemble=ensemble))
             out, mean = torch.where(fixed, out, out - mean + centre), centre
         if calibrate_spread:
             settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
                         "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
                         "variance_mix": variance_mix, "share_first_call": share_first_call,
-                        "draw_context_rows": draw_context_rows, "center_draws": center_draws}
+                        "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble}
             scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
                                                   **settings))
             out = torch.where(fixed, out, mean + scale * (out - mean))

@@ -151,3 +151,20 @@ def test_python_dash_m_help():
     assert result.returncode == 0
     for command in ("impute", "predict", "demo", "pretrain", "finetune", "export"):
         assert command in result.stdout
+
+
+def test_ensemble_option(table_csv, tiny_checkpoint, tmp_path, capsys):
+    """--ensemble reaches the engine (one member: the plain one call, another table), a wrong member is a
+    one-line error before any work."""
+    outs = {}
+    for members in ("identity", "identity,yeo_johnson"):
+        out = tmp_path / f"{members}.csv"
+        assert main(["impute", str(table_csv), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                     "--ensemble", members]) == 0
+        outs[members] = pd.read_csv(out)
+    assert not outs["identity"].equals(outs["identity,yeo_johnson"])
+    capsys.readouterr()
+    assert main(["impute", str(table_csv), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tiny_checkpoint),
+                 "--ensemble", "log"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ensemble log" in err[0] and "yeo_johnson" in err[0]
