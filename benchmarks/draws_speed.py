@@ -88,8 +88,8 @@ def main() -> None:
     mf = [missforest("first")]
     forwards[0] = 0
     filled, wall, cpu = timed(point, x, args.seed)
-    rows.append(["icl point estimate (1 call)", wall, cpu, forwards[0], nrmse(filled, table.x, missing),
-                 "", "", "", "", ""])
+    label = f"icl point estimate (ensemble: {' + '.join(pretrained.sampler.ensemble)})"
+    rows.append([label, wall, cpu, forwards[0], nrmse(filled, table.x, missing), "", "", "", "", ""])
     for variant in args.variants.split(";"):
         pre = with_sampler(pretrained, parse_variant(variant))
 
