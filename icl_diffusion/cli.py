@@ -150,6 +150,9 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--center-draws", action=argparse.BooleanOptionalAction, default=None,
                        help="centre several imputations of each numeric cell on the point estimate "
                        "(default: the checkpoint's setting)")
+        p.add_argument("--ensemble-draws", action=argparse.BooleanOptionalAction, default=None,
+                       help="split several imputations among the --ensemble's views (default: the checkpoint's "
+                       "setting)")
         p.add_argument("--calibrate-spread", action=argparse.BooleanOptionalAction, default=None,
                        help="rescale several imputations of each numeric column so that their spread matches "
                        "their errors on hidden observed cells (default: the checkpoint's setting)")
@@ -182,7 +185,8 @@ def _progress(args) -> bool:
 def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
             "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix,
-            "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread}
+            "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread,
+            "ensemble_draws": args.ensemble_draws}
 
 
 def _common_kwargs(args) -> dict:

@@ -80,7 +80,8 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
 CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross-fitted temperature
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
-         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble"}
+         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
+         "ensemble_draws": "ensemble_draws"}
 
 
 def _seed(random_state) -> int:
@@ -133,7 +134,7 @@ class _Base(BaseEstimator):
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
-        for name in ("center_draws", "calibrate_spread"):
+        for name in ("center_draws", "calibrate_spread", "ensemble_draws"):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
@@ -160,7 +161,7 @@ class _Base(BaseEstimator):
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
             center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
-            ensemble=tuple(self._setting("ensemble")),
+            ensemble=tuple(self._setting("ensemble")), ensemble_draws=getattr(self, "ensemble_draws", None),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )
@@ -189,12 +190,12 @@ class DiffusionImputer(TransformerMixin, _Base):
             (``inference.spread_scales``; one more sampler run of a few draws).
         ensemble: views of the table the point estimate is averaged over (``transforms.MEMBERS``): "identity"
             and "yeo_johnson" (numeric columns Gaussianized per column); one network call each.
+        ensemble_draws: several imputations split among the ensemble's views (drawn in each view's units).
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
-            variance_mix, center_draws, calibrate_spread, ensemble, max_context_rows, batch_size: None = the
-            checkpoint's tuned value
-            (``pretrained_.sampler``, a ``SamplerConfig``).
+            variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, max_context_rows, batch_size:
+            None = the checkpoint's tuned value (``pretrained_.sampler``, a ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
     Attributes:
@@ -206,9 +207,11 @@ class DiffusionImputer(TransformerMixin, _Base):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
+                 ensemble_draws=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
+        self.ensemble_draws = ensemble_draws
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
@@ -432,7 +435,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
-            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble: as ``DiffusionImputer``.
+            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws: as
+            ``DiffusionImputer``.
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
 
     Attributes:
@@ -443,9 +447,11 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
-                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None):
+                 progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
+                 ensemble_draws=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
+        self.ensemble_draws = ensemble_draws
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -152,25 +152,34 @@ def point_estimate(diffusion, output, x, known, is_cat) -> torch.Tensor:
     return torch.where(known, x, x0)
 
 
-@torch.no_grad()
-def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
-                   first: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
-
-    Each member is one ``first_call`` on the table as that member sees it (``first``: the identity member's,
-    if already made); numeric estimates are averaged in the table's units, class probabilities averaged (the
-    logits returned are their logs). One member: ``one_call`` exactly.
-    """
+def views(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor, members: tuple[str, ...]):
+    """[(member, its transform or None, the table (N, F) as that member sees it)] (``transforms.MEMBERS``)."""
     unknown = sorted(set(members) - set(MEMBERS))
     if not members or unknown:
         raise ValueError(f"ensemble members must be a non-empty tuple of {MEMBERS}, got {members!r}")
-    x_sum = prob_sum = 0
+    keys = key_rows.to(x.device)  # fitted where the network's own closed-form estimate is: the key rows
+    out = []
     for member in members:
-        keys = key_rows.to(x.device)  # fitted where the network's own closed-form estimate is: the key rows
         transform = YeoJohnson.fit(x[keys], known[keys], is_cat) if member == "yeo_johnson" else None
-        x_m = x if transform is None else transform.forward(x)
-        reuse = first is not None and member == "identity"
-        output = first if reuse else first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
+        out.append((member, transform, x if transform is None else transform.forward(x)))
+    return out
+
+
+@torch.no_grad()
+def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
+                   outputs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
+
+    Each member is one ``first_call`` on the table as that member sees it (``outputs``: member -> that call's
+    output, reused where present and filled in here); numeric estimates are averaged in the table's units,
+    class probabilities averaged (the logits returned are their logs). One member: ``one_call`` exactly.
+    """
+    outputs = {} if outputs is None else outputs
+    x_sum = prob_sum = 0
+    for member, transform, x_m in views(x, known, is_cat, key_rows, members):
+        if member not in outputs:
+            outputs[member] = first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
+        output = outputs[member]
         x0 = point_estimate(diffusion, output, x_m, known, is_cat)
         if len(members) == 1:
             return x0, output[1][0]
@@ -269,6 +278,7 @@ def impute(
     key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
+    ensemble_draws: bool | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -297,6 +307,7 @@ def impute(
     center_draws = (tuned.center_draws if center_draws is None else center_draws) and method != "repaint"
     calibrate_spread = (tuned.calibrate_spread if calibrate_spread is None else calibrate_spread) and method != "repaint"
     ensemble = tuple(tuned.ensemble if ensemble is None else ensemble)
+    ensemble_draws = (tuned.ensemble_draws if ensemble_draws is None else ensemble_draws) and method != "repaint"
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)
@@ -330,13 +341,17 @@ def impute(
     if point:
         total = passes(1, keys_sub, 1) * len(ensemble)
     else:
+        # Several draws of a conditional sampler are split among the ensemble's views (drawn in each view's
+        # units and mapped back, interleaved), so that their shape follows a skewed column's.
+        draw_views = ensemble if share and ensemble_draws and n_samples > 1 else ("identity",)
+        split = [len(range(i, n_samples, len(draw_views))) for i in range(len(draw_views))]
         chain_len = diffusion.respaced(n_steps).n_chain
         steps = count_calls(repaint_schedule(chain_len, jump_length, jump_n_sample))[0]
         # The last step (original t = 0) calls the network only to reveal categorical cells.
         steps -= chain_len > 1 and not bool((cat[None, :] & ~ks).any())
+        first_calls = len(set(draw_views) | set(ensemble if center_draws and n_samples > 1 else ()) | {"identity"})
         total = passes(n_samples, keys_sub, steps) if not share else (
-            passes(1, keys_sub, 1) + passes(n_samples, draw_keys, steps - 1))
-        total += (len(ensemble) - 1) * passes(1, keys_sub, 1) * (share and center_draws and n_samples > 1)
+            first_calls * passes(1, keys_sub, 1) + sum(passes(n, draw_keys, steps - 1) for n in split))
     bar = hook = centre_sub = None
     if progress:
         from tqdm.auto import tqdm
@@ -350,16 +365,23 @@ def impute(
             out_sub = x0[None]
         else:
             # Draws centred on the point estimate whose call they share: that call is made once, here.
-            first = first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows) if share else None
-            if first is not None and center_draws and n_samples > 1:
-                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, first)[0]
+            # The first call (t = T, x_T at its mean) of each view is made once: it is the view's point estimate,
+            # which the draws are centred on, and the shared first call of the draws drawn in that view.
+            outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)} if share else {}
+            if share and center_draws and n_samples > 1:
+                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs)[0]
             gen = torch.Generator(device=dev).manual_seed(seed)
-            out_sub = impute_standardized(
-                model, diffusion, xs, ks, cat, ncl, n_samples=n_samples, method=method, n_steps=n_steps,
-                jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
-                chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub, variance_mix=variance_mix,
-                share_first_call=share, draw_key_rows=draw_keys, first_output=first,
-            )
+            out_sub = torch.empty(n_samples, *xs.shape, dtype=xs.dtype, device=dev)
+            for i, (member, transform, x_m) in enumerate(views(xs, ks, cat, keys_sub, draw_views)):
+                if share and member not in outputs:
+                    outputs[member] = first_call(model, diffusion, x_m, ks, cat, ncl, keys_sub, chunk_rows)
+                drawn = impute_standardized(
+                    model, diffusion, x_m, ks, cat, ncl, n_samples=split[i], method=method, n_steps=n_steps,
+                    jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
+                    chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub, variance_mix=variance_mix,
+                    share_first_call=share, draw_key_rows=draw_keys, first_output=outputs.get(member),
+                )
+                out_sub[i :: len(draw_views)] = drawn if transform is None else torch.where(ks, xs, transform.inverse(drawn))
     finally:
         if bar is not None:
             hook.remove()
@@ -385,7 +407,8 @@ def impute(
             settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
                         "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
                         "variance_mix": variance_mix, "share_first_call": share_first_call,
-                        "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble}
+                        "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble,
+                        "ensemble_draws": ensemble_draws}
             scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
                                                   **settings))
             out = torch.where(fixed, out, mean + scale * (out - mean))
