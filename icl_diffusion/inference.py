@@ -23,9 +23,8 @@ from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
-from .transforms import MEMBERS, YeoJohnson
 from .scaling import CLIP
-
+from .transforms import MEMBERS, YeoJohnson
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -364,7 +363,6 @@ def impute(
             x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble)
             out_sub = x0[None]
         else:
-            # Draws centred on the point estimate whose call they share: that call is made once, here.
             # The first call (t = T, x_T at its mean) of each view is made once: it is the view's point estimate,
             # which the draws are centred on, and the shared first call of the draws drawn in that view.
             outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)} if share else {}
@@ -386,6 +384,7 @@ def impute(
         if bar is not None:
             hook.remove()
             bar.close()
+
     def whole(sub: torch.Tensor) -> torch.Tensor:
         """(S, N, F) table from imputations of its rows ``rows``. No NaN or inf leaves: numeric cells are
         clamped to the network's input range."""
