@@ -161,7 +161,7 @@ class _Base(BaseEstimator):
             method=method, n_steps=n_steps, jump_length=getattr(self, "jump_length", 1),
             jump_n_sample=getattr(self, "jump_n_sample", 1), variance_mix=self._setting("variance_mix"),
             center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
-            ensemble=tuple(self._setting("ensemble")), ensemble_draws=getattr(self, "ensemble_draws", None),
+            ensemble=tuple(self._setting("ensemble")), ensemble_draws=self._setting("ensemble_draws"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )

@@ -61,9 +61,9 @@ class SamplerConfig:
         NRMSE of the mean within 0.001-0.005 on the draws benchmark) at 0.6x the time on a 2,000-row table
         (benchmarks/results/draws_speed.md).
     center_draws, calibrate_spread: for the conditional and ddim samplers (RePaint's draws stay as drawn).
-    center_draws: shift each numeric cell's draws so that their mean is the one-call point estimate (their
+    center_draws: shift each numeric cell's draws so that their mean is the point estimate (``ensemble``; their
         deviations, and so the joint structure of a draw, kept): the draws' own mean is a noisier estimate of
-        the same posterior mean (benchmarks/results/draws.md). Costs one network call.
+        the same posterior mean (benchmarks/results/draws.md). Costs one network call per view.
     calibrate_spread: rescale each numeric column's draws about their mean so that their spread matches
         their errors on cells of this table that were observed and hidden for the purpose
         (``inference.spread_scales``); costs one more sampler run of ``inference.CALIBRATION_DRAWS`` draws.
