@@ -33,7 +33,7 @@ import pandas as pd
 from . import __version__
 from .inference import ENGINE_METHODS
 from .sampling import SamplerConfig
-from .transforms import MEMBERS
+from .transforms import MEMBERS, check_members
 
 # --task auto: integer targets with at most this many distinct values are classes (as in scikit-learn's
 # type_of_target, which calls a few distinct integers "multiclass"); more are a regression target.
@@ -197,9 +197,12 @@ def _common_kwargs(args) -> dict:
         resolve_device(args.device)
     except ValueError as err:
         raise UserError(f"--device {args.device}: {err}") from err
-    ensemble = None if args.ensemble is None else tuple(m.strip() for m in args.ensemble.split(","))
-    if ensemble is not None and not set(ensemble) <= set(MEMBERS):
-        raise UserError(f"--ensemble {args.ensemble}: members are {', '.join(MEMBERS)}")
+    ensemble = None
+    if args.ensemble is not None:
+        try:
+            ensemble = check_members([m.strip() for m in args.ensemble.split(",")])
+        except ValueError as err:
+            raise UserError(f"--ensemble {args.ensemble}: {err}") from err
     return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
             "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
             "ensemble": ensemble}

@@ -37,7 +37,7 @@ from .inference import ENGINE_METHODS, impute
 from .preprocessing import TablePreprocessor, _moments, as_table
 from .sampling import SamplerConfig
 from .scaling import CLIP
-from .transforms import MEMBERS
+from .transforms import check_members
 
 _LOADED: dict[tuple, Pretrained] = {}
 
@@ -138,11 +138,8 @@ class _Base(BaseEstimator):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
-        members = getattr(self, "ensemble", None)
-        if members is not None and (isinstance(members, str) or not isinstance(members, (tuple, list))
-                                    or not members or not set(members) <= set(MEMBERS)):
-            raise ValueError(f"ensemble must be a non-empty tuple of {MEMBERS} (or None: the checkpoint's), "
-                             f"got {members!r}")
+        if getattr(self, "ensemble", None) is not None:
+            check_members(self.ensemble)
 
     def _setting(self, name: str):
         """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""

@@ -24,7 +24,7 @@ from .diffusion import MASK, GaussianDiffusion
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
-from .transforms import MEMBERS, YeoJohnson
+from .transforms import YeoJohnson, check_members
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -151,31 +151,32 @@ def point_estimate(diffusion, output, x, known, is_cat) -> torch.Tensor:
     return torch.where(known, x, x0)
 
 
-def views(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor, members: tuple[str, ...]):
-    """[(member, its transform or None, the table (N, F) as that member sees it)] (``transforms.MEMBERS``)."""
-    unknown = sorted(set(members) - set(MEMBERS))
-    if not members or unknown:
-        raise ValueError(f"ensemble members must be a non-empty tuple of {MEMBERS}, got {members!r}")
+def views(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
+          members: tuple[str, ...]) -> dict:
+    """{member: (its transform or None, the table (N, F) as that member sees it)} (``transforms.MEMBERS``)."""
     keys = key_rows.to(x.device)  # fitted where the network's own closed-form estimate is: the key rows
-    out = []
-    for member in members:
+    out = {}
+    for member in check_members(members):
         transform = YeoJohnson.fit(x[keys], known[keys], is_cat) if member == "yeo_johnson" else None
-        out.append((member, transform, x if transform is None else transform.forward(x)))
+        out[member] = (transform, x if transform is None else transform.forward(x))
     return out
 
 
 @torch.no_grad()
 def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
-                   outputs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   outputs: dict | None = None, table_views: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
 
-    Each member is one ``first_call`` on the table as that member sees it (``outputs``: member -> that call's
-    output, reused where present and filled in here); numeric estimates are averaged in the table's units,
-    class probabilities averaged (the logits returned are their logs). One member: ``one_call`` exactly.
+    Each member is one ``first_call`` on the table as that member sees it (``table_views``: ``views``' result
+    if already made; ``outputs``: member -> that call's output, reused where present and filled in here);
+    numeric estimates are averaged in the table's units, class probabilities averaged (the logits returned are
+    their logs). One member: ``one_call`` exactly.
     """
     outputs = {} if outputs is None else outputs
+    table_views = views(x, known, is_cat, key_rows, members) if table_views is None else table_views
     x_sum = prob_sum = 0
-    for member, transform, x_m in views(x, known, is_cat, key_rows, members):
+    for member in members:
+        transform, x_m = table_views[member]
         if member not in outputs:
             outputs[member] = first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
         output = outputs[member]
@@ -365,12 +366,16 @@ def impute(
         else:
             # The first call (t = T, x_T at its mean) of each view is made once: it is the view's point estimate,
             # which the draws are centred on, and the shared first call of the draws drawn in that view.
+            # Each view (and its transform's fit) is made once, for the centre and the draws alike.
+            table_views = views(xs, ks, cat, keys_sub, tuple(dict.fromkeys(ensemble + draw_views)))
             outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)} if share else {}
             if share and center_draws and n_samples > 1:
-                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs)[0]
+                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
+                                            table_views)[0]
             gen = torch.Generator(device=dev).manual_seed(seed)
             out_sub = torch.empty(n_samples, *xs.shape, dtype=xs.dtype, device=dev)
-            for i, (member, transform, x_m) in enumerate(views(xs, ks, cat, keys_sub, draw_views)):
+            for i, member in enumerate(draw_views):
+                transform, x_m = table_views[member]
                 if share and member not in outputs:
                     outputs[member] = first_call(model, diffusion, x_m, ks, cat, ncl, keys_sub, chunk_rows)
                 drawn = impute_standardized(

@@ -20,6 +20,14 @@ MIN_DISTINCT = 5  # columns with fewer distinct known values (binary, small ordi
 LAMBDA_GRID = np.linspace(-3.0, 5.0, 81)
 
 
+def check_members(members) -> tuple[str, ...]:
+    """``members`` as a tuple, or a one-line ValueError: a non-empty tuple (or list) of ``MEMBERS``."""
+    if isinstance(members, str) or not isinstance(members, (tuple, list)) or not members \
+            or not set(members) <= set(MEMBERS):
+        raise ValueError(f"ensemble must be a non-empty tuple of {', '.join(MEMBERS)}, got {members!r}")
+    return tuple(members)
+
+
 def yeo_johnson(x: torch.Tensor, lmbda: torch.Tensor) -> torch.Tensor:
     """Yeo-Johnson transform (Yeo & Johnson, 2000) of x (N, F) with one lambda per column (F,); any shapes
     that broadcast."""
