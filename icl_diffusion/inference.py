@@ -275,7 +275,7 @@ def impute(
     pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
     n_samples: int = 1, method: str = "point", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
     max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
-    key_rows: np.ndarray | None = None, progress: bool = False, return_logits: bool = False,
+    key_rows: np.ndarray | None = None, progress=False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None,
@@ -352,13 +352,26 @@ def impute(
         first_calls = len(set(draw_views) | set(ensemble if center_draws and n_samples > 1 else ()) | {"identity"})
         total = passes(n_samples, keys_sub, steps) if not share else (
             first_calls * passes(1, keys_sub, 1) + sum(passes(n, draw_keys, steps - 1) for n in split))
+
+    def whole(sub: torch.Tensor) -> torch.Tensor:
+        """(S, N, F) table from imputations of its rows ``rows``. No NaN or inf leaves: numeric cells are
+        clamped to the network's input range."""
+        sub = torch.nan_to_num(sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
+        full = torch.as_tensor(x)[None].repeat(len(sub), 1, 1)
+        full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
+        return full
+
     bar = hook = centre_sub = None
-    if progress:
+    if progress is True:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="imputing" if n_samples == 1 else f"{n_samples} imputations", unit="pass",
                    leave=False)
         hook = model.register_forward_hook(lambda *_: bar.update(1))
+    elif progress is not False and progress is not None:  # a caller's bar (the calibration's draws, the centre):
+        bar = progress  # this call's passes join its total; the caller's hook ticks it
+        bar.total += total
+        bar.refresh()
     try:
         if point:
             x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble)
@@ -385,38 +398,29 @@ def impute(
                     share_first_call=share, draw_key_rows=draw_keys, first_output=outputs.get(member),
                 )
                 out_sub[i :: len(draw_views)] = drawn if transform is None else torch.where(ks, xs, transform.inverse(drawn))
+        out = whole(out_sub)
+        if (center_draws or calibrate_spread) and not point and n_samples > 1:
+            fixed = torch.as_tensor(known) | torch.as_tensor(is_cat)[None, :]  # cells these steps leave alone
+            mean = out.mean(0, keepdim=True)
+            if center_draws:
+                centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
+                    pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
+                    seed=seed, key_rows=keys.numpy(), ensemble=ensemble, progress=bar))
+                out, mean = torch.where(fixed, out, out - mean + centre), centre
+            if calibrate_spread:
+                settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
+                            "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
+                            "variance_mix": variance_mix, "share_first_call": share_first_call,
+                            "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble,
+                            "ensemble_draws": ensemble_draws}
+                scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
+                                                      progress=bar, **settings))
+                out = torch.where(fixed, out, mean + scale * (out - mean))
+            out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
     finally:
-        if bar is not None:
+        if hook is not None:
             hook.remove()
             bar.close()
-
-    def whole(sub: torch.Tensor) -> torch.Tensor:
-        """(S, N, F) table from imputations of its rows ``rows``. No NaN or inf leaves: numeric cells are
-        clamped to the network's input range."""
-        sub = torch.nan_to_num(sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
-        full = torch.as_tensor(x)[None].repeat(len(sub), 1, 1)
-        full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
-        return full
-
-    out = whole(out_sub)
-    if (center_draws or calibrate_spread) and not point and n_samples > 1:
-        fixed = torch.as_tensor(known) | torch.as_tensor(is_cat)[None, :]  # cells these steps leave alone
-        mean = out.mean(0, keepdim=True)
-        if center_draws:
-            centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
-                pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
-                seed=seed, key_rows=keys.numpy(), ensemble=ensemble))
-            out, mean = torch.where(fixed, out, out - mean + centre), centre
-        if calibrate_spread:
-            settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
-                        "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
-                        "variance_mix": variance_mix, "share_first_call": share_first_call,
-                        "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble,
-                        "ensemble_draws": ensemble_draws}
-            scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
-                                                  **settings))
-            out = torch.where(fixed, out, mean + scale * (out - mean))
-        out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
     if return_logits:
         if not point:
             raise ValueError("logits come only with the one-call point estimate")
