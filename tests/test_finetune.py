@@ -150,3 +150,45 @@ def test_cli_reads_every_fine_tuning_setting_by_its_type():
     for bad, says in (("point_inputs=maybe", "true or false"), ("rows=64", "two integers"), ("max_steps=2.5", "an integer")):
         with pytest.raises(UserError, match=says):
             read(bad)
+
+
+def test_anchor_adds_its_weight_times_the_squared_distance_from_the_start_weights():
+    """L2-SP (``FineTuneConfig.anchor``): the training loss plus anchor x ||weights - start weights||^2, over
+    the trained parameters; 0 at the start, and not before the start weights are recorded."""
+    df = product_domain(0, n=60)
+    batch = UserTableDataset(encode_tables(df, max_classes=100), FineTuneConfig(p_prior=0.0), PriorConfig()).batch(0)
+    batch.pop("index")
+    losses = {}
+    for anchor in (0.0, 0.5):
+        torch.manual_seed(0)
+        module = FineTuneLitModule(anchor=anchor, model=DenoiserConfig(d_model=32, n_blocks=1, n_heads=2),
+                                   diffusion={}, loss={}, seed=0)
+        if anchor:
+            with pytest.raises(RuntimeError, match="set_start"):
+                module.training_step(batch, 0)
+        module.set_start()
+        at_start = module.training_step(batch, 0)
+        with torch.no_grad():
+            for p in module.model.parameters():
+                p.add_(0.01)
+        drift = sum(p.numel() for p in module.model.parameters()) * 0.01**2
+        losses[anchor] = (at_start, module.training_step(batch, 0), drift)
+    assert torch.allclose(losses[0.0][0], losses[0.5][0])  # no drift at the start: no penalty
+    moved_plain, moved_anchored, drift = losses[0.0][1], losses[0.5][1], losses[0.5][2]
+    assert float((moved_anchored - moved_plain).detach()) == pytest.approx(0.5 * drift, rel=1e-4)
+
+
+def test_validation_imputes_as_the_estimator_does():
+    """Early stopping reads the path users run: the validation score of a table is the estimator's error on the
+    same hidden cells (the checkpoint's stored settings, its ensemble included)."""
+    from icl_diffusion.checkpoint import load_pretrained
+    from icl_diffusion.evaluation import evaluate_engine
+    from icl_diffusion.finetune import validation_batches
+
+    df = product_domain(0, n=120)
+    batch = validation_batches(encode_tables(df, max_classes=100), seed=0)[0]
+    got = evaluate_engine(load_pretrained(), [batch])["user_nrmse"]
+    hide = (batch["observed"][0] & ~batch["known"][0]).numpy()
+    filled = DiffusionImputer(random_state=0).fit_transform(df.mask(hide))
+    err = ((filled - df) / df.std()).to_numpy()[hide]
+    assert got == pytest.approx(float(np.sqrt((err**2).mean())), rel=1e-3)
