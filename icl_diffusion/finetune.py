@@ -119,14 +119,29 @@ def _as_batch(x, observed, is_cat, n_classes) -> dict:
             "n_classes": torch.as_tensor(n_classes)}
 
 
-def validation_batches(tables: list[EncodedTable], seed: int, rate: float = 0.2) -> list[dict]:
-    """One batch per validation table: rate of its observed cells hidden (MCAR, seeded)."""
+def validation_batches(tables: list[EncodedTable], seed: int, rate: float = 0.2,
+                       context: EncodedTable | None = None, max_context_rows: int = 512) -> list[dict]:
+    """One batch per validation table: rate of its observed cells hidden (MCAR, seeded).
+
+    ``context`` (one table: its training rows): the batch is the training table's complete rows (all of its
+    rows if none is complete; a seeded subset of at most ``max_context_rows``) above the validation rows, none
+    of their cells hidden, as ``DiffusionImputer.transform`` imputes new rows of the table it was fitted on.
+    """
     out = []
     for i, enc in enumerate(tables):
         rng = np.random.default_rng([seed, i])
         hide = enc.known & (rng.random(enc.known.shape) < rate)
-        b = _as_batch(enc.x[None], enc.known[None], enc.is_cat[None], enc.n_classes[None])
-        b["known"] = torch.as_tensor(enc.known & ~hide)[None]
+        x, known, observed = enc.x, enc.known & ~hide, enc.known
+        if context is not None:
+            rows = context.known.all(1)
+            rows = np.flatnonzero(rows if rows.any() else np.ones_like(rows))
+            if len(rows) > max_context_rows:
+                rows = np.sort(rng.choice(rows, max_context_rows, replace=False))
+            x = np.concatenate([context.x[rows], x])
+            known = np.concatenate([context.known[rows], known])
+            observed = np.concatenate([context.known[rows], observed])
+        b = _as_batch(x[None], observed[None], enc.is_cat[None], enc.n_classes[None])
+        b["known"] = torch.as_tensor(known)[None]
         b["family"] = "user"
         out.append(b)
     return out
@@ -326,7 +341,9 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
                "train_only": tuple(cfg.train_only)}, seed=cfg.seed)
     module.model.load_state_dict(start.model.state_dict())
     module.set_start()
-    module._val_batches = validation_batches(val_tables, cfg.seed)
+    # One table: its validation rows imputed with its training rows as context, as new rows would be.
+    module._val_batches = validation_batches(val_tables, cfg.seed, context=train_tables[0] if len(encoded) == 1
+                                             else None, max_context_rows=start.sampler.max_context_rows)
     before = score(module.validate())
     keep = KeepBest(before, cfg.patience, {k: v.detach().clone() for k, v in module.model.state_dict().items()})
     interactive = progress if progress is not None else sys.stderr.isatty()

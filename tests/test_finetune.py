@@ -192,3 +192,21 @@ def test_validation_imputes_as_the_estimator_does():
     filled = DiffusionImputer(random_state=0).fit_transform(df.mask(hide))
     err = ((filled - df) / df.std()).to_numpy()[hide]
     assert got == pytest.approx(float(np.sqrt((err**2).mean())), rel=1e-3)
+
+
+def test_one_table_validation_rows_are_imputed_with_the_training_rows_as_context():
+    from icl_diffusion.finetune import split, validation_batches
+
+    df = product_domain(0, n=200).mask(np.random.default_rng(2).random((200, 4)) < 0.1)
+    train, val = split(encode_tables(df, max_classes=100), val_frac=0.2, seed=0)
+    complete = train[0].known.all(1)
+    batch = validation_batches(val, seed=0, context=train[0], max_context_rows=50)[0]
+    n_val = len(val[0].x)
+    assert batch["x"].shape == (1, 50 + n_val, 4) and complete.sum() > 50
+    context_x, context_known = batch["x"][0, :50].numpy(), batch["known"][0, :50].numpy()
+    assert context_known.all()  # complete training rows, none of their cells hidden
+    assert all((train[0].x[complete] == row).all(1).any() for row in context_x)
+    hidden = (batch["observed"][0] & ~batch["known"][0]).numpy()
+    assert not hidden[:50].any() and hidden[50:].sum() > 0 and not (hidden[50:] & ~val[0].known).any()
+    alone = validation_batches(val, seed=0)[0]  # several tables: each alone, the same cells hidden
+    assert torch.equal(alone["known"][0], batch["known"][0, 50:])
