@@ -386,7 +386,8 @@ def cmd_finetune(args) -> None:
 
 
 FINETUNE_KINDS = {"float": "a number", "int": "an integer", "bool": "true or false",
-                  "tuple[int, int]": "two integers, e.g. rows=64,256", "tuple[str, ...]": "names, e.g. mask_kinds=mcar,mar"}
+                  "tuple[int, int]": "two integers, e.g. rows=64,256", "tuple[str, ...]": "names, e.g. mask_kinds=mcar,mar",
+                  "tuple[str, ...] | None": "names, e.g. views=identity,yeo_johnson"}
 
 
 def _finetune_setting(item: str, key: str, value: str, kind: str):
@@ -399,7 +400,7 @@ def _finetune_setting(item: str, key: str, value: str, kind: str):
             if len(parts) != 2:
                 raise ValueError
             return tuple(int(v) for v in parts)
-        if kind == "tuple[str, ...]":
+        if kind.startswith("tuple[str, ...]"):
             return tuple(parts)
         return float(value) if kind == "float" else int(value)
     except (KeyError, ValueError) as err:

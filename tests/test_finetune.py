@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from icl_diffusion import DiffusionImputer, fine_tune, load_checkpoint
+from icl_diffusion import DiffusionImputer, fine_tune, load_checkpoint, load_pretrained
 from icl_diffusion.cli import main
 from icl_diffusion.diffusion import GaussianDiffusion
 from icl_diffusion.finetune import FineTuneConfig, FineTuneLitModule, UserTableDataset, encode_tables
@@ -65,6 +65,7 @@ def test_fine_tuning_learns_a_domain_and_writes_an_inference_checkpoint(tmp_path
     assert after < 0.93 * before, (before, after)
     info = load_checkpoint(out).info["fine_tuned"]
     assert info["source"] == "shipped" and info["tables"] == [[400, 4]] * 3
+    assert info["config"]["views"] == list(load_pretrained().sampler.ensemble)  # None: the checkpoint's
     assert info["val_after"] <= info["val_before"] and info["steps"] <= 250
 
 
@@ -145,6 +146,7 @@ def test_cli_reads_every_fine_tuning_setting_by_its_type():
     read = lambda item: _finetune_setting(item, *item.split("=", 1), kinds[item.split("=", 1)[0]])
     assert read("mask_kinds=mcar,mar") == ("mcar", "mar")
     assert read("train_only=[value, num_head]") == ("value", "num_head")
+    assert read("views=identity,yeo_johnson") == ("identity", "yeo_johnson")
     assert read("table_identities=true") is True and read("point_inputs=0") is False
     assert read("rows=64,128") == (64, 128) and read("lr=3e-4") == 3e-4 and read("max_steps=20") == 20
     for bad, says in (("point_inputs=maybe", "true or false"), ("rows=64", "two integers"), ("max_steps=2.5", "an integer")):
@@ -210,3 +212,27 @@ def test_one_table_validation_rows_are_imputed_with_the_training_rows_as_context
     assert not hidden[:50].any() and hidden[50:].sum() > 0 and not (hidden[50:] & ~val[0].known).any()
     alone = validation_batches(val, seed=0)[0]  # several tables: each alone, the same cells hidden
     assert torch.equal(alone["known"][0], batch["known"][0, 50:])
+
+
+def test_user_batches_are_drawn_in_the_views_inference_ensembles():
+    """``FineTuneConfig.views``: each user-table batch is the table as one ensemble member sees it (a Yeo-Johnson
+    view fitted on the subset's known cells); the same subsets and masks either way."""
+    from icl_diffusion.finetune import yeo_johnson_view
+
+    rng = np.random.default_rng(0)
+    df = product_domain(0, n=200).assign(e=rng.lognormal(sigma=1.0, size=200))
+    enc = encode_tables(df, max_classes=100)
+    data = {v: UserTableDataset(enc, FineTuneConfig(p_prior=0.0, views=v), PriorConfig())
+            for v in (("identity",), ("yeo_johnson",), ("identity", "yeo_johnson"))}
+    skew = lambda x, known: float(torch.stack([torch.as_tensor(
+        pd.Series(x[b, known[b, :, -1], -1].numpy()).skew()) for b in range(len(x))]).mean())
+    for index in range(3):
+        plain, yj = data[("identity",)].batch(index), data[("yeo_johnson",)].batch(index)
+        assert torch.equal(plain["known"], yj["known"]) and torch.equal(plain["columns"], yj["columns"])
+        torch.testing.assert_close(yj["x"], yeo_johnson_view(plain["x"], plain["known"], plain["is_cat"]))
+    both = {bool(torch.equal(data[("identity", "yeo_johnson")].batch(i)["x"], data[("identity",)].batch(i)["x"]))
+            for i in range(12)}
+    assert both == {True, False}  # both views drawn
+    x = torch.as_tensor(enc[0].x)[None]
+    known = torch.as_tensor(enc[0].known)[None]
+    assert skew(yeo_johnson_view(x, known, torch.as_tensor(enc[0].is_cat)[None]), known) < 0.3 < skew(x, known)
