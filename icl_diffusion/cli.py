@@ -387,7 +387,8 @@ def cmd_finetune(args) -> None:
 
 FINETUNE_KINDS = {"float": "a number", "int": "an integer", "bool": "true or false",
                   "tuple[int, int]": "two integers, e.g. rows=64,256", "tuple[str, ...]": "names, e.g. mask_kinds=mcar,mar",
-                  "tuple[str, ...] | None": "names, e.g. views=identity,yeo_johnson"}
+                  "tuple[str, ...] | None": "names, e.g. views=identity,yeo_johnson",
+                  "float | None": "a number or none"}
 
 
 def _finetune_setting(item: str, key: str, value: str, kind: str):
@@ -402,6 +403,8 @@ def _finetune_setting(item: str, key: str, value: str, kind: str):
             return tuple(int(v) for v in parts)
         if kind.startswith("tuple[str, ...]"):
             return tuple(parts)
+        if kind == "float | None":
+            return None if value.lower() in ("none", "null") else float(value)
         return float(value) if kind == "float" else int(value)
     except (KeyError, ValueError) as err:
         raise UserError(f"fine-tuning setting {item!r}: {key} takes {FINETUNE_KINDS.get(kind, kind)}") from err

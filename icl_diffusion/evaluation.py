@@ -93,23 +93,28 @@ def gaussian_oracle(batch: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_engine(pretrained: Pretrained, batches: list[dict], seed: int = 0) -> dict[str, float]:
-    """``user_nrmse`` / ``user_cat_acc`` averaged over one-table batches (B = 1: fine-tuning's validation tables),
-    each imputed by the inference engine (``inference.impute``) with the checkpoint's stored settings, as the
-    estimators would impute it: key-row cap, test-time ensemble and all. Hidden cells reach the engine as the
-    preprocessor's unknown cells do (0, ``EncodedTable``)."""
+    """Validation batches imputed by the inference engine (``inference.impute``) with the checkpoint's stored
+    settings, as the estimators impute a table (key-row cap, test-time ensemble and all), table by table.
+    Family "user" batches (fine-tuning's validation tables) give ``user_nrmse`` / ``user_cat_acc``, Gaussian
+    ones ``gaussian_ratio`` (NRMSE / the exact conditional mean's). Hidden cells never reach the engine."""
     was_training = pretrained.model.training
     pretrained.model.eval()
     sums: dict[str, list[float]] = {}
     for batch in batches:
-        known = batch["known"][0].bool()
-        x = torch.where(known, batch["x"][0], torch.zeros_like(batch["x"][0]))
-        filled = impute(pretrained, x.numpy(), known.numpy(), batch["is_cat"][0].bool().numpy(),
-                        batch["n_classes"][0].numpy(), seed=seed)
-        filled = torch.as_tensor(filled, dtype=batch["x"].dtype)
-        sums.setdefault("user_nrmse", []).append(nrmse(filled, batch))
+        x, known, is_cat = batch["x"], batch["known"].bool(), batch["is_cat"].bool()
+        x_std, mean, std = standardize(torch.where(known, x, torch.zeros_like(x)), known, is_cat)
+        filled = torch.stack([torch.as_tensor(impute(
+            pretrained, x_std[b].numpy(), known[b].numpy(), is_cat[b].numpy(), batch["n_classes"][b].numpy(),
+            seed=seed)[0]) for b in range(len(x))]).to(x.dtype)
+        filled = torch.where(is_cat[:, None, :], filled, filled * std + mean)
+        fam = batch.get("family", "user")
+        if fam == "gaussian":
+            sums.setdefault("gaussian_ratio", []).append(nrmse(filled, batch) / nrmse(gaussian_oracle(batch), batch))
+            continue
+        sums.setdefault(f"{fam}_nrmse", []).append(nrmse(filled, batch))
         acc, n_cat = cat_accuracy(filled, batch)
         if n_cat:
-            sums.setdefault("user_cat_acc", []).append(acc)
+            sums.setdefault(f"{fam}_cat_acc", []).append(acc)
     pretrained.model.train(was_training)
     return {k: sum(v) / len(v) for k, v in sums.items()}
 

@@ -55,11 +55,12 @@ def test_masks_fall_only_on_observed_cells_and_missing_cells_are_never_targets()
 
 
 def test_fine_tuning_learns_a_domain_and_writes_an_inference_checkpoint(tmp_path):
-    """~40 s of CPU: the held-out error on the domain's exact product column drops clearly."""
+    """~40 s of CPU: the held-out error on the domain's exact product column drops clearly (the forgetting
+    guard off: learning a * b this fast costs generic skill)."""
     out = tmp_path / "domain.safetensors"
     imputer = DiffusionImputer(random_state=0).fine_tune([product_domain(s) for s in range(3)], out,
                                                           max_steps=250, lr=1e-3, p_prior=0.1, val_every=50,
-                                                          progress=False)
+                                                          max_forgetting=None, progress=False)
     assert imputer.checkpoint == str(out)
     before, after = heldout_nrmse(None), heldout_nrmse(str(out))
     assert after < 0.93 * before, (before, after)
@@ -148,6 +149,7 @@ def test_cli_reads_every_fine_tuning_setting_by_its_type():
     assert read("train_only=[value, num_head]") == ("value", "num_head")
     assert read("views=identity,yeo_johnson") == ("identity", "yeo_johnson")
     assert read("table_identities=true") is True and read("point_inputs=0") is False
+    assert read("max_forgetting=none") is None and read("max_forgetting=0.05") == 0.05
     assert read("rows=64,128") == (64, 128) and read("lr=3e-4") == 3e-4 and read("max_steps=20") == 20
     for bad, says in (("point_inputs=maybe", "true or false"), ("rows=64", "two integers"), ("max_steps=2.5", "an integer")):
         with pytest.raises(UserError, match=says):
@@ -236,3 +238,29 @@ def test_user_batches_are_drawn_in_the_views_inference_ensembles():
     x = torch.as_tensor(enc[0].x)[None]
     known = torch.as_tensor(enc[0].known)[None]
     assert skew(yeo_johnson_view(x, known, torch.as_tensor(enc[0].is_cat)[None]), known) < 0.3 < skew(x, known)
+
+
+def test_forgetting_guard_refuses_weights_that_lose_generic_skill():
+    """``max_forgetting``: a validation that beats the best score is kept only if its Gaussian-oracle ratio on
+    the guard's tables is within max_forgetting of the start's; the guard's tables are Gaussian, 30% MCAR."""
+    from types import SimpleNamespace
+
+    from icl_diffusion.finetune import KeepBest, guard_batches
+
+    model = torch.nn.Linear(2, 1)
+    keep = KeepBest(1.0, patience=5, start_state={}, ratio_before=1.10, max_forgetting=0.02)
+    for step, (nrmse, ratio) in enumerate([(0.8, 1.15), (0.9, 1.11), (0.7, 1.13), (0.85, 1.115)], start=1):
+        trainer = SimpleNamespace(sanity_checking=False, global_step=step, should_stop=False,
+                                  callback_metrics={"val/user_nrmse": torch.tensor(nrmse),
+                                                    "val/gaussian_ratio": torch.tensor(ratio)})
+        keep.on_validation_end(trainer, SimpleNamespace(model=model))
+    assert (keep.best_step, keep.best, keep.rejected) == (4, pytest.approx(0.85), 2)
+    unguarded = KeepBest(1.0, patience=5, start_state={}, ratio_before=1.10, max_forgetting=None)
+    unguarded.on_validation_end(SimpleNamespace(sanity_checking=False, global_step=1, should_stop=False,
+                                                callback_metrics={"val/user_nrmse": torch.tensor(0.8),
+                                                                  "val/gaussian_ratio": torch.tensor(1.5)}),
+                                SimpleNamespace(model=model))
+    assert unguarded.best_step == 1
+    (batch,) = guard_batches()
+    assert batch["family"] == "gaussian" and batch["x"].shape == (4, 256, 8)
+    assert abs(float((~batch["known"]).float().mean()) - 0.3) < 0.01
