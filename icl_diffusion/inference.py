@@ -295,7 +295,8 @@ def impute(
     Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
-    by a forward hook on the network (one tick per forward pass).
+    by a forward hook on the network (one tick per forward pass), the spread calibration's and the centre's
+    passes included (their nested calls get the bar itself, and add their passes to its total).
     """
     model, diffusion, tuned = pretrained.model, pretrained.diffusion, pretrained.sampler
     max_context_rows = tuned.max_context_rows if max_context_rows is None else max_context_rows
@@ -362,13 +363,13 @@ def impute(
         return full
 
     bar = hook = centre_sub = None
-    if progress is True:
+    if progress and not hasattr(progress, "update"):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="imputing" if n_samples == 1 else f"{n_samples} imputations", unit="pass",
                    leave=False)
         hook = model.register_forward_hook(lambda *_: bar.update(1))
-    elif progress is not False and progress is not None:  # a caller's bar (the calibration's draws, the centre):
+    elif hasattr(progress, "update"):  # a caller's bar (the calibration's draws, the centre):
         bar = progress  # this call's passes join its total; the caller's hook ticks it
         bar.total += total
         bar.refresh()
