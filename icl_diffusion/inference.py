@@ -368,7 +368,11 @@ def impute(
 
         bar = tqdm(total=total, desc="imputing" if n_samples == 1 else f"{n_samples} imputations", unit="pass",
                    leave=False)
-        hook = model.register_forward_hook(lambda *_: bar.update(1))
+
+        def tick(*_) -> None:  # None: a forward hook's non-None return would replace the output (tqdm's update
+            bar.update(1)  # returns True when it redraws)
+
+        hook = model.register_forward_hook(tick)
     elif hasattr(progress, "update"):  # a caller's bar (the calibration's draws, the centre):
         bar = progress  # this call's passes join its total; the caller's hook ticks it
         bar.total += total

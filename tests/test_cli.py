@@ -95,6 +95,15 @@ def test_demo(tiny_checkpoint, capsys):
     assert "NaN" not in text.split("After")[1]
 
 
+def test_demo_with_the_progress_bar_on_as_in_a_terminal(capsys):
+    """The shipped model with a real tqdm bar (on by default when stderr is a terminal): the bar ticks from a
+    forward hook, and tqdm's update returns True when it redraws, which a hook must not pass on as the
+    network's output (the demo crashed on a terminal until session 8)."""
+    assert main(["demo", "--rows", "2", "--progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "After" in out and "imputing" in err
+
+
 def test_na_values(tmp_path, tiny_checkpoint):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text("u,v\n1,2\n2,?\n3,5\n")
