@@ -75,6 +75,23 @@ def _value(text: str):
         return text
 
 
+def hide_cells(df: pd.DataFrame, test: np.ndarray, rng: np.random.Generator):
+    """20% of the cells of the rows ``test`` hidden (MCAR, ``rng``): (missing (N, F) bool, the table with them
+    hidden, numeric columns' complete-data mean and std for scoring)."""
+    z, mean, std = numeric_image(df)
+    missing = np.zeros(df.shape, dtype=bool)
+    missing[test] = make_mask(z[test], "mcar", 0.2, rng)
+    return missing, df.mask(missing), mean, std
+
+
+def one_table(table: str, seed: int = 0):
+    """Protocol (a) for ``table``: (table, test rows (30%), missing, holey, mean, std), as ``main`` draws them."""
+    df, _ = load_table(table, max_rows=LARGE_TABLES.get(table, (None, None))[1])
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(df)) < 0.3
+    return (df, test, *hide_cells(df, test, rng))
+
+
 def gaussian_ratio(checkpoint) -> float:
     """Mean over MCAR / MAR 30% x seeds 0-2 of NRMSE / oracle NRMSE on 500 x 10 Gaussian tables."""
     ratios = []
@@ -115,10 +132,7 @@ def main() -> None:
         test = rng.random(len(df)) < 0.3
         tables = df[~test].reset_index(drop=True)
         what = f"{args.table} ({len(df)} rows x {df.shape[1]} columns), fine-tuned on {int((~test).sum())} rows"
-    z, mean, std = numeric_image(df)
-    missing = np.zeros(df.shape, dtype=bool)
-    missing[test] = make_mask(z[test], "mcar", 0.2, rng)
-    holey = df.mask(missing)
+    missing, holey, mean, std = hide_cells(df, test, rng)
     out = Path(args.out_dir) / f"{args.domain or args.table}.safetensors"
 
     start = time.perf_counter()

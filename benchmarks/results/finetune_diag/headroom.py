@@ -3,15 +3,10 @@ complete rows with ALL other columns observed (optimistic: the test rows really 
 import sys
 import numpy as np
 sys.path.insert(0, "benchmarks")
-from categorical import load_table, numeric_image
-from common import make_mask
+import finetune as bench
 from sklearn.ensemble import HistGradientBoostingRegressor
-df, cats = load_table("nmes1988", max_rows=None)
-z, mean, std = numeric_image(df)
-rng = np.random.default_rng(0)
-test = rng.random(len(df)) < 0.3
-missing = np.zeros(df.shape, dtype=bool)
-missing[test] = make_mask(z[test], "mcar", 0.2, rng)
+df, test, missing, _, mean, std = bench.one_table("nmes1988")
+cats = [c for c in df.columns if str(df[c].dtype) == "category"]
 X = df.copy()
 for c in X.columns:
     if X[c].dtype == object or str(X[c].dtype) == "category":

@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, "benchmarks")
 import finetune as bench  # registers LARGE_TABLES
-from categorical import load_table, numeric_image, score as bscore
-from common import make_mask
+from categorical import score as bscore
 from icl_diffusion import DiffusionImputer, finetune as ft
 from icl_diffusion.checkpoint import Pretrained, load_pretrained
 
@@ -14,13 +13,7 @@ torch.set_num_threads(1)
 table = sys.argv[1]
 overrides = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 tag = sys.argv[3] if len(sys.argv) > 3 else "run"
-df, _ = load_table(table, max_rows=bench.LARGE_TABLES.get(table, (None, None))[1])
-z, mean, std = numeric_image(df)
-rng = np.random.default_rng(0)
-test = rng.random(len(df)) < 0.3
-missing = np.zeros(df.shape, dtype=bool)
-missing[test] = make_mask(z[test], "mcar", 0.2, rng)
-holey = df.mask(missing)
+df, test, missing, holey, mean, std = bench.one_table(table)
 start = load_pretrained()
 eval_time = [0.0]
 

@@ -2,8 +2,8 @@
 import sys, time
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, "benchmarks")
-from categorical import numeric_image, score, missforest_mixed, mode_mean, _rdataset
-from common import make_mask
+import finetune as bench
+from categorical import score, missforest_mixed, mode_mean, _rdataset
 from icl_diffusion import DiffusionImputer
 from sklearn.ensemble import HistGradientBoostingRegressor
 torch.set_num_threads(1)
@@ -16,12 +16,9 @@ df = df.dropna().reset_index(drop=True)
 if len(df) > n:
     df = df.iloc[np.sort(np.random.default_rng(0).choice(len(df), n, replace=False))].reset_index(drop=True)
 df = pd.DataFrame({c: df[c].astype(str).astype("category") if c in cats else df[c].astype(np.float64) for c in df.columns})
-z, mean, std = numeric_image(df)
 rng = np.random.default_rng(0)
 test = rng.random(len(df)) < 0.3
-missing = np.zeros(df.shape, dtype=bool)
-missing[test] = make_mask(z[test], "mcar", 0.2, rng)
-holey = df.mask(missing)
+missing, holey, mean, std = bench.hide_cells(df, test, rng)
 for m, f in [("before", lambda d: DiffusionImputer(random_state=0).fit_transform(d)),
              ("missforest", lambda d: missforest_mixed(d, 0)), ("mode_mean", mode_mean)]:
     t = time.perf_counter(); acc, err = score(f(holey), df, missing, mean, std)

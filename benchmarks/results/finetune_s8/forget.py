@@ -4,8 +4,7 @@ import json, sys, time
 import numpy as np, torch
 sys.path.insert(0, "benchmarks")
 import finetune as bench
-from categorical import load_table, numeric_image, score as bscore
-from common import make_mask
+from categorical import score as bscore
 from icl_diffusion import DiffusionImputer, fine_tune
 from icl_diffusion import finetune as ft
 _orig = ft.KeepBest.on_validation_end
@@ -19,13 +18,7 @@ tag, steps, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 from pathlib import Path
 Path("runs/ft8").mkdir(parents=True, exist_ok=True)
 table = over.pop("table", "guns")
-df, _ = load_table(table, max_rows=bench.LARGE_TABLES.get(table, (None, None))[1])
-z, mean, std = numeric_image(df)
-rng = np.random.default_rng(0)
-test = rng.random(len(df)) < 0.3
-missing = np.zeros(df.shape, dtype=bool)
-missing[test] = make_mask(z[test], "mcar", 0.2, rng)
-holey = df.mask(missing)
+df, test, missing, holey, mean, std = bench.one_table(table)
 t = time.process_time()
 out = fine_tune(df[~test].reset_index(drop=True), out=f"runs/ft8/{tag}.safetensors", progress=False,
                 max_steps=steps, val_every=steps, patience=100, **over)
