@@ -182,7 +182,7 @@ class UserTableDataset(IterableDataset):
     def __init__(self, tables: list[EncodedTable], cfg: FineTuneConfig, prior: PriorConfig, start_index: int = 0):
         super().__init__()
         self.tables, self.cfg, self.prior = tables, cfg, prior
-        self.views = check_members(cfg.views if cfg.views is not None else ("identity",))
+        self.views = check_members(cfg.views if cfg.views is not None else ("identity",), "views")
         self.next_index = start_index
 
     def batch(self, index: int) -> dict:
@@ -365,7 +365,7 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     """
     cfg = FineTuneConfig(**{**asdict(config or FineTuneConfig()), **overrides})
     start = checkpoint if isinstance(checkpoint, Pretrained) else load_pretrained(checkpoint)
-    cfg = replace(cfg, views=check_members(start.sampler.ensemble if cfg.views is None else cfg.views))
+    cfg = replace(cfg, views=check_members(start.sampler.ensemble if cfg.views is None else cfg.views, "views"))
     encoded = encode_tables(tables, start.model.cfg.max_classes)
     train_tables, val_tables = split(encoded, cfg.val_frac, cfg.seed)
     out = Path(out)

@@ -20,11 +20,12 @@ MIN_DISTINCT = 5  # columns with fewer distinct known values (binary, small ordi
 LAMBDA_GRID = np.linspace(-3.0, 5.0, 81)
 
 
-def check_members(members) -> tuple[str, ...]:
-    """``members`` as a tuple, or a one-line ValueError: a non-empty tuple (or list) of ``MEMBERS``."""
+def check_members(members, name: str = "ensemble") -> tuple[str, ...]:
+    """``members`` as a tuple, or a one-line ValueError naming the setting (``name``): a non-empty tuple (or
+    list) of ``MEMBERS``."""
     if isinstance(members, str) or not isinstance(members, (tuple, list)) or not members \
             or not set(members) <= set(MEMBERS):
-        raise ValueError(f"ensemble must be a non-empty tuple of {', '.join(MEMBERS)}, got {members!r}")
+        raise ValueError(f"{name} must be a non-empty tuple of {', '.join(MEMBERS)}, got {members!r}")
     return tuple(members)
 
 

@@ -86,6 +86,12 @@ def test_bad_tables_fail_before_training_naming_table_and_column(tmp_path, table
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_bad_settings_fail_before_training_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"^views must be a non-empty tuple of identity, yeo_johnson, got \('log',\)$"):
+        fine_tune(product_domain(0, n=40), out=tmp_path / "x.safetensors", views=("log",))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_finetune_on_csv_tables(tmp_path, capsys):
     paths = []
     for s in range(2):
