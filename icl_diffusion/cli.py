@@ -164,6 +164,9 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                    help=f"query rows per forward pass (default: the checkpoint's, {SamplerConfig.chunk_rows})")
     p.add_argument("--ensemble", default=None, help="views of the table the point estimate is averaged over, "
                    f"comma-separated from {','.join(MEMBERS)} (default: the checkpoint's)")
+    p.add_argument("--local-context-rows", type=int, default=None,
+                   help="rows of each row's local context (its nearest rows), blended with the whole table's "
+                   "estimate per column as the table's own held-out cells favour; 0: off (default: the checkpoint's)")
     _progress_arg(p)
 
 
@@ -205,7 +208,7 @@ def _common_kwargs(args) -> dict:
             raise UserError(f"--ensemble {args.ensemble}: {err}") from err
     return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
             "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
-            "ensemble": ensemble}
+            "ensemble": ensemble, "local_context_rows": args.local_context_rows}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,7 +81,7 @@ CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
-         "ensemble_draws": "ensemble_draws"}
+         "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows"}
 
 
 def _seed(random_state) -> int:
@@ -131,6 +131,10 @@ class _Base(BaseEstimator):
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        local = getattr(self, "local_context_rows", None)
+        if local is not None and (not isinstance(local, (int, np.integer)) or isinstance(local, bool) or local < 0):
+            raise ValueError(f"local_context_rows must be an integer >= 0 (0: off; or None: the checkpoint's), "
+                             f"got {local!r}")
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
@@ -160,6 +164,7 @@ class _Base(BaseEstimator):
             center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
             ensemble=tuple(self._setting("ensemble")), ensemble_draws=self._setting("ensemble_draws"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
+            local_context_rows=self._setting("local_context_rows"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )
 
@@ -188,11 +193,15 @@ class DiffusionImputer(TransformerMixin, _Base):
         ensemble: views of the table the point estimate is averaged over (``transforms.MEMBERS``): "identity"
             and "yeo_johnson" (numeric columns Gaussianized per column); one network call each.
         ensemble_draws: several imputations split among the ensemble's views (drawn in each view's units).
+        local_context_rows: the point estimate blended per column with a local one, each row imputed again
+            with this many of its nearest rows as context (``local_context.py``; blend weights chosen on
+            held-out observed cells); 0: off.
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
-            variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, max_context_rows, batch_size:
-            None = the checkpoint's tuned value (``pretrained_.sampler``, a ``SamplerConfig``).
+            variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, local_context_rows,
+            max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
+            ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
     Attributes:
@@ -205,10 +214,11 @@ class DiffusionImputer(TransformerMixin, _Base):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None):
+                 ensemble_draws=None, local_context_rows=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
+        self.local_context_rows = local_context_rows
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
@@ -356,8 +366,8 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
 
     Args:
-        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble: as
-            ``DiffusionImputer``.
+        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows:
+            as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
             Training sets larger than max_context_rows are subsampled (with random_state) as the context.
         calibrate: fit a softmax temperature to the context rows (``CALIBRATION_FOLDS``-fold: each fold's
             targets predicted from the other folds, the temperature minimizing their log loss) so that
@@ -373,9 +383,10 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
-                 batch_size=None, progress=False, calibrate=True, ensemble=None):
+                 batch_size=None, progress=False, calibrate=True, ensemble=None, local_context_rows=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
+        self.local_context_rows = local_context_rows
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
@@ -432,8 +443,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
-            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws: as
-            ``DiffusionImputer``.
+            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws,
+            local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
 
     Attributes:
@@ -445,10 +456,11 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None):
+                 ensemble_draws=None, local_context_rows=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
+        self.local_context_rows = local_context_rows
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

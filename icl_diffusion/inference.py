@@ -21,6 +21,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
+from .local_context import choose_weights, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
@@ -192,6 +193,70 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     return torch.where(known, x, x0), logits.to(x.dtype)
 
 
+def _extend(bar, passes: int) -> None:
+    """Add ``passes`` forward passes to a progress bar's total (none: no bar)."""
+    if bar is not None:
+        bar.total += passes
+        bar.refresh()
+
+
+@torch.no_grad()
+def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candidates, whole_table: bool,
+                chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
+                bar=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The local point estimate (N, F) and class probabilities (N, F, C) of every row with an unknown cell:
+    the ensemble's call on the row's local sub-table (``local_context.local_tables``: its group and the
+    ``context_rows`` candidate rows nearest to it; numeric columns standardized on its key rows). None when
+    the candidates make one context only. x, known: the whole table (N, F); global_x0: its global point
+    estimate (it places the rows); candidates, whole_table: as ``local_tables``."""
+    filled = torch.where(known, x, global_x0)
+    tables = local_tables(filled, known, is_cat, n_classes, candidates, whole_table, context_rows, query_rows, seed)
+    if not tables:
+        return None
+    _extend(bar, len(members) * sum(forward_passes(1, len(r), int(k.sum()), chunk_rows, "each") for r, _, k in tables))
+    x0 = filled.clone()
+    probs = torch.zeros(*x.shape, max(2, int(n_classes.max())), dtype=torch.float64, device=x.device)
+    for rows, take, keys in tables:
+        xl, kl = x[rows], known[rows]
+        mean, std = standardize(xl[keys], kl[keys], is_cat)  # on the context, as every fit of the call
+        est, logits = ensemble_point(model, diffusion, torch.where(kl, (xl - mean) / std, xl), kl, is_cat,
+                                     n_classes, keys.nonzero().squeeze(1), chunk_rows, members)
+        est = torch.where(is_cat[None, :], est, est * std + mean)
+        x0[rows[take]] = est[take]
+        probs[rows[take]] = torch.softmax(logits[take].double(), -1)
+    return torch.where(known, x, x0), probs
+
+
+@torch.no_grad()
+def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, chunk_rows: int,
+                  members: tuple[str, ...], context_rows: int, query_rows: int, seed: int, bar=None) -> torch.Tensor:
+    """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
+    rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
+    cells to impute) are hidden as well and imputed both ways; ``local_context.choose_weights`` picks the
+    blend. 0 where nothing was measured."""
+    rng = np.random.default_rng([seed, 2])
+    k_np = known.cpu().numpy()
+    hold = np.zeros_like(k_np)
+    for j in np.flatnonzero(columns):
+        observed = np.flatnonzero(k_np[:, j])
+        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
+        if k > 0:
+            hold[rng.choice(observed, k, replace=False), j] = True
+    hold = torch.as_tensor(hold, device=x.device)
+    weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    if not bool(hold.any()):
+        return weights
+    seen = known & ~hold
+    keys = torch.arange(len(x), device=x.device)
+    _extend(bar, len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
+    x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members)
+    local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
+                        context_rows, query_rows, seed, bar)
+    if local is None:
+        return weights
+    return choose_weights(x, hold, is_cat, (x0, torch.softmax(logits.double(), -1)), local)
+
+
 @torch.no_grad()
 def one_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
     """x0 estimate (N, F) and class logits (N, F, C) of every cell from one network call at t = T.
@@ -278,7 +343,7 @@ def impute(
     key_rows: np.ndarray | None = None, progress=False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
-    ensemble_draws: bool | None = None,
+    ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -309,6 +374,8 @@ def impute(
     calibrate_spread = (tuned.calibrate_spread if calibrate_spread is None else calibrate_spread) and method != "repaint"
     ensemble = tuple(tuned.ensemble if ensemble is None else ensemble)
     ensemble_draws = (tuned.ensemble_draws if ensemble_draws is None else ensemble_draws) and method != "repaint"
+    local_context_rows = tuned.local_context_rows if local_context_rows is None else local_context_rows
+    local_query_rows = tuned.local_query_rows if local_query_rows is None else local_query_rows
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)
@@ -362,6 +429,33 @@ def impute(
         full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
         return full
 
+    def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
+        """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
+        with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
+        x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
+                                    table_views)
+        if not local_context_rows:
+            return x0, logits
+        # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows
+        # given): only those, so that each row's imputation depends on them and on itself alone.
+        whole_table = key_rows is None
+        full_x, full_k = torch.as_tensor(x).to(dev), known_t.to(dev)
+        full_x0 = torch.where(full_k, full_x, 0.0)
+        full_x0[rows] = x0
+        candidates = torch.arange(N, device=dev) if whole_table else keys.to(dev)
+        settings = (chunk_rows, ensemble, local_context_rows, local_query_rows, seed)
+        local = local_point(model, diffusion, full_x, full_k, cat, ncl, full_x0, candidates, whole_table, *settings,
+                            bar)
+        if local is None:
+            return x0, logits
+        kx = keys.to(dev)
+        w = local_weights(model, diffusion, full_x[kx], full_k[kx], cat, ncl, (~known).any(0), *settings, bar)
+        probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
+        mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
+                            ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))
+        logits = torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
+        return torch.where(ks, xs, mixed), logits.to(x0.dtype)
+
     bar = hook = centre_sub = None
     if progress and not hasattr(progress, "update"):
         from tqdm.auto import tqdm
@@ -379,7 +473,7 @@ def impute(
         bar.refresh()
     try:
         if point:
-            x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble)
+            x0, logits = point_estimate_of()
             out_sub = x0[None]
         else:
             # The first call (t = T, x_T at its mean) of each view is made once: it is the view's point estimate,
@@ -388,8 +482,7 @@ def impute(
             table_views = views(xs, ks, cat, keys_sub, tuple(dict.fromkeys(ensemble + draw_views)))
             outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)} if share else {}
             if share and center_draws and n_samples > 1:
-                centre_sub = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
-                                            table_views)[0]
+                centre_sub = point_estimate_of(outputs, table_views)[0]
             gen = torch.Generator(device=dev).manual_seed(seed)
             out_sub = torch.empty(n_samples, *xs.shape, dtype=xs.dtype, device=dev)
             for i, member in enumerate(draw_views):
@@ -410,14 +503,16 @@ def impute(
             if center_draws:
                 centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
                     pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
-                    seed=seed, key_rows=keys.numpy(), ensemble=ensemble, progress=bar))
+                    seed=seed, key_rows=key_rows, ensemble=ensemble, local_context_rows=local_context_rows,
+                    local_query_rows=local_query_rows, progress=bar))
                 out, mean = torch.where(fixed, out, out - mean + centre), centre
             if calibrate_spread:
                 settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
                             "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
                             "variance_mix": variance_mix, "share_first_call": share_first_call,
                             "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble,
-                            "ensemble_draws": ensemble_draws}
+                            "ensemble_draws": ensemble_draws, "local_context_rows": local_context_rows,
+                            "local_query_rows": local_query_rows}
                 scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
                                                       progress=bar, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))

@@ -177,3 +177,30 @@ def test_ensemble_option(table_csv, tiny_checkpoint, tmp_path, capsys):
                  "--ensemble", "log"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ensemble log" in err[0] and "yeo_johnson" in err[0]
+
+
+def test_local_context_rows_option(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """--local-context-rows reaches the engine (0: off, another table), a negative count is a one-line error."""
+    import torch
+
+    import icl_diffusion.inference
+
+    # the tiny random model's local estimates lose on held-out cells: weigh them in regardless
+    monkeypatch.setattr(icl_diffusion.inference, "choose_weights", lambda x, *_: torch.ones(x.shape[1]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    table = tmp_path / "t.csv"
+    pd.DataFrame(x, columns=["a", "b", "c"]).to_csv(table, index=False)
+    outs = {}
+    for rows in ("0", "32"):
+        out = tmp_path / f"{rows}.csv"
+        assert main(["impute", str(table), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                     "--local-context-rows", rows]) == 0
+        outs[rows] = pd.read_csv(out)
+    assert not outs["0"].equals(outs["32"])
+    capsys.readouterr()
+    assert main(["impute", str(table), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tiny_checkpoint),
+                 "--local-context-rows", "-1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "local_context_rows must be an integer >= 0" in err[0]

@@ -240,6 +240,9 @@ def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
         DiffusionImputer(checkpoint=str(tiny_checkpoint), method="bogus").fit(X)
     with pytest.raises(ValueError, match="n_steps must be an integer >= 1"):
         DiffusionRegressor(checkpoint=str(tiny_checkpoint), n_steps=0).fit(X, X[:, 0])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="local_context_rows must be an integer >= 0"):
+            DiffusionClassifier(checkpoint=str(tiny_checkpoint), local_context_rows=bad).fit(X, [0, 1] * 3)
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         DiffusionImputer().fit(X)

@@ -1,0 +1,117 @@
+"""Local contexts (local_context.py, inference.local_point): each row imputed again with its nearest rows as
+context, blended per column with the global point estimate by weights chosen on held-out observed cells."""
+
+import numpy as np
+import pytest
+import torch
+from test_inference import IS_CAT, N_CLASSES, make_model, make_table
+
+from icl_diffusion.local_context import choose_weights, kmeans, local_tables, row_space, standardize
+
+
+def test_kmeans_finds_separated_groups_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(30, 2, generator=g) * 0.1 + c for c in (torch.tensor([5.0, 0]), torch.tensor([-5.0, 0]),
+                                                                           torch.tensor([0, 5.0]))])
+    labels = kmeans(z, 3, torch.Generator().manual_seed(1))
+    assert sorted(torch.bincount(labels).tolist()) == [30, 30, 30]
+    assert all(len(labels[i * 30 : (i + 1) * 30].unique()) == 1 for i in range(3))
+    assert torch.equal(labels, kmeans(z, 3, torch.Generator().manual_seed(1)))
+    assert int(kmeans(z[:2], 5, torch.Generator()).max()) <= 1  # at most one group per row
+
+
+def test_row_space_one_hot_levels_are_one_apart():
+    filled = torch.tensor([[0.5, 0.0], [0.5, 2.0]])
+    z = row_space(filled, torch.tensor([False, True]), torch.tensor([0, 3]))
+    assert z.shape == (2, 4)
+    assert float(torch.dist(z[0], z[1])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("queries_are_keys", [True, False])
+def test_local_tables_cover_every_row_to_impute_once(queries_are_keys):
+    x, known = make_table(0, N=60)
+    filled = torch.nan_to_num(x)
+    candidates = torch.arange(60) if queries_are_keys else torch.arange(0, 60, 2)
+    tables = local_tables(filled, known, IS_CAT, N_CLASSES, candidates, queries_are_keys, 10, 5, seed=3)
+    todo = (~known).any(1).nonzero().squeeze(1)
+    taken = torch.cat([rows[take] for rows, take, _ in tables])
+    assert torch.equal(taken.sort().values, todo), "every row with an unknown cell, once"
+    for rows, take, keys in tables:
+        assert torch.equal(rows, rows.sort().values)
+        context = rows[keys & ~take] if queries_are_keys else rows[keys]
+        assert bool(torch.isin(context, candidates).all()), "contexts come from the candidates only"
+        if queries_are_keys:
+            assert bool(keys.all())
+        else:
+            assert int(keys.sum()) == 10 and not bool((keys & take & ~torch.isin(rows, candidates)).any())
+    assert local_tables(filled, known, IS_CAT, N_CLASSES, candidates[:15], queries_are_keys, 10, 5, 3) == []
+
+
+def test_standardize_numeric_columns_on_known_cells():
+    x = torch.tensor([[1.0, 0.0, 4.0], [3.0, 1.0, 4.0], [float("nan"), 2.0, 4.0]])
+    known = torch.tensor([[True, True, True], [True, True, True], [False, True, True]])
+    mean, std = standardize(x, known, torch.tensor([False, True, False]))
+    torch.testing.assert_close(mean, torch.tensor([2.0, 0.0, 0.0]))  # categorical and constant columns: as is
+    torch.testing.assert_close(std, torch.tensor([1.0, 1.0, 1.0]))
+
+
+def _impute(x, known, **kw):
+    from icl_diffusion.checkpoint import Pretrained
+    from icl_diffusion.diffusion import GaussianDiffusion
+    from icl_diffusion.inference import impute
+
+    return impute(Pretrained(make_model(), GaussianDiffusion()), torch.nan_to_num(x).numpy(), known.numpy(),
+                  IS_CAT.numpy(), N_CLASSES.numpy(), **kw)
+
+
+def test_local_point_estimate_keeps_observed_cells_and_only_changes_what_it_should():
+    x, known = make_table(1, N=60)
+    off = _impute(x, known, local_context_rows=0)
+    on = _impute(x, known, local_context_rows=10, local_query_rows=5)
+    k = known.numpy()
+    np.testing.assert_array_equal(on[0][k], torch.nan_to_num(x).numpy()[k])
+    assert np.isfinite(on).all() and not np.allclose(on[0][~k], off[0][~k])
+    cat = np.broadcast_to(IS_CAT.numpy(), k.shape) & ~k
+    assert np.array_equal(on[0][cat], np.rint(on[0][cat])) and (on[0][cat] >= 0).all()
+    # a table with one context only (at most context + query rows): the global estimate, unchanged
+    np.testing.assert_array_equal(_impute(x, known, local_context_rows=50, local_query_rows=10), off)
+
+
+def test_local_contexts_make_rows_imputed_against_fitted_rows_independent_of_each_other():
+    """With the context rows given (key_rows: an estimator's fitted rows), a row's imputation depends on them and
+    on itself only, as without local contexts: imputing new rows one at a time or all together is the same."""
+    x, known = make_table(2, N=70)
+    fitted = torch.arange(50)
+    together = _impute(x, known, key_rows=fitted.numpy(), local_context_rows=10, local_query_rows=5)[0]
+    for r in (50, 57, 69):
+        rows = torch.cat([fitted, torch.tensor([r])])
+        alone = _impute(x[rows], known[rows], key_rows=fitted.numpy(), local_context_rows=10, local_query_rows=5)[0]
+        np.testing.assert_allclose(alone[-1], together[r], atol=1e-5)
+
+
+def test_choose_weights_follows_the_held_out_cells():
+    """Column 0: the local estimate is right and the global one wrong (weight 1); column 1: the reverse (0);
+    column 2 (categorical): the local probabilities put more mass on the true levels (weight 1); column 3: no
+    held cell (0)."""
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    x = torch.randn(n, 4, generator=g)
+    x[:, 2] = torch.randint(0, 3, (n,), generator=g).float()
+    is_cat = torch.tensor([False, False, True, False])
+    hold = torch.zeros(n, 4, dtype=torch.bool)
+    hold[:100, :3] = True
+    noise = torch.randn(n, 4, generator=g)
+    glob, loc = x.clone(), x.clone()
+    glob[:, 0] += noise[:, 0]
+    loc[:, 1] += noise[:, 1]
+    onehot = torch.nn.functional.one_hot(x[:, 2].long(), 3).double()
+    p_glob = torch.zeros(n, 4, 3, dtype=torch.float64) + 1 / 3
+    p_loc = p_glob.clone()
+    p_loc[:, 2] = 0.8 * onehot + 0.1
+    w = choose_weights(x, hold, is_cat, (glob, p_glob), (loc, p_loc))
+    assert w.tolist() == [1.0, 0.0, 1.0, 0.0]
+    # equal estimates: a tie goes to the global one
+    both = x.clone()
+    both[:, 0] += noise[:, 0]
+    w = choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob))
+    assert float(w[0]) == 0.0
