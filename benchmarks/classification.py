@@ -211,23 +211,23 @@ def _lgbm_regressor(seed):
     return LGBMRegressor(n_estimators=200, learning_rate=0.05, verbose=-1, n_jobs=1, random_state=seed)
 
 
-def icl_classifier(pretrained, max_context_rows: int):
+def icl_classifier(pretrained, max_context_rows: int, **params):
     def fit_predict(x_train, y_train, x_test, seed, n_classes):
         from icl_diffusion.estimators import DiffusionClassifier
 
         est = DiffusionClassifier(checkpoint=pretrained, device="cpu", random_state=seed,
-                                  max_context_rows=max_context_rows).fit(x_train, y_train)
+                                  max_context_rows=max_context_rows, **params).fit(x_train, y_train)
         return _proba_all(est, est.predict_proba(x_test), n_classes)
 
     return fit_predict
 
 
-def icl_regressor(pretrained, max_context_rows: int):
+def icl_regressor(pretrained, max_context_rows: int, **params):
     def fit_predict(x_train, y_train, x_test, seed):
         from icl_diffusion.estimators import DiffusionRegressor
 
         est = DiffusionRegressor(checkpoint=pretrained, device="cpu", random_state=seed,
-                                 max_context_rows=max_context_rows)
+                                 max_context_rows=max_context_rows, **params)
         return est.fit(x_train, np.asarray(y_train, dtype=np.float64)).predict(x_test)
 
     return fit_predict
@@ -255,17 +255,18 @@ class Method:
     clip: tuple[float, float] = CLIP_PROBA  # probabilities clipped to this range for the log loss
 
 
-def build_methods(pretrained, max_context_rows: int) -> dict[str, dict[str, Method]]:
+def build_methods(pretrained, max_context_rows: int, **params) -> dict[str, dict[str, Method]]:
+    """params: estimator parameters of the icl-diffusion classifier and regressor (e.g. local_context_rows)."""
     return {
         "classification": {
-            "icl": Method(icl_classifier(pretrained, max_context_rows)),
+            "icl": Method(icl_classifier(pretrained, max_context_rows, **params)),
             "logreg": Method(sklearn_classifier(_logreg)),
             "rf": Method(sklearn_classifier(_rf_classifier)),
             "lgbm": Method(sklearn_classifier(_lgbm_classifier)),
             "icl_reg01": Method(icl_reg01(pretrained, max_context_rows), binary_only=True, clip=CLIP_REG01),
         },
         "regression": {
-            "icl": Method(icl_regressor(pretrained, max_context_rows)),
+            "icl": Method(icl_regressor(pretrained, max_context_rows, **params)),
             "ridge": Method(sklearn_regressor(_ridge)),
             "rf": Method(sklearn_regressor(_rf_regressor)),
             "lgbm": Method(sklearn_regressor(_lgbm_regressor)),

@@ -63,13 +63,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rates", default="0.1,0.3,0.5")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (masks, Gaussian table, methods)")
     p.add_argument("--methods", default="icl_point," + ",".join(BASELINES),
-                   help="comma list of icl_point, closed_form (the closed-form estimates alone, no network), "
+                   help="comma list of icl_point, icl_local (with --local-context-rows), closed_form (the "
+                   "closed-form estimates alone, no network), "
                    "nearest_rows (the nearest-rows estimates alone), "
                    "mean, knn, mice, missforest")
     p.add_argument("--sampler-draws", type=int, default=0,
                    help="also run the conditional sampler and average K draws (0 = off; slow on CPU)")
     p.add_argument("--sampler-steps", type=int, default=10)
     p.add_argument("--max-context-rows", type=int, default=512)
+    p.add_argument("--local-context-rows", type=int, default=128, help="icl_local's local context rows")
     p.add_argument("--max-rows", type=int, default=1000, help="subsample larger tables (seeded)")
     p.add_argument("--missforest-iter", type=int, default=5)
     p.add_argument("--gaussian-rows", type=int, default=500)
@@ -92,6 +94,9 @@ def build_methods(args, pretrained) -> dict:
     for name in args.methods.split(","):
         if name == "icl_point":
             methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows)
+        elif name == "icl_local":  # the point estimate blended with local contexts (local_context.py)
+            methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows,
+                                              local_context_rows=args.local_context_rows)
         elif name == "closed_form":  # the network's closed-form input estimates alone, same engine
             from icl_diffusion.baselines import closed_form
 

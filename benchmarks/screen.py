@@ -8,10 +8,12 @@ splits are in benchmarks/results/categorical.md and classification.md. A checkpo
 full benchmarks (every method in the same run).
 
     python benchmarks/screen.py checkpoints/icl_diffusion_small.safetensors runs/<stage>/<snapshot>.safetensors
+    python benchmarks/screen.py checkpoints/icl_diffusion_small.safetensors --local-context-rows 128
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import types
 import zlib
@@ -29,9 +31,9 @@ from common import diffusion_imputer, make_mask
 from icl_diffusion import load_checkpoint
 
 
-def categorical_scores(pretrained) -> pd.DataFrame:
+def categorical_scores(pretrained, **params) -> pd.DataFrame:
     """Mean accuracy and NRMSE per table (rows) over categorical.py's default masks."""
-    impute = diffusion_imputer(pretrained, max_context_rows=512)
+    impute = diffusion_imputer(pretrained, max_context_rows=512, **params)
     rows = []
     for key in categorical.TABLES:
         df, _ = categorical.load_table(key, 1000)
@@ -46,10 +48,10 @@ def categorical_scores(pretrained) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "acc", "nrmse"])
 
 
-def prediction_scores(pretrained) -> pd.DataFrame:
+def prediction_scores(pretrained, **params) -> pd.DataFrame:
     """classification.py's runs (icl only), one row per table x split."""
     tables, _ = classification.load_tables(list(classification.TABLES))
-    methods = classification.build_methods(pretrained, 512)
+    methods = classification.build_methods(pretrained, 512, **params)
     methods = {task: {"icl": methods[task]["icl"]} for task in methods}
     runs, _, _ = classification.run(types.SimpleNamespace(splits=3, max_train=1024), tables, methods)
     return runs
@@ -57,10 +59,16 @@ def prediction_scores(pretrained) -> pd.DataFrame:
 
 def main() -> None:
     torch.set_num_threads(1)
-    for path in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--local-context-rows", type=int, default=None,
+                        help="estimator parameter local_context_rows (default: the checkpoint's)")
+    args = parser.parse_args()
+    params = {} if args.local_context_rows is None else {"local_context_rows": args.local_context_rows}
+    for path in args.checkpoints:
         pretrained = load_checkpoint(path)
-        cat = categorical_scores(pretrained)
-        runs = prediction_scores(pretrained)
+        cat = categorical_scores(pretrained, **params)
+        runs = prediction_scores(pretrained, **params)
         cls = runs[runs.task == "classification"].groupby("table", sort=False)[["auc", "accuracy", "log_loss"]].mean()
         reg = runs[runs.task == "regression"].groupby("table", sort=False)["r2"].mean()
         print(f"{path}\n  categorical.py masks: accuracy {cat.acc.mean():.4f}, NRMSE {cat.nrmse.mean():.4f}"

@@ -37,6 +37,9 @@ CALIBRATION_MIN_CELLS = 10
 CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
+# The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
+# two views for the same blend (benchmarks/results/local_context.md).
+LOCAL_MEMBERS = ("identity",)
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -443,7 +446,7 @@ def impute(
         full_x0 = torch.where(full_k, full_x, 0.0)
         full_x0[rows] = x0
         candidates = torch.arange(N, device=dev) if whole_table else keys.to(dev)
-        settings = (chunk_rows, ensemble, local_context_rows, local_query_rows, seed)
+        settings = (chunk_rows, LOCAL_MEMBERS, local_context_rows, local_query_rows, seed)
         local = local_point(model, diffusion, full_x, full_k, cat, ncl, full_x0, candidates, whole_table, *settings,
                             bar)
         if local is None:

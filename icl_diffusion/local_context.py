@@ -20,9 +20,11 @@ import math
 import torch
 
 KMEANS_ITERATIONS = 10
-# The blend of the local estimate with the global one (``choose_weights``): the weights a column may take, and
-# the pseudo-cells pulling a column's choice toward its table's.
-WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+# The blend of the local estimate with the global one (``choose_weights``): the weights a column may take (at
+# most half: held-out cells are missing at random, the table's may not be, and under MNAR the nearest rows
+# mislead), and the pseudo-cells pulling a column's choice toward its table's. Requiring a significant gain
+# instead (2 standard errors) kept less of the gain: benchmarks/results/local_context.md.
+WEIGHT_GRID = (0.0, 0.25, 0.5)
 WEIGHT_PRIOR_CELLS = 20
 
 
@@ -120,9 +122,9 @@ def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, gl
     cells ``hold`` (N, F) whose true values x (N, F) (level codes for categorical columns) are known.
 
     Each estimate is (values (N, F), class probabilities (N, F, C)). A numeric column's loss at w is its held
-    cells' squared error, a categorical column's their log loss; each column's choice is the grid value of least
-    loss plus ``prior_cells`` pseudo-cells of the mean loss per cell of all columns of its type (a column with few
-    held cells follows the table). 0 where a column has no held cell.
+    cells' squared error, a categorical column's their log loss; each column takes the grid value of least
+    loss plus ``prior_cells`` pseudo-cells of the mean loss per cell of all columns of its type (a column with
+    few held cells follows the table). 0 where a column has no held cell.
     """
     w = torch.as_tensor(grid, dtype=torch.float64, device=x.device)[:, None, None]  # (W, 1, 1)
     values = (1 - w) * global_est[0].double() + w * local_est[0].double()  # (W, N, F)

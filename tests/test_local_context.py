@@ -6,7 +6,14 @@ import pytest
 import torch
 from test_inference import IS_CAT, N_CLASSES, make_model, make_table
 
-from icl_diffusion.local_context import choose_weights, kmeans, local_tables, row_space, standardize
+from icl_diffusion.local_context import (
+    WEIGHT_GRID,
+    choose_weights,
+    kmeans,
+    local_tables,
+    row_space,
+    standardize,
+)
 
 
 def test_kmeans_finds_separated_groups_and_is_seeded():
@@ -90,9 +97,9 @@ def test_local_contexts_make_rows_imputed_against_fitted_rows_independent_of_eac
 
 
 def test_choose_weights_follows_the_held_out_cells():
-    """Column 0: the local estimate is right and the global one wrong (weight 1); column 1: the reverse (0);
-    column 2 (categorical): the local probabilities put more mass on the true levels (weight 1); column 3: no
-    held cell (0)."""
+    """Column 0: the local estimate is right and the global one wrong (the largest weight); column 1: the reverse
+    (0); column 2 (categorical): the local probabilities put more mass on the true levels (the largest weight);
+    column 3: no held cell (0)."""
     g = torch.Generator().manual_seed(0)
     n = 200
     x = torch.randn(n, 4, generator=g)
@@ -109,9 +116,11 @@ def test_choose_weights_follows_the_held_out_cells():
     p_loc = p_glob.clone()
     p_loc[:, 2] = 0.8 * onehot + 0.1
     w = choose_weights(x, hold, is_cat, (glob, p_glob), (loc, p_loc))
-    assert w.tolist() == [1.0, 0.0, 1.0, 0.0]
-    # equal estimates: a tie goes to the global one
+    top = max(WEIGHT_GRID)
+    assert w.tolist() == [top, 0.0, top, 0.0]
+    # no gain: the global estimate alone (a tie goes to it)
     both = x.clone()
     both[:, 0] += noise[:, 0]
-    w = choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob))
-    assert float(w[0]) == 0.0
+    assert choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob)).tolist() == [0.0] * 4
+    rand = both + 0.5 * torch.randn(n, 4, generator=g)  # a worse local estimate
+    assert choose_weights(x, hold, is_cat, (both, p_glob), (rand, p_glob))[0] == 0.0
