@@ -366,6 +366,8 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     cfg = FineTuneConfig(**{**asdict(config or FineTuneConfig()), **overrides})
     start = checkpoint if isinstance(checkpoint, Pretrained) else load_pretrained(checkpoint)
     cfg = replace(cfg, views=check_members(start.sampler.ensemble if cfg.views is None else cfg.views, "views"))
+    if cfg.max_forgetting is not None and not cfg.max_forgetting >= 0:  # a negative one refuses every step
+        raise ValueError(f"max_forgetting must be a number >= 0 (or None: no guard), got {cfg.max_forgetting!r}")
     encoded = encode_tables(tables, start.model.cfg.max_classes)
     train_tables, val_tables = split(encoded, cfg.val_frac, cfg.seed)
     out = Path(out)

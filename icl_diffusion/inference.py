@@ -354,9 +354,11 @@ def impute(
     ``method="point"`` (the default; also ``"ddim"`` with one step and one sample): the one-call point estimate
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
-    ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread`` and
-    ``ensemble`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
-    averaged over the ``ensemble``'s views of the table (``ensemble_point``). Several draws of numeric cells are
+    ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
+    ``ensemble``, ``ensemble_draws``, ``local_context_rows`` and ``local_query_rows`` left None take the
+    checkpoint's tuned values (``pretrained.sampler``). The point estimate is averaged over the ``ensemble``'s
+    views of the table (``ensemble_point``), then, with ``local_context_rows``, blended per column with the
+    local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
     ``spread_scales``, run on the key rows alone); not RePaint's, which stay as drawn (faithful).

@@ -89,6 +89,9 @@ def test_bad_tables_fail_before_training_naming_table_and_column(tmp_path, table
 def test_bad_settings_fail_before_training_naming_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"^views must be a non-empty tuple of identity, yeo_johnson, got \('log',\)$"):
         fine_tune(product_domain(0, n=40), out=tmp_path / "x.safetensors", views=("log",))
+    for bad in (-0.01, float("nan")):
+        with pytest.raises(ValueError, match=r"^max_forgetting must be a number >= 0 \(or None: no guard\)"):
+            fine_tune(product_domain(0, n=40), out=tmp_path / "x.safetensors", max_forgetting=bad)
     assert list(tmp_path.iterdir()) == []
 
 
