@@ -196,6 +196,19 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     return torch.where(known, x, x0), logits.to(x.dtype)
 
 
+def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, F) bool: observed cells hidden to measure the engine on this table (``spread_scales``,
+    ``local_weights``): in each of the ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells (at
+    least ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``."""
+    hold = np.zeros_like(known)
+    for j in np.flatnonzero(columns):
+        observed = np.flatnonzero(known[:, j])
+        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
+        if k > 0:
+            hold[rng.choice(observed, k, replace=False), j] = True
+    return hold
+
+
 def _extend(bar, passes: int) -> None:
     """Add ``passes`` forward passes to a progress bar's total (none: no bar)."""
     if bar is not None:
@@ -208,7 +221,7 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
                 chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
                 bar=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The local point estimate (N, F) and class probabilities (N, F, C) of every row with an unknown cell:
-    the ensemble's call on the row's local sub-table (``local_context.local_tables``: its group and the
+    the call of the ``members``' views on the row's local sub-table (``local_context.local_tables``: its group and the
     ``context_rows`` candidate rows nearest to it; numeric columns standardized on its key rows). None when
     the candidates make one context only. x, known: the whole table (N, F); global_x0: its global point
     estimate (it places the rows); candidates, whole_table: as ``local_tables``."""
@@ -237,15 +250,7 @@ def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.nda
     rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
     cells to impute) are hidden as well and imputed both ways; ``local_context.choose_weights`` picks the
     blend. 0 where nothing was measured."""
-    rng = np.random.default_rng([seed, 2])
-    k_np = known.cpu().numpy()
-    hold = np.zeros_like(k_np)
-    for j in np.flatnonzero(columns):
-        observed = np.flatnonzero(k_np[:, j])
-        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
-        if k > 0:
-            hold[rng.choice(observed, k, replace=False), j] = True
-    hold = torch.as_tensor(hold, device=x.device)
+    hold = torch.as_tensor(hold_out(known.cpu().numpy(), columns, np.random.default_rng([seed, 2])), device=x.device)
     weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     if not bool(hold.any()):
         return weights
@@ -548,15 +553,9 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     sqrt(sum r^2 / sum s^2 (1 + 1/D)), pulled toward the table's pooled factor by
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
     """
-    rng = np.random.default_rng([seed, 1])
-    columns = np.flatnonzero(~is_cat & (~known).any(0))
+    columns = ~is_cat & (~known).any(0)
     x, known = x[np.sort(key_rows)], known[np.sort(key_rows)]
-    hold = np.zeros_like(known)
-    for j in columns:
-        observed = np.flatnonzero(known[:, j])
-        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
-        if k > 0:
-            hold[rng.choice(observed, k, replace=False), j] = True
+    hold = hold_out(known, columns, np.random.default_rng([seed, 1]))
     scale = np.ones(x.shape[1])
     if not hold.any():
         return scale
