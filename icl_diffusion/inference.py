@@ -21,15 +21,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
-from .local_context import (
-    NEAREST_GRID,
-    WEIGHT_GRID,
-    blend,
-    choose_weights,
-    local_tables,
-    nearest_rows_point,
-    standardize,
-)
+from .local_context import choose_weights, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
@@ -255,29 +247,24 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
 def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, global_members: tuple[str, ...],
                   chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
                   bar=None) -> torch.Tensor:
-    """Per-column weights (2, F) of the local contexts' estimate and the nearest rows' against the global one,
-    chosen on the context: on the key rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each
-    of the ``columns`` (those with cells to impute) are hidden as well and imputed three ways: globally with the
-    ``global_members``' views (the estimate the weights will blend), by local contexts with the ``members``'
-    (weight 0 where the key rows make one context only), and from the nearest rows
-    (``local_context.nearest_rows_point``). ``local_context.choose_weights`` picks the blend. 0 where nothing
-    was measured."""
+    """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
+    rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
+    cells to impute) are hidden as well and imputed both ways: globally with the ``global_members``' views (the
+    estimate the weights will blend), locally with the ``members``'. ``local_context.choose_weights`` picks the
+    blend. 0 where nothing was measured."""
     hold = torch.as_tensor(hold_out(known.cpu().numpy(), columns, np.random.default_rng([seed, 2])), device=x.device)
-    weights = torch.zeros(2, x.shape[1], dtype=torch.float64, device=x.device)
+    weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     if not bool(hold.any()):
         return weights
     seen = known & ~hold
     keys = torch.arange(len(x), device=x.device)
     _extend(bar, len(global_members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
     x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members)
-    glob = (x0, torch.softmax(logits.double(), -1))
-    nearest = nearest_rows_point(x, seen, is_cat, n_classes, keys, glob)
     local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
                         context_rows, query_rows, seed, bar)
     if local is None:
-        weights[1] = choose_weights(x, hold, is_cat, glob, nearest, grids=(NEAREST_GRID,))[0]
         return weights
-    return choose_weights(x, hold, is_cat, glob, local, nearest, grids=(WEIGHT_GRID, NEAREST_GRID))
+    return choose_weights(x, hold, is_cat, (x0, torch.softmax(logits.double(), -1)), local)
 
 
 @torch.no_grad()
@@ -456,8 +443,7 @@ def impute(
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
         """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
-        with the local contexts' (``local_point``) and the nearest rows' (``local_context.nearest_rows_point``)
-        with ``local_weights``' weights where ``local_context_rows`` is set."""
+        with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
                                     table_views)
         if not local_context_rows:
@@ -466,23 +452,22 @@ def impute(
         # given): only those, so that each row's imputation depends on them and on itself alone.
         whole_table = key_rows is None
         full_x, full_k = torch.as_tensor(x).to(dev), known_t.to(dev)
-        glob = (x0, torch.softmax(logits.double(), -1))
         full_x0 = torch.where(full_k, full_x, 0.0)
         full_x0[rows] = x0
-        full_probs = torch.zeros(N, *glob[1].shape[1:], dtype=torch.float64, device=dev)
-        full_probs[rows] = glob[1]
         candidates = torch.arange(N, device=dev) if whole_table else keys.to(dev)
         settings = (chunk_rows, LOCAL_MEMBERS, local_context_rows, local_query_rows, seed)
         local = local_point(model, diffusion, full_x, full_k, cat, ncl, full_x0, candidates, whole_table, *settings,
                             bar)
-        nearest = nearest_rows_point(full_x, full_k, cat, ncl, candidates, (full_x0, full_probs))
+        if local is None:
+            return x0, logits
         kx = keys.to(dev)
         w = local_weights(model, diffusion, full_x[kx], full_k[kx], cat, ncl, (~known).any(0), ensemble, *settings,
                           bar)
-        others = [(est[0][rows], est[1][rows]) for est in (local, nearest) if est is not None]
-        values, probs = blend(glob, others, w if local is not None else w[1:], cat)
+        probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
+        mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
+                            ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))
         logits = torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
-        return torch.where(ks, xs, values), logits.to(x0.dtype)
+        return torch.where(ks, xs, mixed), logits.to(x0.dtype)
 
     bar = hook = centre_sub = None
     if progress and not hasattr(progress, "update"):

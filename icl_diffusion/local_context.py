@@ -9,13 +9,8 @@ The rows that may serve as context are grouped by k-means over the table as the 
 it (numeric columns as standardized, categorical columns one-hot scaled so that two different levels are as
 far apart as 1 standard deviation); each row to impute joins the nearest group and is imputed with the
 ``context_rows`` rows nearest to that group's centre as its context, the sub-table's numeric columns
-standardized again on it (``local_tables``). ``inference.local_point`` runs the network on them.
-
-A second local estimate needs no network: the nearest rows' kernel-weighted average (``nearest_rows_point``, the
-network's own nearest-rows input feature computed over the candidate rows), which copies near-duplicate rows
-(panel data, repeated measures) that the network, trained on CPU compute, does not. ``inference.impute`` blends
-both with the global point estimate, per column, with weights chosen on held-out observed cells
-(``choose_weights``; ``SamplerConfig.local_context_rows`` turns it on).
+standardized again on it (``local_tables``). ``inference.local_point`` runs the network on them; ``inference.impute`` averages the
+result with the global point estimate (``SamplerConfig.local_context_rows``).
 """
 
 from __future__ import annotations
@@ -24,19 +19,12 @@ import math
 
 import torch
 
-from .neighbour_feature import neighbour_estimates
-
 KMEANS_ITERATIONS = 10
 # The blend of the local estimate with the global one (``choose_weights``): the weights a column may take (at
 # most half: held-out cells are missing at random, the table's may not be, and under MNAR the nearest rows
 # mislead), and the pseudo-cells pulling a column's choice toward its table's. Requiring a significant gain
 # instead (2 standard errors) kept less of the gain: benchmarks/results/local_context.md.
 WEIGHT_GRID = (0.0, 0.25, 0.5)
-WEIGHT_TOTAL = 0.5  # the other estimates together: the global one keeps at least half
-# The nearest rows' weights: at most a quarter. Held-out cells are hidden at random, so they cannot show the bias of
-# an average of neighbours under MNAR (the network shifts a missing cell's estimate, the average does not); at 1/2
-# the nearest rows lost more under MNAR than they gained under MCAR and MAR (benchmarks/results/local_context.md).
-NEAREST_GRID = (0.0, 0.25)
 WEIGHT_PRIOR_CELLS = 20
 
 
@@ -128,84 +116,31 @@ def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
     return torch.where(ok, mean, 0.0), torch.where(ok, std, 1.0)
 
 
-def nearest_rows_point(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, n_classes: torch.Tensor,
-                       candidates: torch.Tensor, fallback: tuple, chunk_cells: int = 1 << 22
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The nearest-rows estimate (N, F) and class probabilities (N, F, C) of every cell of a standardized table
-    (``neighbour_feature.neighbour_estimates``, smooth bandwidth): a kernel-weighted average over the
-    ``candidates`` rows nearest to each row, never the row itself; in chunks of rows (memory ~ ``chunk_cells``
-    x the expanded width). A categorical cell no candidate row knows takes the ``fallback`` estimate's
-    probabilities (the global one's), so that the blend leaves it alone; a numeric one is 0, the column's mean,
-    as in the network's input feature."""
-    C = fallback[1].shape[-1]
-    x = torch.where(known, x, 0.0)
-    keys = (x[candidates][None], known[candidates][None])
-    position = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
-    position[candidates] = torch.arange(len(candidates), device=x.device)
-    step = max(1, chunk_cells // max(1, len(candidates)))
-    values, probs = [], []
-    for i in range(0, len(x), step):
-        sl = slice(i, i + step)
-        smooth, _, p, _ = neighbour_estimates(x[None, sl], known[None, sl], is_cat[None], n_classes[None], C, keys,
-                                              self_keys=position[None, sl])
-        values.append(smooth[0])
-        probs.append(p[0].double())
-    values, probs = torch.cat(values), torch.cat(probs)
-    probs = torch.where(probs.sum(-1, keepdim=True) > 0.5, probs, fallback[1].double())
-    return torch.where(is_cat[None, :], fallback[0], values.to(x.dtype)), probs
+def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, global_est: tuple, local_est: tuple,
+                   grid: tuple[float, ...] = WEIGHT_GRID, prior_cells: int = WEIGHT_PRIOR_CELLS) -> torch.Tensor:
+    """Per-column weights (F,) of the local estimate in (1 - w) global + w local, chosen on held-out observed
+    cells ``hold`` (N, F) whose true values x (N, F) (level codes for categorical columns) are known.
 
-
-def weight_grid(grids: tuple[tuple[float, ...], ...], total: float = WEIGHT_TOTAL) -> torch.Tensor:
-    """(G, n) every choice of one weight from each of the n estimates' ``grids`` whose weights sum to at most
-    ``total`` (the global estimate keeps the rest); the first row is all 0."""
-    n = len(grids)
-    choices = torch.cartesian_prod(*[torch.tensor(g, dtype=torch.float64) for g in grids]).reshape(-1, n)
-    return choices[choices.sum(1) <= total + 1e-9]
-
-
-def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, global_est: tuple, *others: tuple,
-                   grids: tuple[tuple[float, ...], ...] | None = None,
-                   prior_cells: int = WEIGHT_PRIOR_CELLS) -> torch.Tensor:
-    """Per-column weights (K, F) of K other estimates (the local contexts', the nearest rows') in
-    (1 - sum of w) global + sum of w_k other_k, chosen on held-out observed cells ``hold`` (N, F) whose true
-    values x (N, F) (level codes for categorical columns) are known.
-
-    Each estimate is (values (N, F), class probabilities (N, F, C)). The choices are ``weight_grid``'s over the
-    ``grids`` of the K estimates (default: ``WEIGHT_GRID`` each). A
-    numeric column's loss at a choice is its held cells' squared error, a categorical column's their log loss;
-    each column takes the choice of least loss plus ``prior_cells`` pseudo-cells of the mean loss per cell of
-    all columns of its type (a column with few held cells follows the table). 0 where a column has no held cell.
+    Each estimate is (values (N, F), class probabilities (N, F, C)). A numeric column's loss at w is its held
+    cells' squared error, a categorical column's their log loss; each column takes the grid value of least
+    loss plus ``prior_cells`` pseudo-cells of the mean loss per cell of all columns of its type (a column with
+    few held cells follows the table). 0 where a column has no held cell.
     """
-    estimates = (global_est, *others)
-    w = weight_grid(grids or (WEIGHT_GRID,) * len(others)).to(x.device)  # (G, K)
-    mix = torch.cat([1 - w.sum(1, keepdim=True), w], 1)[:, :, None, None]  # (G, K + 1, 1, 1)
-    values = (mix * torch.stack([e[0].double() for e in estimates])).sum(1)  # (G, N, F)
+    w = torch.as_tensor(grid, dtype=torch.float64, device=x.device)[:, None, None]  # (W, 1, 1)
+    values = (1 - w) * global_est[0].double() + w * local_est[0].double()  # (W, N, F)
     num_loss = (values - x.double()) ** 2
     codes = torch.where(is_cat[None, :], x, 0).round().long().clamp(min=0)
-    p_true = torch.stack([e[1].double().gather(-1, codes[..., None].clamp(max=e[1].shape[-1] - 1))[..., 0]
-                          for e in estimates])  # (K + 1, N, F)
-    cat_loss = -(mix * p_true).sum(1).clamp(min=1e-12).log()
+    p_true = [est[1].double().gather(-1, codes[..., None].clamp(max=est[1].shape[-1] - 1))[..., 0]
+              for est in (global_est, local_est)]
+    cat_loss = -((1 - w) * p_true[0] + w * p_true[1]).clamp(min=1e-12).log()
     loss = torch.where(is_cat[None, None, :], cat_loss, num_loss)
-    loss = torch.where(hold[None], loss, 0.0).sum(1)  # (G, F)
+    loss = torch.where(hold[None], loss, 0.0).sum(1)  # (W, F)
     cells = hold.sum(0).double()  # (F,)
-    weights = torch.zeros(len(others), x.shape[1], dtype=torch.float64, device=x.device)
+    weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     for kind in (is_cat, ~is_cat):
         cols = kind & (cells > 0)
         if not bool(cols.any()):
             continue
-        per_cell = loss[:, cols].sum(1) / cells[cols].sum()  # (G,) the type's mean loss per held cell
-        weights[:, cols] = w[(loss[:, cols] + prior_cells * per_cell[:, None]).argmin(0)].T
+        per_cell = loss[:, cols].sum(1) / cells[cols].sum()  # (W,) the type's mean loss per held cell
+        weights[cols] = w[:, 0, 0][(loss[:, cols] + prior_cells * per_cell[:, None]).argmin(0)]
     return weights
-
-
-def blend(global_est: tuple, others: list[tuple], weights: torch.Tensor, is_cat: torch.Tensor) -> tuple:
-    """(values (N, F), class probabilities (N, F, C)): the estimates mixed with ``choose_weights``' weights
-    (K, F); a categorical cell's value is the argmax of its mixed probabilities."""
-    w0 = 1 - weights.sum(0)
-    probs = w0[:, None] * global_est[1].double()
-    values = w0 * global_est[0].double()
-    for (v, p), w in zip(others, weights):
-        probs = probs + w[:, None] * p.double()
-        values = values + w * v.double()
-    values = torch.where(is_cat[None, :], probs.argmax(-1).double(), values)
-    return values.to(global_est[0].dtype), probs

@@ -38,14 +38,12 @@ def neighbour_estimates(
     keys: tuple[torch.Tensor, torch.Tensor] | None = None,
     key_mask: torch.Tensor | None = None,
     neighbours: int = NEIGHBOURS,
-    self_keys: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Nearest-rows estimates of every cell of x from the key rows.
 
     x: (B, N, F) standardized numbers / codes; known: (B, N, F) (padding excluded); is_cat, n_classes: (B, F).
     keys: (values, known) (B or 1, K, F) of the key rows when they are other rows than x's (a query chunk
     against cached key rows); None: the rows of x are the key rows, ``key_mask`` (B, N) selecting them.
-    self_keys: (B, N) with keys given, the key row that is x's row itself (never its neighbour), -1 for none.
     Returns float32 numeric estimates (B, N, F) at the smooth and at the sharp bandwidth (known cells as they
     are; 0 at categorical columns), level probabilities (B, N, F, n_levels) (all 0 at numeric columns and
     where no neighbour knows the column) and log d_min (B, N) (0 for a row no key row shares a column with).
@@ -65,8 +63,6 @@ def neighbour_estimates(
         invalid = invalid | torch.eye(N, dtype=torch.bool, device=x.device)
         if key_mask is not None:
             invalid = invalid | ~key_mask[:, None, :]
-    if self_keys is not None:
-        invalid = invalid | (torch.arange(invalid.shape[2], device=x.device) == self_keys[..., None])
     d = d.masked_fill(invalid, float("inf"))
     nearest = torch.topk(d, min(neighbours, d.shape[2]), dim=2, largest=False).values  # (B, N, k)
     finite = torch.isfinite(nearest)

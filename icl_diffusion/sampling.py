@@ -75,11 +75,11 @@ class SamplerConfig:
         draws made in its units and mapped back, interleaved), for the same number of network passes: CRPS
         0.314 / 0.348 -> 0.307 / 0.334 on Boston (MCAR / MAR), the same on a Gaussian table
         (benchmarks/results/draws.md).
-    local_context_rows, local_query_rows: the point estimate (and the draws' centre) blended per column with
-        two local ones (``local_context.py``): the rows to impute grouped by k-means into groups of about
+    local_context_rows, local_query_rows: the point estimate (and the draws' centre) blended per column with a
+        local one (``local_context.py``): the rows to impute grouped by k-means into groups of about
         ``local_query_rows``, each group imputed again with the ``local_context_rows`` rows nearest to it as
-        its context; and the nearest rows' kernel-weighted average. The blend weights of each column are chosen
-        on held-out observed cells of the key rows (``inference.local_weights``). 0: off.
+        its context, the blend weight of each column chosen on held-out observed cells of the key rows
+        (``inference.local_weights``). 0: off.
     """
 
     draw_method: str = "conditional"

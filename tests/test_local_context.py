@@ -8,15 +8,12 @@ from test_inference import IS_CAT, N_CLASSES, make_model, make_table
 
 from icl_diffusion.local_context import (
     WEIGHT_GRID,
-    blend,
     choose_weights,
     kmeans,
     local_tables,
-    nearest_rows_point,
     row_space,
     standardize,
 )
-from icl_diffusion.neighbour_feature import neighbour_estimates
 
 
 def test_kmeans_finds_separated_groups_and_is_seeded():
@@ -83,10 +80,8 @@ def test_local_point_estimate_keeps_observed_cells_and_only_changes_what_it_shou
     assert np.isfinite(on).all() and not np.allclose(on[0][~k], off[0][~k])
     cat = np.broadcast_to(IS_CAT.numpy(), k.shape) & ~k
     assert np.array_equal(on[0][cat], np.rint(on[0][cat])) and (on[0][cat] >= 0).all()
-    # a table with one context only (at most context + query rows): no local contexts, the nearest rows' blend only
-    assert local_tables(x, known, IS_CAT, N_CLASSES, torch.arange(60), True, 50, 10, 0) == []
-    small = _impute(x, known, local_context_rows=50, local_query_rows=10)
-    np.testing.assert_array_equal(small[0][k], torch.nan_to_num(x).numpy()[k])
+    # a table with one context only (at most context + query rows): the global estimate, unchanged
+    np.testing.assert_array_equal(_impute(x, known, local_context_rows=50, local_query_rows=10), off)
 
 
 def test_local_contexts_make_rows_imputed_against_fitted_rows_independent_of_each_other():
@@ -99,39 +94,6 @@ def test_local_contexts_make_rows_imputed_against_fitted_rows_independent_of_eac
         rows = torch.cat([fitted, torch.tensor([r])])
         alone = _impute(x[rows], known[rows], key_rows=fitted.numpy(), local_context_rows=10, local_query_rows=5)[0]
         np.testing.assert_allclose(alone[-1], together[r], atol=1e-5)
-
-
-def test_nearest_rows_point_follows_a_near_duplicate_and_never_the_row_itself():
-    """A row whose twin (the same cells, one more known) is among the candidates moves toward the twin's value;
-    the estimate is the same in any chunking, uses the candidates only, and excludes each row itself exactly
-    as the network's nearest-rows feature does."""
-    x, known = make_table(3, N=50, p_known=0.8)
-    x = torch.nan_to_num(x)
-    x[49], known[49] = x[10], known[10].clone()  # row 49 repeats row 10 ...
-    known[10, 0], known[49, 0] = False, True  # ... and knows the numeric cell row 10 misses
-    x[49, 0] = 10.0
-    C = int(N_CLASSES.max())
-    fallback = (torch.zeros(50, 5), torch.full((50, 5, C), 1.0 / C, dtype=torch.float64))
-    everyone = torch.arange(50)
-    est, probs = nearest_rows_point(x, known, IS_CAT, N_CLASSES, everyone, fallback)
-    without = nearest_rows_point(x, known, IS_CAT, N_CLASSES, everyone[everyone != 49], fallback)[0]
-    assert est[10, 0] > without[10, 0] + 1.0
-    chunked = nearest_rows_point(x, known, IS_CAT, N_CLASSES, everyone, fallback, chunk_cells=7 * 50)
-    torch.testing.assert_close(chunked[0], est)
-    torch.testing.assert_close(chunked[1], probs)
-    feature = neighbour_estimates(torch.where(known, x, 0.0)[None], known[None], IS_CAT[None], N_CLASSES[None], C)
-    num = ~IS_CAT
-    torch.testing.assert_close(est[:, num], feature[0][0][:, num])
-    torch.testing.assert_close(probs.sum(-1)[:, IS_CAT], torch.ones(50, int(IS_CAT.sum()), dtype=torch.float64))
-
-
-def test_blend_mixes_values_and_probabilities_with_the_chosen_weights():
-    glob = (torch.zeros(3, 2), torch.tensor([[[0.9, 0.1]] * 2] * 3, dtype=torch.float64))
-    other = (torch.ones(3, 2), torch.tensor([[[0.0, 1.0]] * 2] * 3, dtype=torch.float64))
-    values, probs = blend(glob, [other], torch.tensor([[0.25, 0.5]], dtype=torch.float64), torch.tensor([False, True]))
-    torch.testing.assert_close(values[:, 0], torch.full((3,), 0.25))
-    assert values[:, 1].tolist() == [1.0] * 3  # a categorical cell: the argmax of 0.45 / 0.55
-    torch.testing.assert_close(probs[0, 1], torch.tensor([0.45, 0.55], dtype=torch.float64))
 
 
 def test_choose_weights_follows_the_held_out_cells():
@@ -153,12 +115,12 @@ def test_choose_weights_follows_the_held_out_cells():
     p_glob = torch.zeros(n, 4, 3, dtype=torch.float64) + 1 / 3
     p_loc = p_glob.clone()
     p_loc[:, 2] = 0.8 * onehot + 0.1
-    w = choose_weights(x, hold, is_cat, (glob, p_glob), (loc, p_loc))[0]
+    w = choose_weights(x, hold, is_cat, (glob, p_glob), (loc, p_loc))
     top = max(WEIGHT_GRID)
     assert w.tolist() == [top, 0.0, top, 0.0]
     # no gain: the global estimate alone (a tie goes to it)
     both = x.clone()
     both[:, 0] += noise[:, 0]
-    assert choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob)).tolist() == [[0.0] * 4]
+    assert choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob)).tolist() == [0.0] * 4
     rand = both + 0.5 * torch.randn(n, 4, generator=g)  # a worse local estimate
-    assert choose_weights(x, hold, is_cat, (both, p_glob), (rand, p_glob))[0, 0] == 0.0
+    assert choose_weights(x, hold, is_cat, (both, p_glob), (rand, p_glob))[0] == 0.0
