@@ -1,10 +1,14 @@
 """Prototype: a test-time ensemble over the network's random column and level identity vectors (training draws
 fresh ones per table; inference uses one seeded draw). SEEDS=K draws averaged (numeric outputs averaged, class
 probabilities averaged). Then screen's prediction part (icl alone) with the patched model."""
-import os, sys
+import os
+import sys
+
 sys.path.insert(0, 'benchmarks')
 import torch
+
 from icl_diffusion.model import Denoiser
+
 K = int(os.environ.get('SEEDS', '1'))
 orig = Denoiser.forward
 
@@ -31,6 +35,7 @@ Denoiser.forward = forward
 if __name__ == '__main__':
     torch.set_num_threads(1)
     import screen
+
     from icl_diffusion import load_checkpoint
     runs = screen.prediction_scores(load_checkpoint('checkpoints/icl_diffusion_small.safetensors'))
     runs.to_csv(sys.argv[1], index=False)
