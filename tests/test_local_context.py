@@ -124,3 +124,23 @@ def test_choose_weights_follows_the_held_out_cells():
     assert choose_weights(x, hold, is_cat, (both, p_glob), (both, p_glob)).tolist() == [0.0] * 4
     rand = both + 0.5 * torch.randn(n, 4, generator=g)  # a worse local estimate
     assert choose_weights(x, hold, is_cat, (both, p_glob), (rand, p_glob))[0] == 0.0
+
+
+def test_local_weights_judge_the_estimate_they_blend(monkeypatch):
+    """The held-out cells that choose the weights are imputed globally by the same views as the global estimate
+    the weights blend (the ensemble), and locally by the local calls' views: the blend is judged as it is used."""
+    from icl_diffusion import inference
+
+    seen = []
+    original = inference.ensemble_point
+
+    def spy(*args, **kwargs):
+        seen.append((tuple(args[8]), int(args[3].sum())))  # (the views, how many cells the call knows)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "ensemble_point", spy)
+    x, known = make_table(1, N=60)
+    _impute(x, known, local_context_rows=10, local_query_rows=5, ensemble=("identity", "yeo_johnson"))
+    global_calls = [cells for views, cells in seen if views == ("identity", "yeo_johnson")]
+    assert len(global_calls) == 2 and global_calls[1] < global_calls[0]  # the table, then its key rows less held cells
+    assert {views for views, _ in seen} == {("identity", "yeo_johnson"), inference.LOCAL_MEMBERS}
