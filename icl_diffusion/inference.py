@@ -192,8 +192,12 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     probs = prob_sum / len(members)
     cat = is_cat[None, :].expand_as(known)
     x0 = torch.where(cat, probs.argmax(-1).to(x.dtype), (x_sum / len(members)).to(x.dtype))
-    logits = torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))  # -1e4: the network's "no level"
-    return torch.where(known, x, x0), logits.to(x.dtype)
+    return torch.where(known, x, x0), as_logits(probs).to(x.dtype)
+
+
+def as_logits(probs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (..., C) as logits: their logs, -1e4 (the network's "no level") where 0."""
+    return torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
 
 
 def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -466,8 +470,7 @@ def impute(
         probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
         mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
                             ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))
-        logits = torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
-        return torch.where(ks, xs, mixed), logits.to(x0.dtype)
+        return torch.where(ks, xs, mixed), as_logits(probs).to(x0.dtype)
 
     bar = hook = centre_sub = None
     if progress and not hasattr(progress, "update"):

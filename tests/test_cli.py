@@ -162,20 +162,26 @@ def test_python_dash_m_help():
         assert command in result.stdout
 
 
+def _option_outputs_and_error(table, checkpoint, tmp_path, capsys, option: str, values: tuple[str, str], bad: str):
+    """``impute`` with ``option`` at each of two ``values`` (exit 0; the two filled tables), then at ``bad``
+    (exit 1; the lines it printed to stderr)."""
+    outs = []
+    for value in values:
+        out = tmp_path / f"{option.strip('-')}-{value}.csv"
+        assert main(["impute", str(table), "-o", str(out), "--checkpoint", str(checkpoint), option, value]) == 0
+        outs.append(pd.read_csv(out))
+    capsys.readouterr()
+    assert main(["impute", str(table), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(checkpoint), option,
+                 bad]) == 1
+    return outs, capsys.readouterr().err.strip().splitlines()
+
+
 def test_ensemble_option(table_csv, tiny_checkpoint, tmp_path, capsys):
     """--ensemble reaches the engine (one member: the plain one call, another table), a wrong member is a
     one-line error before any work."""
-    outs = {}
-    for members in ("identity", "identity,yeo_johnson"):
-        out = tmp_path / f"{members}.csv"
-        assert main(["impute", str(table_csv), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                     "--ensemble", members]) == 0
-        outs[members] = pd.read_csv(out)
-    assert not outs["identity"].equals(outs["identity,yeo_johnson"])
-    capsys.readouterr()
-    assert main(["impute", str(table_csv), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tiny_checkpoint),
-                 "--ensemble", "log"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    (one, two), err = _option_outputs_and_error(table_csv, tiny_checkpoint, tmp_path, capsys, "--ensemble",
+                                                ("identity", "identity,yeo_johnson"), "log")
+    assert not one.equals(two)
     assert len(err) == 1 and "--ensemble log" in err[0] and "yeo_johnson" in err[0]
 
 
@@ -192,15 +198,7 @@ def test_local_context_rows_option(tiny_checkpoint, tmp_path, capsys, monkeypatc
     x[rng.random(x.shape) < 0.2] = np.nan
     table = tmp_path / "t.csv"
     pd.DataFrame(x, columns=["a", "b", "c"]).to_csv(table, index=False)
-    outs = {}
-    for rows in ("0", "32"):
-        out = tmp_path / f"{rows}.csv"
-        assert main(["impute", str(table), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                     "--local-context-rows", rows]) == 0
-        outs[rows] = pd.read_csv(out)
-    assert not outs["0"].equals(outs["32"])
-    capsys.readouterr()
-    assert main(["impute", str(table), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tiny_checkpoint),
-                 "--local-context-rows", "-1"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    (off, on), err = _option_outputs_and_error(table, tiny_checkpoint, tmp_path, capsys, "--local-context-rows",
+                                               ("0", "32"), "-1")
+    assert not off.equals(on)
     assert len(err) == 1 and "local_context_rows must be an integer >= 0" in err[0]
