@@ -164,6 +164,14 @@ class Block(nn.Module):
         self.feat_attn = FeatureAttention(cfg)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
 
+    def silence(self) -> None:
+        """Zero every layer that writes into the residual stream, so the block is the identity. A network grown
+        by such blocks (``init_from`` a shallower checkpoint) computes exactly what it computed before; training
+        opens them, since each zeroed layer still gets a gradient from its input."""
+        for layer in (self.time, self.row_attn.out, self.feat_attn.out, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
     def forward(self, h, temb, unknown, key_mask, col_mask, kv=None):
         """h: (B, N, F, D); temb: (B, D); unknown: (B, N, F, 1) float. Returns (h, kv of these rows)."""
         h = h + self.time(temb)[:, None, None, :] * unknown

@@ -122,6 +122,8 @@ def build(cfg: DictConfig) -> tuple[DiffusionLitModule, PriorDataModule, L.Train
         missing, _ = module.model.load_state_dict(init.model.state_dict(), strict=False)
         if missing:
             log.warning("init_from %s: parameters new in this architecture: %s", cfg.init_from, missing)
+        for block in module.model.blocks[init.model.cfg.n_blocks:]:  # grown deeper: new blocks start as identities
+            block.silence()
         # Cumulative training record: what the starting weights had seen, carried into the export.
         module.history = {"init_from": str(cfg.init_from),
                           "tables_seen_before": int(init.info.get("tables_seen_total", init.info.get("tables_seen", 0)))}

@@ -268,6 +268,26 @@ def test_finetune_from_an_inference_checkpoint(tmp_path):
     assert train(cfg).model.cfg.gaussian_em_iters == 4
 
 
+def test_grow_deeper_from_a_checkpoint(tmp_path):
+    """init_from a shallower checkpoint with more blocks: the new blocks start as identities, so the grown
+    network's estimate equals the checkpoint's exactly; one training step then moves them."""
+    first = train(compose([*SMALL, "trainer.max_steps=1", f"out_dir={tmp_path / 'a'}",
+                           f"export_path={tmp_path / 'a.safetensors'}"]))
+    start = load_checkpoint(tmp_path / "a.safetensors")
+    grown = compose([*SMALL, "trainer.max_steps=0", f"out_dir={tmp_path / 'b'}",
+                     f"init_from={tmp_path / 'a.safetensors'}", f"+init_overrides.n_blocks={first.model.cfg.n_blocks + 2}"])
+    module = train(grown)
+    assert len(module.model.blocks) == len(start.model.blocks) + 2
+    batch = fixed_batches(PriorConfig(), seed=3, n=1, batch_size=2, n_rows=32, n_features=4)[0]
+    for mod in (module.model, start.model):
+        mod.eval()
+    assert torch.equal(point_estimate(module.model, start.diffusion, batch),
+                       point_estimate(start.model, start.diffusion, batch))
+    trained = train(compose([*SMALL, "trainer.max_steps=1", f"out_dir={tmp_path / 'c'}",
+                             f"init_from={tmp_path / 'a.safetensors'}", f"+init_overrides.n_blocks={first.model.cfg.n_blocks + 2}"]))
+    assert trained.model.blocks[-1].mlp[-1].weight.abs().sum() > 0
+
+
 def test_train_only_freezes_every_other_parameter(tmp_path):
     """optim.train_only: the named modules learn, the rest keeps its initial weights exactly; the export
     records the cumulative tables seen (those of the starting checkpoint plus this run's)."""
