@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import lightning as L
 import torch
@@ -46,6 +46,9 @@ class OptimConfig:
     # Names (prefixes) of the only parameters trained; empty = all. E.g. the categorical modules alone, on a
     # frozen trunk, so that a new head learns without moving what the rest of the network already does.
     train_only: tuple[str, ...] = ()
+    # Learning-rate multipliers by parameter-name prefix, e.g. {"blocks.4": 10}: blocks a network grew by
+    # (``Block.silence``) start at zero and open slowly at the low rate that suits the weights around them.
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,10 +163,16 @@ class DiffusionLitModule(L.LightningModule):
             named = [(n, p) for n, p in named if p.requires_grad]
             if not named:
                 raise ValueError(f"optim.train_only={list(o.train_only)} matches no parameter of the model")
-        decay = [p for n, p in named if p.dim() >= 2 and "inducing" not in n]
-        no_decay = [p for n, p in named if p.dim() < 2 or "inducing" in n]
+        unmatched = [prefix for prefix in o.lr_scale if not any(n.startswith(prefix) for n, _ in named)]
+        if unmatched:
+            raise ValueError(f"optim.lr_scale: {unmatched} match no trained parameter of the model")
+        groups: dict[tuple[float, bool], list] = {}
+        for n, p in named:
+            scale = next((s for prefix, s in o.lr_scale.items() if n.startswith(prefix)), 1.0)
+            groups.setdefault((scale, p.dim() >= 2 and "inducing" not in n), []).append(p)
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decay else 0.0}
+             for (scale, decay), ps in sorted(groups.items(), key=lambda kv: (not kv[0][1], kv[0][0]))],
             lr=o.lr, betas=tuple(o.betas),
         )
 

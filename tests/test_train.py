@@ -139,6 +139,23 @@ def test_learning_rate_warmup_then_cosine():
     assert all(p.dim() >= 2 for p in module.model.parameters() if id(p) in decay)  # no decay on norms/biases
 
 
+def test_lr_scale_multiplies_the_rate_of_the_parameters_it_names():
+    """optim.lr_scale: the named parameters follow the same schedule at a multiple of the rate; a prefix that
+    names no parameter is refused (a typo would otherwise train at the base rate unnoticed)."""
+    model = {"d_model": 32, "n_blocks": 2, "n_heads": 2}
+    optim = {"lr": 1e-3, "warmup_steps": 10, "max_steps": 110, "lr_scale": {"blocks.1": 10.0}}
+    module = DiffusionLitModule(model=model, diffusion={}, optim=optim)
+    sched = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    for _ in range(60):
+        sched.optimizer.step()
+        sched.step()
+    rate = {id(p): g["lr"] for g in sched.optimizer.param_groups for p in g["params"]}
+    for n, p in module.model.named_parameters():
+        assert rate[id(p)] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5) * (10 if n.startswith("blocks.1") else 1)), n
+    with pytest.raises(ValueError, match="blocks.7"):
+        DiffusionLitModule(model=model, diffusion={}, optim={**optim, "lr_scale": {"blocks.7": 10.0}}).configure_optimizers()
+
+
 def test_datamodule_refuses_a_state_restored_too_late():
     data = PriorDataModule(prior={"n_rows": [8, 16], "n_features": [2, 4]})
     data.load_state_dict({"start_index": 5})
