@@ -27,5 +27,5 @@ for name, (x, y, task) in tables.items():
              "logreg": roc_auc_score(y_te, pl), "mean_p": roc_auc_score(y_te, (pc + clipped) / 2),
              "mean_logit": roc_auc_score(y_te, lg(pcc) + lg(clipped))}
         rows.append(r); print(r, flush=True)
-df = pd.DataFrame(rows); df.to_csv('sys.argv[1] if len(sys.argv) > 1 else 'blend_reg01.csv'', index=False)
+df = pd.DataFrame(rows); df.to_csv(sys.argv[1] if len(sys.argv) > 1 else 'blend_reg01.csv', index=False)
 print(df.groupby("table").mean().round(4).to_string()); print(df.drop(columns="split").groupby("table").mean().mean().round(4))
