@@ -2,12 +2,18 @@
 the 0/1 target, of logistic regression, and of two blends of the first two (mean probability, sum of logits).
 Run from the repository root: python benchmarks/results/blend_reg01.py OUT.csv"""
 import sys
+
 sys.path.insert(0, 'benchmarks')
-import numpy as np, pandas as pd, torch
+import numpy as np
+import pandas as pd
+import torch
+
 torch.set_num_threads(1)
-from sklearn.metrics import roc_auc_score
 import classification as C
+from sklearn.metrics import roc_auc_score
+
 from icl_diffusion import load_checkpoint
+
 pre = load_checkpoint('checkpoints/icl_diffusion_small.safetensors')
 names = ["breast_cancer", "default", "college_private", "creditcard", "psid1976", "birthwt"]
 tables, _ = C.load_tables(names)

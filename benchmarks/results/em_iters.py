@@ -2,11 +2,15 @@
 ratio to the exact conditional mean with more EM iterations in the closed-form Gaussian fit (the shipped model
 uses 10). Run from the repository root: python benchmarks/results/em_iters.py 30,100 closed_form,icl_point"""
 import sys
+
 sys.path.insert(0, 'benchmarks')
 import torch
+
 torch.set_num_threads(1)
 import imputation as I
+
 from icl_diffusion import load_checkpoint
+
 its = [int(v) for v in sys.argv[1].split(",")]
 methods = sys.argv[2] if len(sys.argv) > 2 else "closed_form,icl_point"
 for it in its:

@@ -1,7 +1,9 @@
 """Average the weights of inference checkpoints of one architecture (a model soup / SWA): soup.py OUT IN..."""
-import sys, torch
+import sys
+
 from icl_diffusion import load_checkpoint
 from icl_diffusion.checkpoint import save_checkpoint
+
 out, paths = sys.argv[1], sys.argv[2:]
 ps = [load_checkpoint(p) for p in paths]
 sd = {k: sum(p.model.state_dict()[k].float() for p in ps) / len(ps) for k in ps[0].model.state_dict()}
