@@ -166,13 +166,13 @@ class DiffusionLitModule(L.LightningModule):
         unmatched = [prefix for prefix in o.lr_scale if not any(n.startswith(prefix) for n, _ in named)]
         if unmatched:
             raise ValueError(f"optim.lr_scale: {unmatched} match no trained parameter of the model")
-        groups: dict[tuple[float, bool], list] = {}
+        groups: dict[tuple[bool, float], list] = {}  # (no weight decay, lr multiplier) -> parameters
         for n, p in named:
             scale = next((s for prefix, s in o.lr_scale.items() if n.startswith(prefix)), 1.0)
-            groups.setdefault((scale, p.dim() >= 2 and "inducing" not in n), []).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decay else 0.0}
-             for (scale, decay), ps in sorted(groups.items(), key=lambda kv: (not kv[0][1], kv[0][0]))],
+            groups.setdefault((p.dim() < 2 or "inducing" in n, scale), []).append(p)
+        opt = torch.optim.AdamW(  # sorted: the decayed groups first, whatever order the parameters come in
+            [{"params": ps, "lr": o.lr * scale, "weight_decay": 0.0 if no_decay else o.weight_decay}
+             for (no_decay, scale), ps in sorted(groups.items())],
             lr=o.lr, betas=tuple(o.betas),
         )
 
