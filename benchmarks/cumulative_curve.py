@@ -1,5 +1,6 @@
 """The shipped checkpoint's training curve across all its stages: validation metrics against total tables seen
-and total CPU-hours (each stage's curves_stage<k>.csv offset by the stages before it).
+and total CPU-hours (each stage's curves_stage<k>.csv, up to the step its weights were taken at, offset by the
+stages before it).
 
     .venv/bin/python benchmarks/cumulative_curve.py    # writes checkpoints/curves_cumulative.{csv,png}
 
@@ -14,15 +15,19 @@ import csv
 from pathlib import Path
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+# The shipped weights' lineage: (stage, the step its weights were taken at, None = its last row). Each stage
+# continued the one before it (init_from); stages 6-10 and 12-14 were experiments not adopted (model card).
+LINEAGE = ((1, None), (2, None), (3, None), (4, None), (5, None), (11, 2600), (15, 400))
 
 
 def cumulative_rows() -> list[dict]:
     rows, tables, minutes = [], 0.0, 0.0
-    for stage in range(1, 100):
-        path = CHECKPOINTS / f"curves_stage{stage}.csv"
-        if not path.exists():
-            break
-        stage_rows = list(csv.DictReader(path.open()))
+    for stage, last_step in LINEAGE:
+        stage_rows = list(csv.DictReader((CHECKPOINTS / f"curves_stage{stage}.csv").open()))
+        if last_step is not None:
+            stage_rows = [r for r in stage_rows if int(r["step"]) <= last_step]
+            if int(stage_rows[-1]["step"]) != last_step:
+                raise ValueError(f"curves_stage{stage}.csv has no row at step {last_step}")
         for r in stage_rows:
             rows.append({"stage": stage, **r, "total_tables": tables + float(r["tables_seen"]),
                          "total_cpu_hours": (minutes + float(r["minutes"])) / 60})

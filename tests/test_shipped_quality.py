@@ -25,6 +25,9 @@ NUMERIC_MARGIN = 0.9
 FUNCTION_BAR = 0.85  # accuracy on a category that is a deterministic function of a numeric column
 # Accuracy on a hurdle category (works <=> hours > 0): stage 5 without the point-mass feature 0.83, with it 1.00.
 HURDLE_BAR = 0.97
+# NRMSE on a numeric column that is a nonlinear function of another (quality.nonlinear_table, local contexts off):
+# the closed-form estimates alone 0.956, stage 5b (its nearest-rows input never trained) 0.960, stage 15 0.863.
+NONLINEAR_BAR = 0.92
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,9 @@ def failed_checks(pretrained, numeric_reference: float) -> list[str]:
         failed.append("categorical function of a numeric column")
     if quality.hurdle_accuracy(pretrained) < HURDLE_BAR:
         failed.append("category on one side of a hurdle of a numeric column")
+    x, missing = quality.nonlinear_table()
+    if quality.imputation_nrmse(pretrained, x, missing, local_context_rows=0) > NONLINEAR_BAR:
+        failed.append("numeric column a nonlinear function of another")
     if quality.real_numeric_nrmse(pretrained) > NUMERIC_MARGIN * numeric_reference:
         failed.append("numeric imputation past the closed-form estimate")
     return failed
@@ -82,12 +88,13 @@ def test_calibrated_probabilities_lower_log_loss_and_keep_the_classes(shipped):
 
 def test_local_contexts_learn_a_nonlinear_column_and_leave_a_gaussian_table_alone(shipped):
     """Local contexts (local_context.py) through the estimator: a column no linear estimate predicts is imputed
-    from its row's neighbours (the shipped model: 0.96 without, 0.67 with), and on a Gaussian table, where the
+    from its row's neighbours (the shipped model, stage 15: 0.86 without, 0.66 with; stage 5b, which never trained
+    its nearest-rows input: 0.96 and 0.67), and on a Gaussian table, where the
     whole table's estimate is the right one, the weights chosen on held-out cells keep it (the same NRMSE)."""
     x, missing = quality.nonlinear_table()
     off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0)
     on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128)
-    assert off > 0.85 and on < 0.75 * off, (off, on)
+    assert off > 0.8 and on < 0.8 * off, (off, on)
     x, missing, _ = quality.gaussian_table(600)
     off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0)
     on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128)
