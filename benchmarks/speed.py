@@ -6,10 +6,11 @@
    the whole table as inference runs it (``inference.TableDenoiser``: at most ``max_context_rows`` key
    rows, other rows in chunks of ``chunk_rows`` against them; no context cache; 30% of cells unknown).
    Achieved GFLOP/s = ``denoiser_flops`` / seconds, next to the matmul ceiling.
-3. Peak resident memory of imputing a 10,000 x 100 table (``DiffusionImputer`` one-call point estimate)
+3. Peak resident memory of imputing a 10,000 x 100 table (``DiffusionImputer``'s point estimate, the checkpoint's
+   stored settings: two calls with the two-view ensemble)
    in a fresh child process: ``ru_maxrss`` after the imputation, and before it (imports, model, table).
-4. End to end on development-size tables (Boston 506 x 14, Gaussian 2,000 x 25; 30% MCAR): the one-call
-   point estimate, 20 imputations of the conditional sampler (``n_steps=5``), MICE and MissForest-like,
+4. End to end on development-size tables (Boston 506 x 14, Gaussian 2,000 x 25; 30% MCAR): the point
+   estimate (stored settings), 20 imputations of the conditional sampler (``n_steps=5``), MICE and MissForest-like,
    timed in the same process. The sampler's cost is linear in the number of imputations (they are a
    batch dimension), so by default it is measured with ``--sampler-measure`` draws and scaled to 20.
 
@@ -215,7 +216,7 @@ def end_to_end(pretrained, draws_measured: int, draws: int, n_steps: int, quick:
         x = np.where(missing, np.nan, table.x)
         shape = f"{table.x.shape[0]:,} x {table.x.shape[1]}"
         methods = [
-            ("icl-diffusion point estimate (1 call)", diffusion_imputer(pretrained), 1),
+            ("icl-diffusion point estimate (stored settings)", diffusion_imputer(pretrained), 1),
             (f"icl-diffusion conditional sampler, {n_steps} steps, mean of {draws} draws",
              diffusion_imputer(pretrained, method="conditional", n_steps=n_steps, n_imputations=draws_measured),
              draws / draws_measured),
@@ -302,7 +303,7 @@ def main(argv=None) -> None:
             path = ckpt_file or str(save_checkpoint(  # random init: written for the child
                 Path(tmp) / "model.safetensors", pretrained.model, pretrained.diffusion))
             mem = measure_memory(path, mem_rows, mem_features, args.threads)
-        print(f"### Peak memory, imputing {mem_rows:,} x {mem_features} (30% MCAR, one-call point estimate, "
+        print(f"### Peak memory, imputing {mem_rows:,} x {mem_features} (30% MCAR, point estimate with the stored settings, "
               "fresh process)")
         print(markdown_table(["input table MiB", "ru_maxrss before imputing MiB", "ru_maxrss peak MiB",
                               "increase MiB", "seconds"],
