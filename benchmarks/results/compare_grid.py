@@ -2,8 +2,8 @@
 
     python benchmarks/results/compare_grid.py SHIPPED_AND_PEERS_DIR LABEL=RUNS.csv [LABEL=RUNS.csv ...]
 
-SHIPPED_AND_PEERS_DIR holds the per-dataset ``*.runs.csv`` of the full grid (every method, the shipped checkpoint:
-session 7's runs/bench7); each RUNS.csv is ``imputation.py --methods icl_point --checkpoint CKPT --out F.csv``'s
+SHIPPED_AND_PEERS_DIR holds the per-dataset ``*.runs.csv`` of the full grid (every method, stage 5b: session 7's
+runs, committed as benchmarks/results/grid_runs/session7); each RUNS.csv is ``imputation.py --methods icl_point --checkpoint CKPT --out F.csv``'s
 runs file, relabelled LABEL. Prints mean NRMSE over the real-table rows per dataset and per mechanism, the mean
 rank among all methods, and the Gaussian tables' ratio to the exact conditional mean.
 """
