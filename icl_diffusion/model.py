@@ -300,6 +300,7 @@ class Denoiser(nn.Module):
         gaussian_fit: tuple[torch.Tensor, torch.Tensor] | None = None,
         level_embed: torch.Tensor | None = None,
         n_levels: int | None = None,
+        withhold_closed_form: torch.Tensor | None = None,
     ):
         """Denoise one step.
 
@@ -320,6 +321,9 @@ class Denoiser(nn.Module):
             n_levels: C = max(2, n_classes.max()) when the caller knows it on the host (training reads it from
                 the batch before it moves: ``training.host_facts``); None = read from n_classes, which makes the
                 host wait for the device.
+            withhold_closed_form: (B,) bool, tables whose unknown cells get no closed-form estimate (training
+                only, ``LossConfig.p_withhold_closed_form``): numeric ones the column mean (0), categorical
+                ones no level distribution, as if the fit said nothing.
         Returns:
             (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), plus the context if return_context.
         """
@@ -342,6 +346,13 @@ class Denoiser(nn.Module):
                 self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature)
             if not self.cfg.categorical_feature:
                 probs = None
+            if withhold_closed_form is not None:
+                off = withhold_closed_form[:, None, None] & ~seen
+                gauss = torch.where(off, torch.zeros_like(gauss), gauss)
+                if probs is not None:  # uniform over each column's own levels
+                    levels = n_classes.clamp(min=1)[:, None, :, None]
+                    uniform = (torch.arange(probs.shape[-1], device=x.device) < levels) / levels
+                    probs = torch.where(off[..., None], uniform.to(probs.dtype), probs)
         if self.cfg.neighbour_feature:
             keys = None if context is None else context["rows"]
             neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)

@@ -23,6 +23,10 @@ class LossConfig:
     p_uncond: float = 0.1  # share of unconditional tables (faithful RePaint needs them)
     p_t_max: float = 0.5  # share of tables at t = T-1 (the one-call point estimate)
     cat_weight: float = 1.0  # weight of the categorical cross-entropy next to the numeric MSE
+    # Share of tables trained with the closed-form estimates withheld at their unknown cells (the network's
+    # linear-Gaussian input: numeric estimate and level probabilities), so that it must also learn to impute
+    # from the rows it attends to and the nearest-rows input, which it otherwise underuses (issue 13).
+    p_withhold_closed_form: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,8 +93,9 @@ def training_loss(
         col_embed = torch.randn(B, Fe, model.cfg.col_embed_dim, generator=generator, device=dev)
     n_levels = facts["n_levels"]  # fresh level identities per table and column, likewise
     level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
+    withhold = rand(B) < cfg.p_withhold_closed_form if cfg.p_withhold_closed_form > 0 else None
     out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
-                        level_embed=level_embed, n_levels=n_levels)
+                        level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold)
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)

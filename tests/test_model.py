@@ -261,3 +261,64 @@ def test_hundred_levels_without_retraining():
     _, logits = model(x, t, known, is_cat, n_classes)
     assert logits.shape[-1] == 100 and bool(torch.isfinite(logits).all())
     assert bool((logits[:, :, 1, 3:] == -1e4).all())  # column 1 has 3 levels
+
+
+@torch.no_grad()
+def test_withheld_closed_form_reaches_no_unknown_cell(monkeypatch):
+    """Training's ``p_withhold_closed_form``: a withheld table's output does not depend on the closed-form
+    estimates at its unknown cells (numeric estimate and level probabilities), while the other tables' does."""
+    import icl_diffusion.model as model_module
+
+    model = make_model("full")
+    x, t, known, is_cat, n_classes = make_inputs(13)
+    withhold = torch.tensor([True, False])
+    exact = model(x, t, known, is_cat, n_classes, withhold_closed_form=withhold)
+    plain = model(x, t, known, is_cat, n_classes)
+    original = model_module.cell_estimates
+
+    def scrambled(x, seen, *args, **kwargs):  # other estimates at the unknown cells, the same elsewhere
+        gauss, probs, fit = original(x, seen, *args, **kwargs)
+        g = torch.Generator().manual_seed(0)
+        gauss = torch.where(seen, gauss, 3 * torch.randn(gauss.shape, generator=g))
+        other = torch.softmax(5 * torch.randn(probs.shape, generator=g), -1)
+        return gauss, torch.where(seen[..., None], probs, other), fit
+
+    monkeypatch.setattr(model_module, "cell_estimates", scrambled)
+    moved = model(x, t, known, is_cat, n_classes, withhold_closed_form=withhold)
+    for a, b, c in zip(exact, moved, plain):
+        _close(a[0], b[0])  # withheld: the scrambled estimates never reach it
+        _close(a[1], c[1])  # not withheld: as without the flag
+        assert (a[1] - b[1]).abs().max() > 1e-3  # ... and it reads them
+
+
+def test_training_loss_withholds_the_closed_form_from_its_share_of_tables(monkeypatch):
+    """``LossConfig.p_withhold_closed_form = 1``: no table's loss depends on the closed-form estimates at its
+    unknown cells; at 0 every table's does."""
+    import icl_diffusion.model as model_module
+    from icl_diffusion.diffusion import GaussianDiffusion
+    from icl_diffusion.training import LossConfig, training_loss
+    from priors import PriorConfig, sample_batch
+
+    batch = sample_batch(PriorConfig(n_rows=[16, 32], n_features=[3, 6], p_has_categorical=1.0),
+                         torch.Generator().manual_seed(0))
+    model = make_model("full")
+    original = model_module.cell_estimates
+
+    def scrambled(x, seen, *args, **kwargs):
+        gauss, probs, fit = original(x, seen, *args, **kwargs)
+        g = torch.Generator().manual_seed(1)
+        other = torch.softmax(5 * torch.randn(probs.shape, generator=g), -1)
+        return (torch.where(seen, gauss, 3 * torch.randn(gauss.shape, generator=g)),
+                torch.where(seen[..., None], probs, other), fit)
+
+    def losses(p: float) -> list[torch.Tensor]:
+        cfg = LossConfig(p_withhold_closed_form=p, p_uncond=0.0)
+        out = [training_loss(model, GaussianDiffusion(), batch, cfg, torch.Generator().manual_seed(2))[0]]
+        with monkeypatch.context() as m:
+            m.setattr(model_module, "cell_estimates", scrambled)
+            out.append(training_loss(model, GaussianDiffusion(), batch, cfg, torch.Generator().manual_seed(2))[0])
+        return out
+
+    withheld, read = losses(1.0), losses(0.0)
+    _close(withheld[0], withheld[1])
+    assert (read[0] - read[1]).abs() > 1e-3
