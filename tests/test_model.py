@@ -263,6 +263,19 @@ def test_hundred_levels_without_retraining():
     assert bool((logits[:, :, 1, 3:] == -1e4).all())  # column 1 has 3 levels
 
 
+def _scrambled(original, seed: int):
+    """``cell_estimates`` with other closed-form estimates at the unknown cells, the same elsewhere."""
+
+    def scrambled(x, seen, *args, **kwargs):
+        gauss, probs, fit = original(x, seen, *args, **kwargs)
+        g = torch.Generator().manual_seed(seed)
+        other = torch.softmax(5 * torch.randn(probs.shape, generator=g), -1)
+        return (torch.where(seen, gauss, 3 * torch.randn(gauss.shape, generator=g)),
+                torch.where(seen[..., None], probs, other), fit)
+
+    return scrambled
+
+
 @torch.no_grad()
 def test_withheld_closed_form_reaches_no_unknown_cell(monkeypatch):
     """Training's ``p_withhold_closed_form``: a withheld table's output does not depend on the closed-form
@@ -274,16 +287,7 @@ def test_withheld_closed_form_reaches_no_unknown_cell(monkeypatch):
     withhold = torch.tensor([True, False])
     exact = model(x, t, known, is_cat, n_classes, withhold_closed_form=withhold)
     plain = model(x, t, known, is_cat, n_classes)
-    original = model_module.cell_estimates
-
-    def scrambled(x, seen, *args, **kwargs):  # other estimates at the unknown cells, the same elsewhere
-        gauss, probs, fit = original(x, seen, *args, **kwargs)
-        g = torch.Generator().manual_seed(0)
-        gauss = torch.where(seen, gauss, 3 * torch.randn(gauss.shape, generator=g))
-        other = torch.softmax(5 * torch.randn(probs.shape, generator=g), -1)
-        return gauss, torch.where(seen[..., None], probs, other), fit
-
-    monkeypatch.setattr(model_module, "cell_estimates", scrambled)
+    monkeypatch.setattr(model_module, "cell_estimates", _scrambled(model_module.cell_estimates, 0))
     moved = model(x, t, known, is_cat, n_classes, withhold_closed_form=withhold)
     for a, b, c in zip(exact, moved, plain):
         _close(a[0], b[0])  # withheld: the scrambled estimates never reach it
@@ -302,14 +306,7 @@ def test_training_loss_withholds_the_closed_form_from_its_share_of_tables(monkey
     batch = sample_batch(PriorConfig(n_rows=[16, 32], n_features=[3, 6], p_has_categorical=1.0),
                          torch.Generator().manual_seed(0))
     model = make_model("full")
-    original = model_module.cell_estimates
-
-    def scrambled(x, seen, *args, **kwargs):
-        gauss, probs, fit = original(x, seen, *args, **kwargs)
-        g = torch.Generator().manual_seed(1)
-        other = torch.softmax(5 * torch.randn(probs.shape, generator=g), -1)
-        return (torch.where(seen, gauss, 3 * torch.randn(gauss.shape, generator=g)),
-                torch.where(seen[..., None], probs, other), fit)
+    scrambled = _scrambled(model_module.cell_estimates, 1)
 
     def losses(p: float) -> list[torch.Tensor]:
         cfg = LossConfig(p_withhold_closed_form=p, p_uncond=0.0)
