@@ -14,6 +14,7 @@ Strategy for any table size (documented in the README):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -40,6 +41,9 @@ CALIBRATION_RANGE = (0.5, 4.0)
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
 # two views for the same blend (benchmarks/results/local_context.md).
 LOCAL_MEMBERS = ("identity",)
+# ``impute``'s keyword arguments that default to the checkpoint's tuned value (``SamplerConfig``): all its fields
+# but the draws' sampler, which the estimators choose.
+SETTINGS = tuple(name for name in SamplerConfig.__dataclass_fields__ if name not in ("draw_method", "draw_steps"))
 
 
 def choose_key_rows(known: torch.Tensor, max_context_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -379,19 +383,20 @@ def impute(
     by a forward hook on the network (one tick per forward pass), the spread calibration's and the centre's
     passes included (their nested calls get the bar itself, and add their passes to its total).
     """
-    model, diffusion, tuned = pretrained.model, pretrained.diffusion, pretrained.sampler
-    max_context_rows = tuned.max_context_rows if max_context_rows is None else max_context_rows
-    chunk_rows = tuned.chunk_rows if chunk_rows is None else chunk_rows
-    variance_mix = tuned.variance_mix if variance_mix is None else variance_mix
-    share = (tuned.share_first_call if share_first_call is None else share_first_call) and method != "repaint"
-    draw_context_rows = tuned.draw_context_rows if draw_context_rows is None else draw_context_rows
+    model, diffusion = pretrained.model, pretrained.diffusion
+    # The settings left None take the checkpoint's tuned values; these are what the nested calls (the centre,
+    # the spread calibration) run with too.
+    settings = {name: value for name, value in locals().items() if name in SETTINGS}
+    tuned = replace(pretrained.sampler, **{name: v for name, v in settings.items() if v is not None})
+    settings = {name: getattr(tuned, name) for name in SETTINGS}
+    max_context_rows, chunk_rows, variance_mix = tuned.max_context_rows, tuned.chunk_rows, tuned.variance_mix
+    draw_context_rows, ensemble = tuned.draw_context_rows, tuned.ensemble
+    local_context_rows, local_query_rows = tuned.local_context_rows, tuned.local_query_rows
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
-    center_draws = (tuned.center_draws if center_draws is None else center_draws) and method != "repaint"
-    calibrate_spread = (tuned.calibrate_spread if calibrate_spread is None else calibrate_spread) and method != "repaint"
-    ensemble = tuple(tuned.ensemble if ensemble is None else ensemble)
-    ensemble_draws = (tuned.ensemble_draws if ensemble_draws is None else ensemble_draws) and method != "repaint"
-    local_context_rows = tuned.local_context_rows if local_context_rows is None else local_context_rows
-    local_query_rows = tuned.local_query_rows if local_query_rows is None else local_query_rows
+    share = tuned.share_first_call and method != "repaint"
+    center_draws = tuned.center_draws and method != "repaint"
+    calibrate_spread = tuned.calibrate_spread and method != "repaint"
+    ensemble_draws = tuned.ensemble_draws and method != "repaint"
     dev = next(model.parameters()).device
     N = x.shape[0]
     known_t = torch.as_tensor(known)
@@ -523,14 +528,9 @@ def impute(
                     local_query_rows=local_query_rows, progress=bar))
                 out, mean = torch.where(fixed, out, out - mean + centre), centre
             if calibrate_spread:
-                settings = {"method": method, "n_steps": n_steps, "jump_length": jump_length,
-                            "jump_n_sample": jump_n_sample, "max_context_rows": max_context_rows, "chunk_rows": chunk_rows,
-                            "variance_mix": variance_mix, "share_first_call": share_first_call,
-                            "draw_context_rows": draw_context_rows, "center_draws": center_draws, "ensemble": ensemble,
-                            "ensemble_draws": ensemble_draws, "local_context_rows": local_context_rows,
-                            "local_query_rows": local_query_rows}
-                scale = torch.as_tensor(spread_scales(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
-                                                      progress=bar, **settings))
+                scale = torch.as_tensor(spread_scales(
+                    pretrained, x, known, is_cat, n_classes, seed, keys.numpy(), progress=bar, method=method,
+                    n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
     finally:
@@ -567,7 +567,7 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
         return scale
     n_draws = CALIBRATION_DRAWS
     draws = impute(pretrained, x, known & ~hold, is_cat, n_classes, n_samples=n_draws, seed=seed + 1,
-                   key_rows=np.arange(len(x)), calibrate_spread=False, **settings).astype(np.float64)
+                   key_rows=np.arange(len(x)), **{**settings, "calibrate_spread": False}).astype(np.float64)
     err2 = np.where(hold, (draws.mean(0) - x) ** 2, 0.0).sum(0)  # (F,)
     inflation = 1.0 if settings.get("center_draws") else 1 + 1 / n_draws
     var = np.where(hold, draws.var(0, ddof=1) * inflation, 0.0).sum(0)

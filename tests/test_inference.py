@@ -289,3 +289,14 @@ def test_tuned_sampler_settings_travel_in_the_checkpoint_and_fill_unset_paramete
         np.testing.assert_array_equal(a, b)  # the checkpoint's settings = the same settings given explicitly
     other = DiffusionImputer(checkpoint=str(default), random_state=0).fit(x).sample(x, 2)
     assert not np.array_equal(draws[0], other[0])
+
+
+def test_every_tuned_setting_is_an_engine_parameter_defaulting_to_the_checkpoint():
+    """``impute`` resolves its unset settings from ``SETTINGS`` (SamplerConfig's fields): each must be one of its
+    keyword arguments, left None by default, or a setting would silently never be read from the checkpoint."""
+    import inspect
+
+    from icl_diffusion.inference import SETTINGS, impute
+
+    params = inspect.signature(impute).parameters
+    assert SETTINGS and all(params[name].default is None for name in SETTINGS)
