@@ -386,8 +386,7 @@ def impute(
     model, diffusion = pretrained.model, pretrained.diffusion
     # The settings left None take the checkpoint's tuned values; these are what the nested calls (the centre,
     # the spread calibration) run with too.
-    settings = {name: value for name, value in locals().items() if name in SETTINGS}
-    tuned = replace(pretrained.sampler, **{name: v for name, v in settings.items() if v is not None})
+    tuned = replace(pretrained.sampler, **{name: v for name, v in locals().items() if name in SETTINGS and v is not None})
     settings = {name: getattr(tuned, name) for name in SETTINGS}
     max_context_rows, chunk_rows, variance_mix = tuned.max_context_rows, tuned.chunk_rows, tuned.variance_mix
     draw_context_rows, ensemble = tuned.draw_context_rows, tuned.ensemble
@@ -523,9 +522,7 @@ def impute(
             mean = out.mean(0, keepdim=True)
             if center_draws:
                 centre = whole(centre_sub[None]) if centre_sub is not None else torch.as_tensor(impute(
-                    pretrained, x, known, is_cat, n_classes, max_context_rows=max_context_rows, chunk_rows=chunk_rows,
-                    seed=seed, key_rows=key_rows, ensemble=ensemble, local_context_rows=local_context_rows,
-                    local_query_rows=local_query_rows, progress=bar))
+                    pretrained, x, known, is_cat, n_classes, seed=seed, key_rows=key_rows, progress=bar, **settings))
                 out, mean = torch.where(fixed, out, out - mean + centre), centre
             if calibrate_spread:
                 scale = torch.as_tensor(spread_scales(
