@@ -1,14 +1,26 @@
-"""Screen checkpoints before the full benchmarks: icl-diffusion alone on the masks of ``categorical.py`` and the
-splits of ``classification.py``.
+"""Screen a candidate checkpoint against the shipped one, cell type by cell type, row by row (the adoption check).
 
-For each checkpoint: categorical accuracy and numeric NRMSE of the one-call point estimate over categorical.py's
-48 (table, mechanism, rate, seed) masks, then classification (ROC AUC, accuracy, log loss) and regression (R^2)
-over classification.py's tables and 3 splits. The peers are not rerun: their numbers on the same masks and
-splits are in benchmarks/results/categorical.md and classification.md. A checkpoint is adopted only after the
-full benchmarks (every method in the same run).
+New weights are adopted only when the benchmarks say they are better on every cell type. This runs
+icl-diffusion alone, with the candidate's stored settings, on the same masks and splits as the shipped
+checkpoint's rows committed in ``benchmarks/results/screen/<label>/`` (``--reference``), and compares them
+pairwise, row by row, so that a difference smaller than the noise of the masks shows as such:
 
-    python benchmarks/screen.py checkpoints/icl_diffusion_small.safetensors runs/<stage>/<snapshot>.safetensors
-    python benchmarks/screen.py checkpoints/icl_diffusion_small.safetensors --local-context-rows 128
+| section | rows | metric |
+|---|---|---|
+| ``grid`` | imputation.py's grid: 6 real tables x MCAR/MAR/MNAR x 10/30/50% x seeds 0-2 (54 x 3) | numeric NRMSE |
+| ``gaussian`` | imputation.py's 500 x 10 Gaussian table, the same 9 masks, seeds 0-9 (90) | RMSE / exact conditional mean's |
+| ``categorical`` | 8 mixed tables x MCAR/MAR x 10/30/50% x seeds 0-2 (144) | categorical accuracy, numeric NRMSE |
+| ``prediction`` | classification.py's tables, splits 0-2 | ROC AUC (classification), R^2 (regression) |
+| ``draws`` | 20 draws, Gaussian 500 x 10 / Boston / Auto x MCAR/MAR at 30% x seeds 0-1 (12) | CRPS |
+
+Each section's rows go to ``--out-dir/<label>/<section>.csv`` and are reused when present, so an interrupted
+screen resumes and a checkpoint is never run twice. The peers (MissForest, MICE, logistic regression...) are not
+rerun: they are in the full benchmarks, which an adopted checkpoint then reruns (README, "Reproduce").
+
+    python benchmarks/screen.py runs/snaps/stage22_step2000.safetensors          # vs the shipped rows (~15 min)
+    python benchmarks/screen.py soup=runs/soup.safetensors --sections grid,categorical
+    python benchmarks/screen.py stage15=checkpoints/icl_diffusion_small.safetensors \\
+        --out-dir benchmarks/results/screen --reference none                     # (re)record the shipped rows
 """
 
 from __future__ import annotations
@@ -26,13 +38,36 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import categorical
 import classification
-from common import diffusion_imputer, make_mask
+import draws
+import imputation
+from common import REAL_TABLES, diffusion_imputer, make_mask, markdown_table
 
 from icl_diffusion import load_checkpoint
 
+SHIPPED_ROWS = Path(__file__).resolve().parent / "results" / "screen" / "stage15"
+SECTIONS = ("grid", "gaussian", "categorical", "prediction", "draws")
+# metric -> (section, the rows' key columns, the row filter, True when higher is better)
+METRICS = {
+    "numeric NRMSE, real grid": ("grid", ["dataset", "mechanism", "rate", "seed"], None, "nrmse", False),
+    "Gaussian, ratio to the exact conditional mean": ("gaussian", ["mechanism", "rate", "seed"], None, "ratio",
+                                                      False),
+    "categorical accuracy, mixed tables": ("categorical", ["table", "mechanism", "rate", "seed"], None, "acc", True),
+    "numeric NRMSE, mixed tables": ("categorical", ["table", "mechanism", "rate", "seed"], None, "nrmse", False),
+    "classification ROC AUC": ("prediction", ["table", "split"], "task == 'classification'", "auc", True),
+    "regression R^2": ("prediction", ["table", "split"], "task == 'regression'", "r2", True),
+    "draws' CRPS": ("draws", ["table", "mech", "seed"], None, "CRPS", False),
+}
+
+
+def grid_rows(pretrained, datasets: str, seeds: str) -> pd.DataFrame:
+    """imputation.py's runs of the point estimate (one row per dataset, mechanism, rate, seed)."""
+    args = imputation.parse_args(["--datasets", datasets, "--seeds", seeds, "--methods", "icl_point", "--threads", "1"])
+    runs = imputation.run(args, pretrained)
+    return runs[runs.method == "icl_point"]
+
 
 def categorical_scores(pretrained, **params) -> pd.DataFrame:
-    """Mean accuracy and NRMSE per table (rows) over categorical.py's default masks."""
+    """Accuracy and NRMSE of the point estimate per mixed table, mechanism, rate and seed."""
     impute = diffusion_imputer(pretrained, max_context_rows=512, **params)
     rows = []
     for key in categorical.TABLES:
@@ -44,38 +79,109 @@ def categorical_scores(pretrained, **params) -> pd.DataFrame:
                     rng = np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{rate}".encode())])
                     missing = make_mask(z, mech, rate, rng)
                     acc, err = categorical.score(impute(df.mask(missing), seed), df, missing, mean, std)
-                    rows.append((key, acc, err))
-    return pd.DataFrame(rows, columns=["table", "acc", "nrmse"])
+                    rows.append((key, mech, rate, seed, acc, err))
+    return pd.DataFrame(rows, columns=["table", "mechanism", "rate", "seed", "acc", "nrmse"])
 
 
-def prediction_scores(pretrained, **params) -> pd.DataFrame:
+def prediction_scores(pretrained, splits: int = 3, **params) -> pd.DataFrame:
     """classification.py's runs (icl only), one row per table x split."""
     tables, _ = classification.load_tables(list(classification.TABLES))
     methods = classification.build_methods(pretrained, 512, **params)
     methods = {task: {"icl": methods[task]["icl"]} for task in methods}
-    runs, _, _ = classification.run(types.SimpleNamespace(splits=3, max_train=1024), tables, methods)
+    runs, _, _ = classification.run(types.SimpleNamespace(splits=splits, max_train=1024), tables, methods)
     return runs
+
+
+def draw_scores(pretrained) -> pd.DataFrame:
+    """draws.py's runs of the checkpoint's draws (20 per mask), 30% missing."""
+    draw = draws.icl_draws(pretrained, None, 20)
+    runs = []
+    for seed in (0, 1):
+        for table in (draws.make_table(name, seed) for name in ("gaussian500x10", "boston", "auto")):
+            for mech in ("mcar", "mar"):
+                missing = make_mask(table.x, mech, 0.3, np.random.default_rng(seed))
+                out = draw(np.where(missing, np.nan, table.x), seed)
+                runs.append({"table": table.name, "mech": mech, "seed": seed,
+                             **draws.score(out, table.x, missing, table)})
+    return pd.DataFrame(runs)
+
+
+def section_rows(section: str, pretrained) -> pd.DataFrame:
+    if section == "grid":
+        return grid_rows(pretrained, ",".join(REAL_TABLES), "0,1,2")
+    if section == "gaussian":
+        return grid_rows(pretrained, "gaussian", ",".join(map(str, range(10))))
+    if section == "categorical":
+        return categorical_scores(pretrained)
+    if section == "prediction":
+        return prediction_scores(pretrained)
+    if section == "draws":
+        return draw_scores(pretrained)
+    raise SystemExit(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
+
+
+def rows_of(label: str, path: str, out_dir: Path, sections: list[str]) -> dict[str, pd.DataFrame]:
+    """{section: rows} of one checkpoint, run where ``out_dir/label/section.csv`` does not exist yet."""
+    folder = out_dir / label
+    folder.mkdir(parents=True, exist_ok=True)
+    pretrained = None
+    out = {}
+    for section in sections:
+        file = folder / f"{section}.csv"
+        if not file.exists():
+            pretrained = pretrained or load_checkpoint(path)
+            print(f"{label}: {section}...", flush=True)
+            section_rows(section, pretrained).to_csv(file, index=False)
+        out[section] = pd.read_csv(file)
+    return out
+
+
+def compare(reference: dict[str, pd.DataFrame], candidate: dict[str, pd.DataFrame]) -> tuple[list[list], bool]:
+    """Markdown rows, one per metric both have, and whether the candidate is better on every one of them."""
+    rows, better_everywhere = [], True
+    for metric, (section, keys, query, column, higher) in METRICS.items():
+        if section not in reference or section not in candidate:
+            continue
+        a, b = (d if query is None else d.query(query) for d in (reference[section], candidate[section]))
+        pair = a[keys + [column]].merge(b[keys + [column]], on=keys, suffixes=("_ref", "_new")).dropna()
+        if pair.empty:
+            continue
+        gain = (pair[f"{column}_new"] - pair[f"{column}_ref"]) * (1 if higher else -1)  # > 0: candidate better
+        se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.nan
+        verdict = "better" if gain.mean() > 0 else "worse" if gain.mean() < 0 else "equal"
+        better_everywhere &= verdict == "better"
+        rows.append([metric, len(pair), f"{pair[f'{column}_ref'].mean():.4f}", f"{pair[f'{column}_new'].mean():.4f}",
+                     f"{gain.mean():+.4f}", f"{se:.4f}", f"{(gain > 0).sum()} / {(gain < 0).sum()} / {(gain == 0).sum()}",
+                     verdict])
+    return rows, better_everywhere
 
 
 def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--local-context-rows", type=int, default=None,
-                        help="estimator parameter local_context_rows (default: the checkpoint's)")
+    parser.add_argument("checkpoints", nargs="+", help="FILE or LABEL=FILE (label: the file's stem)")
+    parser.add_argument("--reference", default=str(SHIPPED_ROWS),
+                        help="folder of the reference rows (default: the shipped checkpoint's); 'none' to skip")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--out-dir", default="runs/screen")
     args = parser.parse_args()
-    params = {} if args.local_context_rows is None else {"local_context_rows": args.local_context_rows}
-    for path in args.checkpoints:
-        pretrained = load_checkpoint(path)
-        cat = categorical_scores(pretrained, **params)
-        runs = prediction_scores(pretrained, **params)
-        cls = runs[runs.task == "classification"].groupby("table", sort=False)[["auc", "accuracy", "log_loss"]].mean()
-        reg = runs[runs.task == "regression"].groupby("table", sort=False)["r2"].mean()
-        print(f"{path}\n  categorical.py masks: accuracy {cat.acc.mean():.4f}, NRMSE {cat.nrmse.mean():.4f}"
-              f"\n  per table: {cat.groupby('table', sort=False).mean().round(3).to_dict('index')}"
-              f"\n  classification: AUC {cls.auc.mean():.4f}, accuracy {cls.accuracy.mean():.4f}, "
-              f"log loss {cls.log_loss.mean():.4f}; regression R^2 {reg.mean():.4f}"
-              f"\n  AUC per table: {cls.auc.round(3).to_dict()}\n  R^2 per table: {reg.round(3).to_dict()}", flush=True)
+    sections = args.sections.split(",")
+    reference = None
+    if args.reference != "none":
+        reference = {s: pd.read_csv(Path(args.reference) / f"{s}.csv") for s in sections
+                     if (Path(args.reference) / f"{s}.csv").exists()}
+    for spec in args.checkpoints:
+        label, path = spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec)
+        candidate = rows_of(label, path, Path(args.out_dir), sections)
+        if reference is None:
+            continue
+        rows, better = compare(reference, candidate)
+        header = ["metric", "rows", "reference", label, "gain (mean, > 0 better)", "se", "rows better / worse / equal",
+                  "verdict"]
+        text = (f"{label} ({path}) against {args.reference}\n\n{markdown_table(header, rows)}\n\n"
+                f"{'better on every metric' if better else 'not better on every metric'}\n")
+        (Path(args.out_dir) / label / "verdict.md").write_text(text)
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

