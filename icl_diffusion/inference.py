@@ -38,11 +38,6 @@ CALIBRATION_MIN_CELLS = 10
 CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
-# Missingness-matched hidden cells (``missingness_odds``): ridge penalty and Newton steps of the logistic fit,
-# and the range of the odds relative to their median (the most a cell's chance of being hidden can move).
-MATCH_RIDGE = 1.0
-MATCH_NEWTON_STEPS = 8
-MATCH_ODDS_RANGE = (1 / 3, 3.0)
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
 # two views for the same blend (benchmarks/results/local_context.md).
 LOCAL_MEMBERS = ("identity",)
@@ -209,47 +204,17 @@ def as_logits(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
 
 
-def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator,
-             weights: np.ndarray | None = None) -> np.ndarray:
+def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(N, F) bool: observed cells hidden to measure the engine on this table (``spread_scales``,
     ``local_weights``): in each of the ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells (at
-    least ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``, uniformly or with
-    probabilities proportional to ``weights`` (N, F) (``missingness_odds``)."""
+    least ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``."""
     hold = np.zeros_like(known)
     for j in np.flatnonzero(columns):
         observed = np.flatnonzero(known[:, j])
         k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
         if k > 0:
-            p = None if weights is None else weights[observed, j] / weights[observed, j].sum()
-            hold[rng.choice(observed, k, replace=False, p=p), j] = True
+            hold[rng.choice(observed, k, replace=False), j] = True
     return hold
-
-
-def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """(N, F) weights under which a column's observed cells look like its missing ones: in each of the
-    ``columns``, the odds P(missing | row) / P(observed | row) of a ridge logistic regression of the column's
-    missingness on the row's other numeric cells (standardized ``x``, unknown cells at 0), clipped to
-    ``MATCH_ODDS_RANGE`` times their median. Hidden cells drawn with these weights (``hold_out``) sit where the
-    table's missing cells sit when the missingness depends on what is observed (MAR); under MCAR the fit is flat
-    and they are drawn uniformly, as before. 1 elsewhere."""
-    weights = np.ones(x.shape, dtype=np.float64)
-    numeric = np.flatnonzero(~is_cat)
-    z = np.where(known, x, 0.0)[:, numeric].astype(np.float64)
-    for j in np.flatnonzero(columns):
-        missing = ~known[:, j]
-        design = np.column_stack([np.ones(len(z)), np.delete(z, np.flatnonzero(numeric == j), axis=1)])
-        beta = np.zeros(design.shape[1])
-        penalty = np.full(design.shape[1], MATCH_RIDGE)
-        penalty[0] = 0.0  # the intercept is not shrunk
-        for _ in range(MATCH_NEWTON_STEPS):  # Newton's method on the penalized log-likelihood
-            p = 1.0 / (1.0 + np.exp(-design @ beta))
-            grad = design.T @ (missing - p) - penalty * beta
-            hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
-            beta += np.linalg.solve(hess, grad)
-        odds = np.exp(design @ beta)
-        median = np.median(odds[known[:, j]])
-        weights[:, j] = odds.clip(median * MATCH_ODDS_RANGE[0], median * MATCH_ODDS_RANGE[1])
-    return weights
 
 
 def _extend(bar, passes: int) -> None:
@@ -583,8 +548,7 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     """Per-column factors (F,) for the draws' deviations from their mean: in-context calibration of their spread.
 
     In every numeric column with missing cells, ``CALIBRATION_FRAC`` of the observed cells of the key rows
-    (``key_rows``, seeded; chosen where the column's own missing cells are likely, ``missingness_odds``, so
-    that under MAR they are measured where the draws are needed) are hidden as well and drawn ``CALIBRATION_DRAWS`` times with the same sampler
+    (``key_rows``, seeded) are hidden as well and drawn ``CALIBRATION_DRAWS`` times with the same sampler
     ``settings``, on the key rows alone: they attend to each other only, so their draws are those of the
     whole table at the cost of a table of at most ``max_context_rows`` rows. Calibrated draws have
     squared errors of their mean r^2 = s^2 (1 + 1/D) on average (s^2 the draws' variance, D draws; r^2 = s^2
@@ -593,9 +557,8 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
     """
     columns = ~is_cat & (~known).any(0)
-    odds = missingness_odds(x, known, is_cat, columns)[np.sort(key_rows)]  # fitted on every row: key rows
-    x, known = x[np.sort(key_rows)], known[np.sort(key_rows)]  # of a large table are mostly complete ones
-    hold = hold_out(known, columns, np.random.default_rng([seed, 1]), odds)
+    x, known = x[np.sort(key_rows)], known[np.sort(key_rows)]
+    hold = hold_out(known, columns, np.random.default_rng([seed, 1]))
     scale = np.ones(x.shape[1])
     if not hold.any():
         return scale

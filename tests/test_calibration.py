@@ -85,33 +85,3 @@ def test_repaint_draws_stay_as_drawn(tiny_checkpoint):
                               n_steps=3, center_draws=flag, calibrate_spread=flag).fit(df).sample(df, n_imputations=3)
              for flag in (False, True)]
     assert all(a.equals(b) for a, b in zip(*draws))
-
-
-def test_hidden_cells_of_the_calibration_sit_where_the_missing_cells_sit():
-    """MAR (column b missing where a is large): the missingness odds rise with a, so the hidden observed cells
-    of b are drawn among the larger values of a, like b's missing cells; MCAR: the odds are nearly flat. The
-    range of the odds is capped (MATCH_ODDS_RANGE), and columns without missing cells keep weight 1."""
-    from icl_diffusion.inference import MATCH_ODDS_RANGE, hold_out, missingness_odds
-
-    g = np.random.default_rng(0)
-    x = g.normal(size=(600, 3))
-    is_cat = np.zeros(3, bool)
-    columns = np.array([False, True, False])
-    mar = np.ones_like(x, dtype=bool)
-    mar[:, 1] = g.random(600) > 1 / (1 + np.exp(-2 * x[:, 0] + 1))  # P(b missing) rises with a
-    odds = missingness_odds(x, mar, is_cat, columns)
-    assert np.all(odds[:, [0, 2]] == 1)
-    assert np.corrcoef(odds[:, 1], x[:, 0])[0, 1] > 0.8
-    assert odds[:, 1].max() / odds[:, 1].min() <= MATCH_ODDS_RANGE[1] / MATCH_ODDS_RANGE[0] + 1e-9
-    hidden = hold_out(mar, columns, np.random.default_rng(1), odds)
-    uniform = hold_out(mar, columns, np.random.default_rng(1))
-    assert hidden[:, 1].sum() == uniform[:, 1].sum() and not (hidden & ~mar).any()
-    observed_mean = x[mar[:, 1], 0].mean()
-    assert x[~mar[:, 1], 0].mean() - observed_mean > 0.5  # the missing cells' rows: larger a
-    assert x[hidden[:, 1], 0].mean() - observed_mean > 0.3  # matched hidden cells follow them
-    assert abs(x[uniform[:, 1], 0].mean() - observed_mean) < 0.25  # uniform ones do not
-
-    mcar = np.ones_like(x, dtype=bool)
-    mcar[:, 1] = g.random(600) > 0.3
-    flat = missingness_odds(x, mcar, is_cat, columns)[:, 1]
-    assert flat.max() / flat.min() < 2.0  # (the fit of noise on 600 rows: 1.8 here)

@@ -1,4 +1,5 @@
-"""Experiment (session 15): the spread calibration's hidden cells drawn uniformly among a column's observed cells
+"""Experiment (session 15; runs at commit 51196d7, whose engine has ``inference.missingness_odds``; reverted after
+it, see benchmarks/results/draws.md): the spread calibration's hidden cells drawn uniformly among a column's observed cells
 (before) or with the column's missingness odds (``inference.missingness_odds``, clipped to 1/R..R times their
 median). 20 draws of the shipped checkpoint with its stored draw settings, draws.py's tables and masks at 30%
 missing, MCAR / MAR / MNAR; one CSV of draws.py's scores per variant.
