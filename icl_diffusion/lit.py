@@ -140,11 +140,11 @@ class DiffusionLitModule(L.LightningModule):
                     self.ema[name].lerp_(p.detach(), 1.0 - self.optim_cfg.ema_decay)
 
     def on_train_start(self) -> None:
-        if self.optim_cfg.ema_decay and self.ema is None:  # the average starts at the weights the run starts from
-            self.ema = {n: p.detach().clone() for n, p in self.model.named_parameters()}
-        if not self.optim_cfg.ema_decay:  # a run resumed without it: no stale average to export
+        if not self.optim_cfg.ema_decay:  # off (a run resumed without it keeps no stale average to export)
             self.ema = None
-        if self.ema is not None:  # restored from a checkpoint on the CPU
+        elif self.ema is None:  # the average starts at the weights the run starts from
+            self.ema = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        else:  # restored from a checkpoint, on the CPU
             self.ema = {n: t.to(self.device) for n, t in self.ema.items()}
 
     @contextlib.contextmanager

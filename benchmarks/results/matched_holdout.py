@@ -23,6 +23,8 @@ from common import make_mask
 import icl_diffusion.inference as engine
 from icl_diffusion import load_checkpoint
 
+if not hasattr(engine, "missingness_odds"):  # elsewhere every variant would silently run the uniform calibration
+    raise SystemExit("matched_holdout.py runs at commit 51196d7 only (git checkout 51196d7)")
 torch.set_num_threads(1)
 label, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
 if label == "uniform":
