@@ -178,7 +178,7 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     Each member is one ``first_call`` on the table as that member sees it (``table_views``: ``views``' result
     if already made; ``outputs``: member -> that call's output, reused where present and filled in here);
     numeric estimates are averaged in the table's units, class probabilities averaged (the logits returned are
-    their logs). One member: ``one_call`` exactly.
+    their logs). One member: its call's estimate in the table's units (``identity``: ``one_call`` exactly).
     """
     outputs = {} if outputs is None else outputs
     table_views = views(x, known, is_cat, key_rows, members) if table_views is None else table_views
@@ -189,9 +189,10 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
             outputs[member] = first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
         output = outputs[member]
         x0 = point_estimate(diffusion, output, x_m, known, is_cat)
+        x0 = x0 if transform is None else torch.where(known, x, transform.inverse(x0))  # in the table's units
         if len(members) == 1:
             return x0, output[1][0]
-        x_sum = x_sum + (x0 if transform is None else transform.inverse(x0))
+        x_sum = x_sum + x0
         prob_sum = prob_sum + torch.softmax(output[1][0].double(), -1)
     probs = prob_sum / len(members)
     cat = is_cat[None, :].expand_as(known)

@@ -74,6 +74,19 @@ def test_ensemble_is_the_checkpoints_default_and_keeps_observed_cells(tiny_check
     assert both.notna().all().all() and set(both["k"]) <= {"hi", "lo"}
 
 
+def test_each_member_alone_is_in_the_tables_units(tiny_checkpoint):
+    """The two-member estimate is the mean of the members' estimates, each mapped back to the table's units, so
+    the Yeo-Johnson member alone is twice the pair's minus the plain one; a member alone left in transformed
+    units (as it was until session 16) is not."""
+    _, holes = _skewed_table(n=80)
+    run = lambda ens: DiffusionImputer(checkpoint=str(tiny_checkpoint), device="cpu",
+                                       ensemble=ens).fit_transform(holes).to_numpy()
+    plain, yj, both = run(("identity",)), run(("yeo_johnson",)), run(("identity", "yeo_johnson"))
+    missing = holes.isna().to_numpy()
+    np.testing.assert_allclose(yj[missing], (2 * both - plain)[missing], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(yj[~missing], holes.to_numpy()[~missing])
+
+
 def test_classifier_probabilities_of_the_ensemble_are_probabilities(tiny_checkpoint):
     from icl_diffusion import DiffusionClassifier
 
