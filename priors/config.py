@@ -53,6 +53,8 @@ class PriorConfig:
     panel_units_frac: tuple[float, float] = (0.02, 0.3)
     panel_trend: tuple[float, float] = (0.0, 0.5)
     panel_noise: tuple[float, float] = (0.02, 0.3)
+    # "heavy" roots (off unless root_weights gives them a weight): exp(s * normal), s uniform in this range.
+    heavy_sigma: tuple[float, float] = (0.4, 1.0)
     # Probability that an edge between consecutive layers exists (every node keeps >= 1 parent).
     edge_density: tuple[float, float] = (0.2, 1.0)
     # Pre-activation gain (log-uniform) and offset scale: how far into tanh saturation / sin periods /
@@ -186,7 +188,7 @@ class PriorConfig:
             ("family_weights", FAMILIES),
             ("mask_weights", MASK_KINDS),
             ("activation_weights", ACTIVATIONS),
-            ("root_weights", ("normal", "uniform", "clusters", "panel")),
+            ("root_weights", ("normal", "uniform", "clusters", "panel", "heavy")),
             ("noise_weights", ("gaussian", "laplace", "student_t")),
             ("gaussian_weights", ("dag", "spectrum")),
         ):

@@ -21,7 +21,7 @@ from ._random import Rng, standardize
 from .config import ACTIVATIONS, PriorConfig
 
 NOISE_FAMILIES = ("gaussian", "laplace", "student_t")
-ROOT_KINDS = ("normal", "uniform", "clusters", "panel")
+ROOT_KINDS = ("normal", "uniform", "clusters", "panel", "heavy")
 # Heavy-tailed noise is capped at this many scale units: one extreme draw would otherwise dominate a
 # column's std and collapse every other row to a constant after standardization.
 MAX_NOISE = 10.0
@@ -54,7 +54,8 @@ def sample_scm_nodes(cfg: PriorConfig, rng: Rng, batch_size: int, n_rows: int, n
 
 
 def _sample_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> Tensor:
-    """Root causes (B, N, R): per table Gaussian, uniform, a Gaussian mixture (clustered rows) or panel rows."""
+    """Root causes (B, N, R): per table Gaussian, uniform, a Gaussian mixture (clustered rows), panel rows or
+    heavy-tailed (log-normal) causes."""
     kind = rng.categorical_t((B, 1, 1), cfg.root_weights, ROOT_KINDS)
     normal = rng.randn(B, N, n_roots)
     uniform = torch.erf(normal / math.sqrt(2.0)) * math.sqrt(3.0)  # Phi(normal) is uniform: unit variance
@@ -69,7 +70,20 @@ def _sample_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> T
     roots = torch.where(kind == 0, normal, torch.where(kind == 1, uniform, clustered))
     if cfg.root_weights.get("panel", 0.0) > 0:  # drawn only when enabled: older priors keep their streams
         roots = torch.where(kind == 3, _panel_roots(cfg, rng, B, N, n_roots), roots)
+    if cfg.root_weights.get("heavy", 0.0) > 0:  # likewise
+        roots = torch.where(kind == 4, _heavy_roots(cfg, rng, normal), roots)
     return roots
+
+
+def _heavy_roots(cfg: PriorConfig, rng: Rng, normal: Tensor) -> Tensor:
+    """Heavy-tailed causes (B, N, R) from Gaussian ones: log-normal, exp(s * normal) with s per table
+    (``heavy_sigma``), mirrored for a random half of the roots. Through identity mechanisms they give columns
+    whose largest values lie many standard deviations out and are linear in each other (sizes: applications,
+    enrolment and staff of a college), so a row beyond the rest must be imputed beyond the rest."""
+    B, _, R = normal.shape
+    s = rng.uniform_t((B, 1, 1), *cfg.heavy_sigma)
+    sign = torch.where(rng.bernoulli_t((B, 1, R), 0.5), 1.0, -1.0)
+    return sign * torch.exp(s * normal)
 
 
 def _panel_roots(cfg: PriorConfig, rng: Rng, B: int, N: int, n_roots: int) -> Tensor:

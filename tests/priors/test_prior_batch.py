@@ -268,6 +268,25 @@ def _is_binning_of(codes: torch.Tensor, source: torch.Tensor) -> bool:
     return runs == len(ordered.unique())
 
 
+def test_heavy_roots_give_far_outlying_rows_and_leave_other_priors_unchanged() -> None:
+    from priors._random import Rng
+    from priors.scm import sample_scm_nodes
+
+    def far_share(weights: dict) -> float:
+        """The share of hidden nodes whose largest value is over 5 standard deviations out."""
+        cfg = PriorConfig(root_weights=weights)
+        z = torch.cat([sample_scm_nodes(cfg, Rng(torch.Generator().manual_seed(s)), 8, 300, 6)
+                       for s in range(4)], -1)
+        z = (z - z.mean(1, keepdim=True)) / z.std(1, keepdim=True).clamp(min=1e-6)
+        return float((z.abs().amax(1) > 5).float().mean())
+
+    assert far_share({"heavy": 1.0}) > 1.5 * far_share({"normal": 1.0})
+    a = sample_scm_nodes(PriorConfig(), Rng(torch.Generator().manual_seed(1)), 4, 50, 5)
+    b = sample_scm_nodes(PriorConfig(root_weights={**PriorConfig().root_weights, "heavy": 0.0}),
+                         Rng(torch.Generator().manual_seed(1)), 4, 50, 5)
+    assert torch.equal(a, b)
+
+
 def test_derived_categoricals_are_hurdles_or_coarse_copies_of_a_numeric_column() -> None:
     """p_derived=1: every categorical column of a table with a numeric column is a binning of one of them, and
     a binary hurdle's source is piled up exactly on one of its levels; at p_derived=0 most are not."""
