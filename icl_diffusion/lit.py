@@ -7,6 +7,7 @@ Hydra. Batches come whole from the prior (``DataLoader(batch_size=None)``).
 from __future__ import annotations
 
 import contextlib
+import csv
 import math
 import os
 import time
@@ -316,6 +317,17 @@ class LearningCurves(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0 = time.time()
+        # A checkpoint at a validation step is saved before that validation runs, so a run resumed from it
+        # lacks the row (its rows are the checkpoint's). The interrupted run wrote it to curves.csv: rows of
+        # steps up to the checkpoint's were scored on the weights the checkpoint holds, so they are taken back.
+        path = os.path.join(self.out_dir, "curves.csv")
+        if self.rows and trainer.is_global_zero and os.path.exists(path):
+            with open(path, newline="") as f:
+                on_disk = [{k: int(float(v)) if k in ("step", "tables_seen") else float(v) for k, v in row.items() if v}
+                           for row in csv.DictReader(f)]
+            last = self.rows[-1]["step"]
+            self.rows += [row for row in on_disk if last < row["step"] <= trainer.global_step]
+            self._minutes_before = self.rows[-1]["minutes"]
 
     def state_dict(self) -> dict:  # saved in Lightning checkpoints: a resumed run extends the same curves
         return {"rows": self.rows}
@@ -338,8 +350,6 @@ class LearningCurves(L.Callback):
 
 def write_curves(rows: list[dict], out_dir: str) -> None:
     """Write rows of metrics to out_dir/curves.csv and plot the imputation metrics to curves.png."""
-    import csv
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 
@@ -198,6 +199,26 @@ def test_crash_and_resume_continue_step_and_prior_stream(tmp_path, ema_decay):
     assert [steps[s][0] for s in range(8)] == list(range(8))
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
+
+
+def test_a_resumed_run_keeps_every_validation_row(tmp_path):
+    """A checkpoint at a validation step is written before that validation runs: killed after it, the resumed
+    run restarts from the checkpoint and the row was missing from its curves (stage 24's step 1,800, session
+    16). The rows of validations at or before the checkpoint's step are taken back from curves.csv, so the
+    curves end as the uninterrupted run's (minutes aside)."""
+    common = [*(o for o in SMALL if not o.startswith("callbacks.learning_curves")), "trainer.max_steps=6",
+              "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last", "trainer.val_check_interval=2"]
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    train(compose([*common, f"out_dir={ref_dir}"]))
+    with pytest.raises(Crash):
+        train(compose([*common, f"out_dir={run_dir}", "+callbacks.crash={_target_:test_train.CrashAt,step:5}"]))
+    train(compose([*common, f"out_dir={run_dir}"]))
+
+    def rows(out_dir):
+        return pd.read_csv(out_dir / "curves.csv").drop(columns="minutes")
+
+    assert rows(ref_dir)["step"].tolist() == [2, 4, 6]
+    pd.testing.assert_frame_equal(rows(run_dir), rows(ref_dir))
 
 
 def test_resume_needs_a_fixed_out_dir(tmp_path, monkeypatch, caplog):
