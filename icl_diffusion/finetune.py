@@ -67,7 +67,7 @@ class FineTuneConfig:
     # uniformly: as inference's test-time ensemble sees the table (a Yeo-Johnson view is fitted on each
     # subset's known cells, standardized, as ``inference.views`` fits it on the key rows). None: the
     # checkpoint's ``SamplerConfig.ensemble``. A view left untrained drifts: on AER/Guns, 75 steps on the
-    # table as it is took the Yeo-Johnson view's NRMSE from 0.51 to 0.55 and the ensemble's from 0.27 to 0.31.
+    # table as it is took the ensemble's NRMSE from 0.27 to 0.31 (benchmarks/results/finetune.md, session 8).
     views: tuple[str, ...] | None = None
     # Loss (``LossConfig``; defaults: pretraining's): share of tables at t = T-1 (the one-call point estimate
     # inference uses), share of unconditional tables, weight of the categorical cross-entropy.
