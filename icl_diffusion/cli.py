@@ -243,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proba", action="store_true", help="classification: add proba_<class> columns")
     p.add_argument("--quantiles", default=None, help="regression: comma-separated quantiles, e.g. 0.05,0.95, "
                    "added as <target>_q<q> columns")
+    p.add_argument("--ensemble-folds", type=int, default=None,
+                   help="regression: folds of the cross-validation on the training rows that weighs the "
+                   "--ensemble's two views for the target; 0: their equal average (default: "
+                   "DiffusionRegressor's, 3)")
     _model_args(p)
     _na_values_arg(p)
 
@@ -343,6 +347,8 @@ def cmd_predict(args) -> None:
                 out[f"proba_{c}"] = proba[:, k]
     else:
         kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common}
+        if args.ensemble_folds is not None:
+            kw["ensemble_folds"] = args.ensemble_folds
         est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
         if qs:

@@ -81,7 +81,12 @@ CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
-         "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows"}
+         "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
+         "ensemble_folds": "ensemble_folds"}
+# DiffusionRegressor: folds of the cross-validation that weighs the ensemble's two views for the target (as
+# RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.450),
+# about twice the time of a prediction (benchmarks/results/regression.md, session 16).
+REGRESSOR_ENSEMBLE_FOLDS = 3
 
 
 def _seed(random_state) -> int:
@@ -144,6 +149,11 @@ class _Base(BaseEstimator):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
         if getattr(self, "ensemble", None) is not None:
             check_members(self.ensemble)
+        folds = getattr(self, "ensemble_folds", None)
+        if folds is not None and (not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 0
+                                  or folds == 1):
+            raise ValueError(f"ensemble_folds must be 0 (off), an integer >= 2 or None (the checkpoint's), "
+                             f"got {folds!r}")
 
     def _setting(self, name: str):
         """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""
@@ -164,7 +174,7 @@ class _Base(BaseEstimator):
             center_draws=self._setting("center_draws"), calibrate_spread=self._setting("calibrate_spread"),
             ensemble=tuple(self._setting("ensemble")), ensemble_draws=self._setting("ensemble_draws"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
-            local_context_rows=self._setting("local_context_rows"),
+            local_context_rows=self._setting("local_context_rows"), ensemble_folds=self._setting("ensemble_folds"),
             seed=_seed(self.random_state), progress=self.progress, **kw,
         )
 
@@ -446,6 +456,10 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws,
             local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
+        ensemble_folds: with the two views of the ensemble, the target's estimate weighs them (the Yeo-Johnson
+            view's weight 0, 1/2 or 1) as this many folds of cross-validation on the training rows favour
+            (``inference.view_weights``; 2 network calls on the training rows per fold); 0: the equal average;
+            None: the checkpoint's setting (``SamplerConfig.ensemble_folds``).
 
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column).
@@ -456,11 +470,12 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None, local_context_rows=None):
+                 ensemble_draws=None, local_context_rows=None, ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
         self.local_context_rows = local_context_rows
+        self.ensemble_folds = ensemble_folds
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -41,6 +41,11 @@ CALIBRATION_RANGE = (0.5, 4.0)
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
 # two views for the same blend (benchmarks/results/local_context.md).
 LOCAL_MEMBERS = ("identity",)
+# ``view_weights``: the second view's weights a column may take, and the fewest observed key cells a column needs
+# to be cross-validated (below: the equal average). A finer grid (0, 1/4, ..., 1) chosen on one 10% hold-out
+# instead of cross-validation lost R² (benchmarks/results/ensemble.md, session 16).
+VIEW_WEIGHT_GRID = (0.0, 0.5, 1.0)
+VIEW_MIN_CELLS = 10
 # ``impute``'s keyword arguments that default to the checkpoint's tuned value (``SamplerConfig``): all its fields
 # but the draws' sampler, which the estimators choose.
 SETTINGS = tuple(name for name in SamplerConfig.__dataclass_fields__ if name not in ("draw_method", "draw_steps"))
@@ -172,17 +177,20 @@ def views(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: 
 
 @torch.no_grad()
 def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
-                   outputs: dict | None = None, table_views: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   outputs: dict | None = None, table_views: dict | None = None,
+                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
 
     Each member is one ``first_call`` on the table as that member sees it (``table_views``: ``views``' result
     if already made; ``outputs``: member -> that call's output, reused where present and filled in here);
     numeric estimates are averaged in the table's units, class probabilities averaged (the logits returned are
     their logs). One member: its call's estimate in the table's units (``identity``: ``one_call`` exactly).
+    ``weights`` (F,): with two members, the second one's weight in each column's numeric estimates (``view_weights``);
+    None: equal weights.
     """
     outputs = {} if outputs is None else outputs
     table_views = views(x, known, is_cat, key_rows, members) if table_views is None else table_views
-    x_sum = prob_sum = 0
+    estimates, prob_sum = [], 0
     for member in members:
         transform, x_m = table_views[member]
         if member not in outputs:
@@ -192,12 +200,51 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
         x0 = x0 if transform is None else torch.where(known, x, transform.inverse(x0))  # in the table's units
         if len(members) == 1:
             return x0, output[1][0]
-        x_sum = x_sum + x0
+        estimates.append(x0)
         prob_sum = prob_sum + torch.softmax(output[1][0].double(), -1)
     probs = prob_sum / len(members)
+    if weights is None:
+        numeric = sum(estimates) / len(members)
+    else:
+        numeric = (1 - weights) * estimates[0].double() + weights * estimates[1].double()
     cat = is_cat[None, :].expand_as(known)
-    x0 = torch.where(cat, probs.argmax(-1).to(x.dtype), (x_sum / len(members)).to(x.dtype))
+    x0 = torch.where(cat, probs.argmax(-1).to(x.dtype), numeric.to(x.dtype))
     return torch.where(known, x, x0), as_logits(probs).to(x.dtype)
+
+
+@torch.no_grad()
+def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
+                 members: tuple[str, ...], folds: int, seed: int, bar=None) -> torch.Tensor | None:
+    """Per-column weights (F,) of the second of two ``members`` (``ensemble_point``'s ``weights``), chosen by
+    ``folds``-fold cross-validation on the key rows alone (x, known): each numeric one of the ``columns`` (F,)
+    bool with at least ``VIEW_MIN_CELLS`` observed cells has them split into ``folds`` seeded parts; each
+    part is hidden in turn (in every column at once) and imputed from the rest by each member, and
+    ``local_context.choose_weights`` picks the blend (``VIEW_WEIGHT_GRID``) of least squared error over all of
+    them. 1/2 (the equal average) elsewhere; None when nothing was measured."""
+    numeric = columns.to(x.device) & ~is_cat & (known.sum(0) >= VIEW_MIN_CELLS)
+    if len(members) != 2 or not bool(numeric.any()):
+        return None
+    rng = np.random.default_rng([seed, 4])
+    fold = torch.full(known.shape, -1, dtype=torch.long)
+    for j in numeric.nonzero().squeeze(1).tolist():
+        observed = known[:, j].nonzero().squeeze(1).cpu()
+        fold[observed, j] = torch.as_tensor(rng.permutation(len(observed)) % folds)
+    fold = fold.to(x.device)
+    keys = torch.arange(len(x), device=x.device)
+    _extend(bar, folds * len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
+    cv = [torch.zeros_like(x, dtype=torch.float64) for _ in members]
+    for f in range(folds):
+        hide = fold == f
+        seen = known & ~hide
+        table_views = views(x, seen, is_cat, keys, members)
+        for i, member in enumerate(members):
+            est, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, (member,),
+                                    table_views={member: table_views[member]})
+            cv[i] = torch.where(hide, est.double(), cv[i])
+    held = fold >= 0
+    probs = torch.zeros(*x.shape, 2, dtype=torch.float64, device=x.device)  # unused: numeric columns only
+    weights = choose_weights(x, held, is_cat, (cv[0], probs), (cv[1], probs), VIEW_WEIGHT_GRID)
+    return torch.where(held.any(0), weights, 0.5)
 
 
 def as_logits(probs: torch.Tensor) -> torch.Tensor:
@@ -363,6 +410,7 @@ def impute(
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
+    ensemble_folds: int | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -371,9 +419,10 @@ def impute(
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
-    ``ensemble``, ``ensemble_draws``, ``local_context_rows`` and ``local_query_rows`` left None take the
-    checkpoint's tuned values (``pretrained.sampler``). The point estimate is averaged over the ``ensemble``'s
-    views of the table (``ensemble_point``), then, with ``local_context_rows``, blended per column with the
+    ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows`` and ``ensemble_folds`` left
+    None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is averaged over the
+    ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per column by
+    cross-validation on the key rows: ``view_weights``), then, with ``local_context_rows``, blended per column with the
     local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
@@ -392,6 +441,9 @@ def impute(
     max_context_rows, chunk_rows, variance_mix = tuned.max_context_rows, tuned.chunk_rows, tuned.variance_mix
     draw_context_rows, ensemble = tuned.draw_context_rows, tuned.ensemble
     local_context_rows, local_query_rows = tuned.local_context_rows, tuned.local_query_rows
+    if not isinstance(tuned.ensemble_folds, (int, np.integer)) or isinstance(tuned.ensemble_folds, bool) \
+            or tuned.ensemble_folds < 0 or tuned.ensemble_folds == 1:
+        raise ValueError(f"ensemble_folds must be 0 (off) or an integer >= 2, got {tuned.ensemble_folds!r}")
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
     share = tuned.share_first_call and method != "repaint"
     center_draws = tuned.center_draws and method != "repaint"
@@ -450,11 +502,20 @@ def impute(
         full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
         return full
 
+    weights = []  # ``view_weights``, computed once, for the point estimate or the draws' centre
+
+    def view_weights_of() -> torch.Tensor | None:
+        if tuned.ensemble_folds and len(ensemble) == 2 and not weights:
+            kx = keys_sub.to(dev)
+            weights.append(view_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
+                                        ensemble, tuned.ensemble_folds, seed, bar))
+        return weights[0] if weights else None
+
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
         """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
         with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
-                                    table_views)
+                                    table_views, view_weights_of())
         if not local_context_rows:
             return x0, logits
         # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows

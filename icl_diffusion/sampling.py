@@ -80,6 +80,11 @@ class SamplerConfig:
         ``local_query_rows``, each group imputed again with the ``local_context_rows`` rows nearest to it as
         its context, the blend weight of each column chosen on held-out observed cells of the key rows
         (``inference.local_weights``). 0: off.
+    ensemble_folds: with the two views of the ``ensemble``, each numeric column with cells to impute weighs
+        them (the Yeo-Johnson view's weight 0, 1/2 or 1) as ``ensemble_folds``-fold cross-validation over the
+        key rows' observed cells of that column favours (``inference.view_weights``; 2 x folds more calls on
+        the key rows). 0: the views averaged equally. ``DiffusionRegressor`` uses 3 for its target
+        (benchmarks/results/regression.md, session 16).
     """
 
     draw_method: str = "conditional"
@@ -95,6 +100,7 @@ class SamplerConfig:
     ensemble_draws: bool = True
     local_context_rows: int = 0
     local_query_rows: int = 64
+    ensemble_folds: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a list when read back from JSON

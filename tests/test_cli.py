@@ -88,6 +88,26 @@ def test_predict(table_csv, tiny_checkpoint, tmp_path):
     assert np.isfinite(pred[["x", "x_q0.1", "x_q0.9"]].to_numpy()).all() and len(pred) == 10
 
 
+def test_predict_ensemble_folds_option(table_csv, tiny_checkpoint, tmp_path, capsys):
+    """--ensemble-folds reaches the regressor (0: the equal average, another prediction than the default 3);
+    1 is a one-line error naming the option's parameter."""
+    df = pd.read_csv(table_csv)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    df.iloc[:20].to_csv(train, index=False)
+    df.iloc[20:].drop(columns=["x"]).to_csv(test, index=False)
+    common = ["predict", "--train", str(train), "--test", str(test), "--target", "x", "--checkpoint",
+              str(tiny_checkpoint)]
+    preds = []
+    for folds in ([], ["--ensemble-folds", "0"]):
+        assert main([*common, "-o", str(tmp_path / f"p{len(folds)}.csv"), *folds]) == 0
+        preds.append(pd.read_csv(tmp_path / f"p{len(folds)}.csv")["x"])
+    assert not preds[0].equals(preds[1])
+    capsys.readouterr()
+    assert main([*common, "-o", str(tmp_path / "bad.csv"), "--ensemble-folds", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ensemble_folds must be 0 (off), an integer >= 2" in err[0]
+
+
 def test_demo(tiny_checkpoint, capsys):
     assert main(["demo", "--checkpoint", str(tiny_checkpoint), "--rows", "3"]) == 0
     text = capsys.readouterr().out

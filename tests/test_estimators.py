@@ -243,6 +243,9 @@ def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="local_context_rows must be an integer >= 0"):
             DiffusionClassifier(checkpoint=str(tiny_checkpoint), local_context_rows=bad).fit(X, [0, 1] * 3)
+    for bad in (-1, 1, 2.5, True):
+        with pytest.raises(ValueError, match=r"^ensemble_folds must be 0 \(off\), an integer >= 2 or None"):
+            DiffusionRegressor(checkpoint=str(tiny_checkpoint), ensemble_folds=bad).fit(X, X[:, 0])
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         DiffusionImputer().fit(X)

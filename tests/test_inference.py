@@ -208,11 +208,12 @@ def test_forward_passes_counts_the_passes_of_a_call(n_samples, chunk, complete_r
 
 @pytest.mark.parametrize("share, draw_rows", [(False, None), (True, None), (True, 8)])
 @pytest.mark.parametrize("complete_rows", [0, 30])
-@pytest.mark.parametrize("local", [False, True])
+@pytest.mark.parametrize("extra", ["none", "local", "folds"])
 @pytest.mark.parametrize("setting", ["ddim-1", "conditional-4", "conditional-4-jumps", "repaint-4-jumps"])
-def test_progress_bar_ends_full(setting, complete_rows, share, draw_rows, local, monkeypatch):
+def test_progress_bar_ends_full(setting, complete_rows, share, draw_rows, extra, monkeypatch):
     """The bar's total is the forward passes ``impute`` makes (numeric table: the last step makes none), those
-    of the draws' spread calibration included, and the bar ticks once per pass."""
+    of the draws' spread calibration, the local contexts and the views' cross-validation included, and the bar
+    ticks once per pass."""
     import numpy as np
     import tqdm.auto
 
@@ -244,7 +245,8 @@ def test_progress_bar_ends_full(setting, complete_rows, share, draw_rows, local,
     run = lambda progress: impute(
         Pretrained(model, GaussianDiffusion()), torch.nan_to_num(x).numpy(), known.numpy(), np.zeros(5, bool),
         np.zeros(5, np.int64), n_samples=n_samples, max_context_rows=16, chunk_rows=20, progress=progress,
-        share_first_call=share, draw_context_rows=draw_rows, **SETTINGS[setting], **(LOCAL if local else {}))
+        share_first_call=share, draw_context_rows=draw_rows, **SETTINGS[setting],
+        **{"none": {}, "local": LOCAL, "folds": {"ensemble_folds": 3}}[extra])
     with_bar = run(True)
     assert len(bars) == 1 and bars[0].n == bars[0].total == counter.n > 0
     np.testing.assert_array_equal(with_bar, run(False))  # the bar changes nothing
