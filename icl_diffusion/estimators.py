@@ -84,8 +84,8 @@ TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibr
          "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
          "ensemble_folds": "ensemble_folds"}
 # DiffusionRegressor: folds of the cross-validation that weighs the ensemble's two views for the target (as
-# RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.450),
-# about twice the time of a prediction (benchmarks/results/regression.md, session 16).
+# RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
+# fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
 REGRESSOR_ENSEMBLE_FOLDS = 3
 
 
