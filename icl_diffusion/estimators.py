@@ -33,7 +33,7 @@ from sklearn.utils.validation import (
 )
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
-from .inference import ENGINE_METHODS, impute
+from .inference import ENGINE_METHODS, check_ensemble_folds, impute
 from .preprocessing import TablePreprocessor, _moments, as_table
 from .sampling import SamplerConfig
 from .scaling import CLIP
@@ -149,11 +149,7 @@ class _Base(BaseEstimator):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
         if getattr(self, "ensemble", None) is not None:
             check_members(self.ensemble)
-        folds = getattr(self, "ensemble_folds", None)
-        if folds is not None and (not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 0
-                                  or folds == 1):
-            raise ValueError(f"ensemble_folds must be 0 (off), an integer >= 2 or None (the checkpoint's), "
-                             f"got {folds!r}")
+        check_ensemble_folds(getattr(self, "ensemble_folds", None))
 
     def _setting(self, name: str):
         """An inference setting: the parameter when set, else the checkpoint's tuned value (``SamplerConfig``)."""

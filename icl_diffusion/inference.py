@@ -247,6 +247,14 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
     return torch.where(held.any(0), weights, 0.5)
 
 
+def check_ensemble_folds(folds) -> None:
+    """A one-line ValueError unless ``folds`` is a valid ``ensemble_folds``: None (the checkpoint's), 0 (off) or an
+    integer >= 2."""
+    if folds is not None and (not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 0
+                              or folds == 1):
+        raise ValueError(f"ensemble_folds must be 0 (off), an integer >= 2 or None (the checkpoint's), got {folds!r}")
+
+
 def as_logits(probs: torch.Tensor) -> torch.Tensor:
     """Class probabilities (..., C) as logits: their logs, -1e4 (the network's "no level") where 0."""
     return torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
@@ -441,9 +449,7 @@ def impute(
     max_context_rows, chunk_rows, variance_mix = tuned.max_context_rows, tuned.chunk_rows, tuned.variance_mix
     draw_context_rows, ensemble = tuned.draw_context_rows, tuned.ensemble
     local_context_rows, local_query_rows = tuned.local_context_rows, tuned.local_query_rows
-    if not isinstance(tuned.ensemble_folds, (int, np.integer)) or isinstance(tuned.ensemble_folds, bool) \
-            or tuned.ensemble_folds < 0 or tuned.ensemble_folds == 1:
-        raise ValueError(f"ensemble_folds must be 0 (off) or an integer >= 2, got {tuned.ensemble_folds!r}")
+    check_ensemble_folds(tuned.ensemble_folds)
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
     share = tuned.share_first_call and method != "repaint"
     center_draws = tuned.center_draws and method != "repaint"
