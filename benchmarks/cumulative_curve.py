@@ -16,8 +16,8 @@ from pathlib import Path
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 # The shipped weights' lineage: (stage, the step its weights were taken at, None = its last row). Each stage
-# continued the one before it (init_from); stages 6-10 and 12-14 were experiments not adopted (model card).
-LINEAGE = ((1, None), (2, None), (3, None), (4, None), (5, None), (11, 2600), (15, 400))
+# continued the one before it (init_from); stages 6-10, 12-14, 16-22 and 24 were experiments not adopted (model card).
+LINEAGE = ((1, None), (2, None), (3, None), (4, None), (5, None), (11, 2600), (15, 400), (23, 2000), (25, 1500))
 
 
 def cumulative_rows() -> list[dict]:

@@ -27,7 +27,7 @@ rerun: they are in the full benchmarks, which an adopted checkpoint then reruns 
 
     python benchmarks/screen.py runs/snaps/stage22_step2000.safetensors          # vs the shipped rows (~15 min)
     python benchmarks/screen.py soup=runs/soup.safetensors --sections grid,categorical
-    python benchmarks/screen.py stage15=checkpoints/icl_diffusion_small.safetensors \\
+    python benchmarks/screen.py stage25=checkpoints/icl_diffusion_small.safetensors \\
         --out-dir benchmarks/results/screen --reference none                     # (re)record the shipped rows
 """
 
@@ -52,7 +52,7 @@ from common import REAL_TABLES, diffusion_imputer, make_mask, markdown_table
 
 from icl_diffusion import load_checkpoint
 
-SHIPPED_ROWS = Path(__file__).resolve().parent / "results" / "screen" / "stage15"
+SHIPPED_ROWS = Path(__file__).resolve().parent / "results" / "screen" / "stage25"
 SECTIONS = ("grid", "gaussian", "categorical", "prediction", "draws")
 # metric -> (section, the rows' key columns, the row filter, True when higher is better)
 METRICS = {
