@@ -310,12 +310,13 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
 @torch.no_grad()
 def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, global_members: tuple[str, ...],
                   chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
-                  bar=None) -> torch.Tensor:
+                  bar=None, view_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
     rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
-    cells to impute) are hidden as well and imputed both ways: globally with the ``global_members``' views (the
-    estimate the weights will blend), locally with the ``members``'. ``local_context.choose_weights`` picks the
-    blend. 0 where nothing was measured."""
+    cells to impute) are hidden as well and imputed both ways: globally with the ``global_members``' views
+    weighted by ``view_weights`` (as the estimate the weights will blend: ``ensemble_point``'s ``weights``),
+    locally with the ``members``'. ``local_context.choose_weights`` picks the blend. 0 where nothing was
+    measured."""
     hold = torch.as_tensor(hold_out(known.cpu().numpy(), columns, np.random.default_rng([seed, 2])), device=x.device)
     weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     if not bool(hold.any()):
@@ -323,7 +324,8 @@ def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.nda
     seen = known & ~hold
     keys = torch.arange(len(x), device=x.device)
     _extend(bar, len(global_members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
-    x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members)
+    x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members,
+                                weights=view_weights)
     local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
                         context_rows, query_rows, seed, bar)
     if local is None:
@@ -520,8 +522,9 @@ def impute(
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
         """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
         with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
+        v_weights = view_weights_of()
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
-                                    table_views, view_weights_of())
+                                    table_views, v_weights)
         if not local_context_rows:
             return x0, logits
         # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows
@@ -538,7 +541,7 @@ def impute(
             return x0, logits
         kx = keys.to(dev)
         w = local_weights(model, diffusion, full_x[kx], full_k[kx], cat, ncl, (~known).any(0), ensemble, *settings,
-                          bar)
+                          bar, v_weights)
         probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
         mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
                             ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))

@@ -144,3 +144,26 @@ def test_local_weights_judge_the_estimate_they_blend(monkeypatch):
     global_calls = [cells for views, cells in seen if views == ("identity", "yeo_johnson")]
     assert len(global_calls) == 2 and global_calls[1] < global_calls[0]  # the table, then its key rows less held cells
     assert {views for views, _ in seen} == {("identity", "yeo_johnson"), inference.LOCAL_MEMBERS}
+
+
+def test_local_weights_judge_the_views_as_weighted(monkeypatch):
+    """With the views weighted by cross-validation (``ensemble_folds``), the held-out cells that choose the local
+    weights are imputed globally with the same view weights as the global estimate they blend."""
+    from icl_diffusion import inference
+
+    used = []
+    original = inference.ensemble_point
+
+    def spy(*args, **kwargs):
+        if tuple(args[8]) == ("identity", "yeo_johnson") and args[2].shape[0] > 1:
+            weights = kwargs.get("weights", args[11] if len(args) > 11 else None)
+            used.append((int(args[3].sum()), None if weights is None else weights.tolist()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "ensemble_point", spy)
+    x, known = make_table(1, N=60)
+    _impute(x, known, local_context_rows=10, local_query_rows=5, ensemble=("identity", "yeo_johnson"),
+            ensemble_folds=2)
+    table_call, held_call = used[0], used[-1]
+    assert held_call[0] < table_call[0]  # the key rows less held cells, after the table itself
+    assert table_call[1] is not None and held_call[1] == table_call[1]
