@@ -63,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rates", default="0.1,0.3,0.5")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (masks, Gaussian table, methods)")
     p.add_argument("--methods", default="icl_point," + ",".join(BASELINES),
-                   help="comma list of icl_point, icl_local (with --local-context-rows), closed_form (the "
+                   help="comma list of icl_point, icl_local (with --local-context-rows), icl_blend (blend_inputs), closed_form (the "
                    "closed-form estimates alone, no network), "
                    "nearest_rows (the nearest-rows estimates alone), "
                    "mean, knn, mice, missforest")
@@ -97,6 +97,8 @@ def build_methods(args, pretrained) -> dict:
         elif name == "icl_local":  # the point estimate blended with local contexts (local_context.py)
             methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows,
                                               local_context_rows=args.local_context_rows)
+        elif name == "icl_blend":  # the point estimate blended with the network's closed-form inputs
+            methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows, blend_inputs=True)
         elif name == "closed_form":  # the network's closed-form input estimates alone, same engine
             from icl_diffusion.baselines import closed_form
 

@@ -167,6 +167,10 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
     p.add_argument("--local-context-rows", type=int, default=None,
                    help="rows of each row's local context (its nearest rows), blended with the whole table's "
                    "estimate per column as the table's own held-out cells favour; 0: off (default: the checkpoint's)")
+    p.add_argument("--blend-inputs", action=argparse.BooleanOptionalAction, default=None,
+                   help="blend each numeric column's estimate with the network's closed-form inputs (Gaussian "
+                   "conditional mean, nearest rows) as the table's own held-out cells favour (default: the "
+                   "checkpoint's setting)")
     _progress_arg(p)
 
 
@@ -208,7 +212,7 @@ def _common_kwargs(args) -> dict:
             raise UserError(f"--ensemble {args.ensemble}: {err}") from err
     return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
             "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
-            "ensemble": ensemble, "local_context_rows": args.local_context_rows}
+            "ensemble": ensemble, "local_context_rows": args.local_context_rows, "blend_inputs": args.blend_inputs}
 
 
 def build_parser() -> argparse.ArgumentParser:

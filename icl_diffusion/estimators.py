@@ -82,11 +82,17 @@ CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
          "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
-         "ensemble_folds": "ensemble_folds"}
+         "ensemble_folds": "ensemble_folds", "blend_inputs": "blend_inputs"}
 # DiffusionRegressor: folds of the cross-validation that weighs the ensemble's two views for the target (as
 # RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
 # fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
 REGRESSOR_ENSEMBLE_FOLDS = 3
+# DiffusionRegressor: no blend with the network's closed-form inputs (``blend_inputs``). Its query rows are imputed
+# against the training rows (key_rows), whose targets are all known: the blend has no unknown target cell there to
+# read the network's level from and leaves the target as the network estimates it, so it would only cost time.
+# Blending at the query rows' level instead lost R² (stage 25, 9 tables x 10 splits: 0.663 -> 0.660;
+# benchmarks/results/blend_inputs.md).
+REGRESSOR_BLEND_INPUTS = False
 
 
 def _seed(random_state) -> int:
@@ -143,7 +149,7 @@ class _Base(BaseEstimator):
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
-        for name in ("center_draws", "calibrate_spread", "ensemble_draws"):
+        for name in ("center_draws", "calibrate_spread", "ensemble_draws", "blend_inputs"):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
@@ -171,7 +177,7 @@ class _Base(BaseEstimator):
             ensemble=tuple(self._setting("ensemble")), ensemble_draws=self._setting("ensemble_draws"),
             max_context_rows=self._setting("max_context_rows"), chunk_rows=self._setting("batch_size"),
             local_context_rows=self._setting("local_context_rows"), ensemble_folds=self._setting("ensemble_folds"),
-            seed=_seed(self.random_state), progress=self.progress, **kw,
+            blend_inputs=self._setting("blend_inputs"), seed=_seed(self.random_state), progress=self.progress, **kw,
         )
 
     def __sklearn_tags__(self):
@@ -202,11 +208,14 @@ class DiffusionImputer(TransformerMixin, _Base):
         local_context_rows: the point estimate blended per column with a local one, each row imputed again
             with this many of its nearest rows as context (``local_context.py``; blend weights chosen on
             held-out observed cells); 0: off.
+        blend_inputs: each numeric column's estimate blended with the network's closed-form inputs (the
+            Gaussian conditional mean, the nearest-rows estimate), moved to the network's level, by weights
+            chosen on held-out observed cells (``inference.input_weights``; one more call per view).
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
             variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, local_context_rows,
-            max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
+            blend_inputs, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
             ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -220,11 +229,12 @@ class DiffusionImputer(TransformerMixin, _Base):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None, local_context_rows=None):
+                 ensemble_draws=None, local_context_rows=None, blend_inputs=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
         self.local_context_rows = local_context_rows
+        self.blend_inputs = blend_inputs
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length
@@ -372,8 +382,8 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
 
     Args:
-        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows:
-            as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
+        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows,
+            blend_inputs: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
             Training sets larger than max_context_rows are subsampled (with random_state) as the context.
         calibrate: fit a softmax temperature to the context rows (``CALIBRATION_FOLDS``-fold: each fold's
             targets predicted from the other folds, the temperature minimizing their log loss) so that
@@ -389,10 +399,12 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
-                 batch_size=None, progress=False, calibrate=True, ensemble=None, local_context_rows=None):
+                 batch_size=None, progress=False, calibrate=True, ensemble=None, local_context_rows=None,
+                 blend_inputs=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.local_context_rows = local_context_rows
+        self.blend_inputs = blend_inputs
         self.device = device
         self.random_state = random_state
         self.max_context_rows = max_context_rows
@@ -456,6 +468,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             view's weight 0, 1/2 or 1) as this many folds of cross-validation on the training rows favour
             (``inference.view_weights``; 2 network calls on the training rows per fold); 0: the equal average;
             None: the checkpoint's setting (``SamplerConfig.ensemble_folds``).
+        blend_inputs: as ``DiffusionImputer``; off by default (``REGRESSOR_BLEND_INPUTS``); None: the
+            checkpoint's setting.
 
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column).
@@ -466,12 +480,14 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None, local_context_rows=None, ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS):
+                 ensemble_draws=None, local_context_rows=None, ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS,
+                 blend_inputs=REGRESSOR_BLEND_INPUTS):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
         self.local_context_rows = local_context_rows
         self.ensemble_folds = ensemble_folds
+        self.blend_inputs = blend_inputs
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -13,6 +13,7 @@ Strategy for any table size (documented in the README):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from functools import partial
@@ -46,6 +47,9 @@ LOCAL_MEMBERS = ("identity",)
 # instead of cross-validation lost R² (benchmarks/results/ensemble.md, session 16).
 VIEW_WEIGHT_GRID = (0.0, 0.5, 1.0)
 VIEW_MIN_CELLS = 10
+# ``input_weights``: the blends a column may take of (the network's estimate, the closed-form Gaussian estimate, the
+# nearest-rows estimate): every weight triple on a simplex grid of this step.
+INPUT_WEIGHT_STEP = 0.25
 # ``impute``'s keyword arguments that default to the checkpoint's tuned value (``SamplerConfig``): all its fields
 # but the draws' sampler, which the estimators choose.
 SETTINGS = tuple(name for name in SamplerConfig.__dataclass_fields__ if name not in ("draw_method", "draw_steps"))
@@ -247,6 +251,91 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
     return torch.where(held.any(0), weights, 0.5)
 
 
+def input_models(model, diffusion) -> list[Denoiser]:
+    """The network's closed-form inputs as denoisers of their own (``baselines``): the Gaussian conditional mean
+    and the nearest-rows estimate, those the network's config computes; none for an eps-prediction diffusion
+    (they output x0)."""
+    from .baselines import ClosedFormDenoiser, NeighbourDenoiser  # baselines imports this module
+
+    if diffusion.prediction != "x0":
+        return []
+    wanted = ((ClosedFormDenoiser, model.cfg.gaussian_feature), (NeighbourDenoiser, model.cfg.neighbour_feature))
+    return [cls(model.cfg).to(next(model.parameters()).device).eval() for cls, on in wanted if on]
+
+
+@torch.no_grad()
+def input_estimates(inputs: list[Denoiser], diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int,
+                    members: tuple[str, ...], table_views: dict | None = None) -> list[torch.Tensor]:
+    """The numeric estimates (N, F) of the ``inputs`` (``input_models``), each averaged over the ``members``' views
+    as the network's (``ensemble_point``)."""
+    return [ensemble_point(m, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members,
+                           table_views=table_views)[0] for m in inputs]
+
+
+def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch.Tensor, is_cat: torch.Tensor,
+                      weights: torch.Tensor, level_rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_estimates``) by
+    ``weights`` (F, 1 + len(inputs)), each input first shifted so that its mean over the column's unknown cells
+    is the network's: the blend takes the inputs' shape of the relation, never their level. The network reads
+    the level off the missingness itself (a column missing its high values under MNAR), which no estimate
+    fitted to the observed cells can. ``level_rows`` (N,) bool: the rows whose unknown cells measure the level
+    (None: all); a column with none there keeps the network's estimate."""
+    unknown = ~known if level_rows is None else ~known & level_rows[:, None]
+    count = unknown.sum(0)
+
+    def level(e: torch.Tensor) -> torch.Tensor:
+        return torch.where(unknown, e.double(), 0.0).sum(0) / count.clamp(min=1)
+
+    out = weights[:, 0] * x0.double()
+    for k, est in enumerate(inputs, 1):
+        out = out + weights[:, k] * (est.double() - level(est) + level(x0))
+    keep = known | is_cat[None, :] | (count == 0)[None, :]
+    return torch.where(keep, x0, out.to(x0.dtype))
+
+
+def input_grid(n: int) -> torch.Tensor:
+    """(W, n) every weight n-tuple on the simplex grid of step ``INPUT_WEIGHT_STEP``, the network's alone first."""
+    steps = round(1 / INPUT_WEIGHT_STEP)
+    grid = [w for w in itertools.product(range(steps + 1), repeat=n) if sum(w) == steps]
+    grid.sort(key=lambda w: -w[0])
+    return torch.tensor(grid, dtype=torch.float64) / steps
+
+
+@torch.no_grad()
+def input_weights(model, inputs: list[Denoiser], diffusion, x, known, is_cat, n_classes, columns: torch.Tensor,
+                  chunk_rows: int, members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
+                  bar=None) -> torch.Tensor | None:
+    """Per-column weights (F, 1 + inputs) of ``blend_with_inputs``, chosen on the key rows alone (x, known): in each
+    numeric one of the ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well
+    and imputed by the network (its views weighted by ``view_weights``) and by each of the ``inputs``
+    (``input_models``); a column takes the
+    grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
+    shifted to the network's level where used, so their level is not theirs to win on), plus
+    ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. The network's alone
+    where nothing was measured; None without inputs."""
+    numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
+    hold = torch.as_tensor(hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5])), device=x.device)
+    if not bool(hold.any()) or not inputs:
+        return None
+    seen = known & ~hold
+    keys = torch.arange(len(x), device=x.device)
+    table_views = views(x, seen, is_cat, keys, members)
+    _extend(bar, len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
+    net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members,
+                            table_views=table_views, weights=view_weights)
+    others = input_estimates(inputs, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, table_views)
+    grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
+    estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
+    error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
+    cells = hold.sum(0).double()  # (F,)
+    mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
+    loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
+    measured = cells > 0
+    per_cell = loss[:, measured].sum(1) / cells[measured].sum()  # (W,)
+    choice = (loss + CALIBRATION_PRIOR_CELLS * per_cell[:, None]).argmin(0)  # (F,)
+    return torch.where(measured[:, None], grid[choice], grid[0])
+
+
 def check_ensemble_folds(folds) -> None:
     """A one-line ValueError unless ``folds`` is a valid ``ensemble_folds``: None (the checkpoint's), 0 (off) or an
     integer >= 2."""
@@ -310,13 +399,14 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
 @torch.no_grad()
 def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, global_members: tuple[str, ...],
                   chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
-                  bar=None, view_weights: torch.Tensor | None = None) -> torch.Tensor:
+                  bar=None, view_weights: torch.Tensor | None = None,
+                  inputs: tuple[list[Denoiser], torch.Tensor] | None = None) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
     rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
-    cells to impute) are hidden as well and imputed both ways: globally with the ``global_members``' views
-    weighted by ``view_weights`` (as the estimate the weights will blend: ``ensemble_point``'s ``weights``),
-    locally with the ``members``'. ``local_context.choose_weights`` picks the blend. 0 where nothing was
-    measured."""
+    cells to impute) are hidden as well and imputed both ways: globally as the estimate the weights will blend
+    (the ``global_members``' views weighted by ``view_weights``, blended with ``inputs``: the input models and
+    their ``input_weights``), locally with the ``members``' views. ``local_context.choose_weights`` picks the
+    blend. 0 where nothing was measured."""
     hold = torch.as_tensor(hold_out(known.cpu().numpy(), columns, np.random.default_rng([seed, 2])), device=x.device)
     weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     if not bool(hold.any()):
@@ -326,6 +416,9 @@ def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.nda
     _extend(bar, len(global_members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
     x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members,
                                 weights=view_weights)
+    if inputs is not None:
+        others = input_estimates(inputs[0], diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members)
+        x0 = blend_with_inputs(x0, others, seen, is_cat, inputs[1])
     local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
                         context_rows, query_rows, seed, bar)
     if local is None:
@@ -420,7 +513,7 @@ def impute(
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
-    ensemble_folds: int | None = None,
+    ensemble_folds: int | None = None, blend_inputs: bool | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -429,11 +522,12 @@ def impute(
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
-    ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows`` and ``ensemble_folds`` left
-    None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is averaged over the
-    ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per column by
-    cross-validation on the key rows: ``view_weights``), then, with ``local_context_rows``, blended per column with the
-    local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
+    ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows``, ``ensemble_folds`` and
+    ``blend_inputs`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
+    averaged over the ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per
+    column by cross-validation on the key rows: ``view_weights``), with ``blend_inputs`` blended per column with the
+    network's closed-form inputs (``input_weights``, ``blend_with_inputs``), then, with ``local_context_rows``, blended
+    per column with the local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
     ``spread_scales``, run on the key rows alone); not RePaint's, which stay as drawn (faithful).
@@ -510,21 +604,40 @@ def impute(
         full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
         return full
 
-    weights = []  # ``view_weights``, computed once, for the point estimate or the draws' centre
+    weights = {}  # ``view_weights`` and ``input_weights``, computed once, for the point estimate or the draws' centre
 
     def view_weights_of() -> torch.Tensor | None:
-        if tuned.ensemble_folds and len(ensemble) == 2 and not weights:
+        if tuned.ensemble_folds and len(ensemble) == 2 and "views" not in weights:
             kx = keys_sub.to(dev)
-            weights.append(view_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
-                                        ensemble, tuned.ensemble_folds, seed, bar))
-        return weights[0] if weights else None
+            weights["views"] = view_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
+                                            ensemble, tuned.ensemble_folds, seed, bar)
+        return weights.get("views")
+
+    inputs = input_models(model, diffusion) if tuned.blend_inputs else []
+
+    def input_weights_of() -> torch.Tensor | None:
+        if inputs and "inputs" not in weights:
+            kx = keys_sub.to(dev)
+            weights["inputs"] = input_weights(model, inputs, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0),
+                                              chunk_rows, ensemble, view_weights_of(), seed, bar)
+        return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
         """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
         with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
-        v_weights = view_weights_of()
+        v_weights, i_weights = view_weights_of(), input_weights_of()
+        table_views = views(xs, ks, cat, keys_sub, ensemble) if table_views is None else table_views
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
                                     table_views, v_weights)
+        if i_weights is not None:
+            others = input_estimates(inputs, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, table_views)
+            # Rows imputed against fitted ones (key_rows given): the level from those alone, so that a row's
+            # imputation depends on them and on itself only, as the network's.
+            level_rows = None
+            if key_rows is not None:
+                level_rows = torch.zeros(len(rows), dtype=torch.bool, device=dev)
+                level_rows[keys_sub.to(dev)] = True
+            x0 = blend_with_inputs(x0, others, ks, cat, i_weights, level_rows)
         if not local_context_rows:
             return x0, logits
         # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows
@@ -541,7 +654,7 @@ def impute(
             return x0, logits
         kx = keys.to(dev)
         w = local_weights(model, diffusion, full_x[kx], full_k[kx], cat, ncl, (~known).any(0), ensemble, *settings,
-                          bar, v_weights)
+                          bar, v_weights, None if i_weights is None else (inputs, i_weights))
         probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
         mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
                             ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))

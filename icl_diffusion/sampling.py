@@ -85,6 +85,15 @@ class SamplerConfig:
         key rows' observed cells of that column favours (``inference.view_weights``; 2 x folds more calls on
         the key rows). 0: the views averaged equally. ``DiffusionRegressor`` uses 3 for its target
         (benchmarks/results/regression.md, session 16).
+    blend_inputs: each numeric column's point estimate (and the draws' centre) blended with the network's own
+        closed-form inputs, the Gaussian conditional mean and the nearest-rows estimate, shifted to the network's
+        level over the column's unknown cells, by weights chosen on held-out observed cells of the key rows
+        (``inference.input_weights``, ``blend_with_inputs``; one more network call per view on the key rows, and
+        the inputs' own estimates). Stage 25, session 17 (benchmarks/results/blend_inputs.md): real-table
+        numeric NRMSE 0.7997 -> 0.7934 (MissForest-like 0.793), Gaussian tables 1.040 -> 1.033 times the exact
+        conditional mean's error, draws' CRPS 0.312 -> 0.308, categorical cells and targets unchanged; the point
+        estimate takes 2.2-2.8x as long. ``DiffusionRegressor`` leaves its target unblended
+        (``estimators.REGRESSOR_BLEND_INPUTS``).
     """
 
     draw_method: str = "conditional"
@@ -101,6 +110,7 @@ class SamplerConfig:
     local_context_rows: int = 0
     local_query_rows: int = 64
     ensemble_folds: int = 0
+    blend_inputs: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a list when read back from JSON

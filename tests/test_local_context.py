@@ -140,7 +140,8 @@ def test_local_weights_judge_the_estimate_they_blend(monkeypatch):
 
     monkeypatch.setattr(inference, "ensemble_point", spy)
     x, known = make_table(1, N=60)
-    _impute(x, known, local_context_rows=10, local_query_rows=5, ensemble=("identity", "yeo_johnson"))
+    _impute(x, known, local_context_rows=10, local_query_rows=5, ensemble=("identity", "yeo_johnson"),
+            blend_inputs=False)  # the blend's own calls: test_blend_inputs.py
     global_calls = [cells for views, cells in seen if views == ("identity", "yeo_johnson")]
     assert len(global_calls) == 2 and global_calls[1] < global_calls[0]  # the table, then its key rows less held cells
     assert {views for views, _ in seen} == {("identity", "yeo_johnson"), inference.LOCAL_MEMBERS}
@@ -155,7 +156,8 @@ def test_local_weights_judge_the_views_as_weighted(monkeypatch):
     original = inference.ensemble_point
 
     def spy(*args, **kwargs):
-        if tuple(args[8]) == ("identity", "yeo_johnson") and args[2].shape[0] > 1:
+        network = type(args[0]).__name__ == "Denoiser"  # not the blend's input models (``blend_inputs``)
+        if network and tuple(args[8]) == ("identity", "yeo_johnson") and args[2].shape[0] > 1:
             weights = kwargs.get("weights", args[11] if len(args) > 11 else None)
             used.append((int(args[3].sum()), None if weights is None else weights.tolist()))
         return original(*args, **kwargs)

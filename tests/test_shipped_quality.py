@@ -10,8 +10,10 @@ with outputs recorded from the model itself (those carry the ``reference`` marke
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import quality
+import torch
 from sklearn.utils.estimator_checks import check_classifiers_train
 
 from icl_diffusion import DiffusionClassifier
@@ -90,15 +92,59 @@ def test_local_contexts_learn_a_nonlinear_column_and_leave_a_gaussian_table_alon
     """Local contexts (local_context.py) through the estimator: a column no linear estimate predicts is imputed
     from its row's neighbours (the shipped model, stage 15: 0.86 without, 0.66 with; stage 5b, which never trained
     its nearest-rows input: 0.96 and 0.67), and on a Gaussian table, where the
-    whole table's estimate is the right one, the weights chosen on held-out cells keep it (the same NRMSE)."""
+    whole table's estimate is the right one, the weights chosen on held-out cells keep it (the same NRMSE). Without
+    the blend with the network's closed-form inputs (``blend_inputs``), whose nearest-rows input reads the
+    nonlinear column as well: test_blend_reads_a_nonlinear_column_from_the_nearest_rows."""
     x, missing = quality.nonlinear_table()
-    off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0)
-    on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128)
+    off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0, blend_inputs=False)
+    on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128, blend_inputs=False)
     assert off > 0.8 and on < 0.8 * off, (off, on)
     x, missing, _ = quality.gaussian_table(600)
-    off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0)
-    on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128)
+    off = quality.imputation_nrmse(shipped, x, missing, local_context_rows=0, blend_inputs=False)
+    on = quality.imputation_nrmse(shipped, x, missing, local_context_rows=128, blend_inputs=False)
     assert on <= 1.02 * off, (off, on)
+
+
+def test_blend_reads_a_nonlinear_column_from_the_nearest_rows(shipped):
+    """The default blend with the network's closed-form inputs (``blend_inputs``), estimator -> engine: on a
+    column no linear estimate predicts, the held-out cells give the nearest-rows input the weight (stage 25: 0.86
+    without the blend, 0.21 with); on a Gaussian table it costs nothing."""
+    x, missing = quality.nonlinear_table()
+    off = quality.imputation_nrmse(shipped, x, missing, blend_inputs=False)
+    on = quality.imputation_nrmse(shipped, x, missing)
+    assert off > 0.8 and on < 0.5 * off, (off, on)
+    x, missing, _ = quality.gaussian_table(600)
+    off = quality.imputation_nrmse(shipped, x, missing, blend_inputs=False)
+    on = quality.imputation_nrmse(shipped, x, missing)
+    assert on <= 1.02 * off, (off, on)
+
+
+def test_blend_keeps_the_networks_reading_of_values_missing_not_at_random(shipped):
+    """A Gaussian table whose three first columns lose their largest values (self-masking MNAR): the network
+    places those cells high, which no estimate fitted to the observed cells does. The blend moves its inputs to
+    the network's level per column before blending (``blend_with_inputs``), so it keeps that reading; blending
+    the inputs at their own level (a hold-out of observed cells, unshifted, favours them) loses it."""
+    from icl_diffusion import inference
+
+    x, _, _ = quality.gaussian_table(600)
+    missing = np.zeros_like(x, dtype=bool)
+    for j in range(3):
+        missing[:, j] = x[:, j] > np.quantile(x[:, j], 0.7)
+    off = quality.imputation_nrmse(shipped, x, missing, blend_inputs=False)
+    on = quality.imputation_nrmse(shipped, x, missing)
+    assert on <= 1.02 * off, (off, on)
+    original = inference.blend_with_inputs
+
+    def unshifted(x0, inputs, known, is_cat, weights, level_rows=None):
+        out = weights[:, 0] * x0.double() + sum(weights[:, k] * e.double() for k, e in enumerate(inputs, 1))
+        return torch.where(known | is_cat[None, :], x0, out.to(x0.dtype))
+
+    inference.blend_with_inputs = unshifted
+    try:
+        naive = quality.imputation_nrmse(shipped, x, missing)
+    finally:
+        inference.blend_with_inputs = original
+    assert naive > 1.03 * on, (off, on, naive)  # stage 25: 1.449 without the blend, 1.449 with, 1.512 unshifted
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped network does not extrapolate (issue 13; stage 25 trains on "

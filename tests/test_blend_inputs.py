@@ -1,0 +1,92 @@
+"""The point estimate blended with the network's closed-form inputs (``SamplerConfig.blend_inputs``,
+inference.input_weights / blend_with_inputs): weights chosen per column on held-out observed cells, the inputs
+moved to the network's level over each column's unknown cells."""
+
+import numpy as np
+import pytest
+import torch
+from test_inference import IS_CAT, make_table
+
+from icl_diffusion import DiffusionImputer
+from icl_diffusion.checkpoint import Pretrained
+from icl_diffusion.diffusion import GaussianDiffusion
+from icl_diffusion.inference import INPUT_WEIGHT_STEP, blend_with_inputs, input_grid
+from icl_diffusion.model import Denoiser, DenoiserConfig
+
+
+def test_grid_is_the_simplex_with_the_network_alone_first():
+    grid = input_grid(3)
+    steps = round(1 / INPUT_WEIGHT_STEP)
+    assert len(grid) == (steps + 1) * (steps + 2) // 2
+    assert torch.allclose(grid.sum(1), torch.ones(len(grid), dtype=torch.float64))
+    assert grid[0].tolist() == [1.0, 0.0, 0.0] and bool((grid >= 0).all())
+
+
+def test_blend_keeps_the_network_level_known_and_categorical_cells():
+    g = torch.Generator().manual_seed(0)
+    x, known = make_table(3, N=50)
+    x = torch.nan_to_num(x)
+    net = torch.where(known, x, torch.randn(50, 5, generator=g) + 2.0)  # a network that moved the level
+    inputs = [torch.where(known, x, torch.randn(50, 5, generator=g)) for _ in range(2)]
+    weights = torch.tensor([[0.25, 0.5, 0.25]] * 5, dtype=torch.float64)
+    out = blend_with_inputs(net, inputs, known, IS_CAT, weights)
+    unknown = ~known
+    for j in torch.nonzero(~IS_CAT).squeeze(1).tolist():
+        rows = unknown[:, j]
+        assert float(out[rows, j].mean()) == pytest.approx(float(net[rows, j].mean()), abs=1e-5)  # the net's level
+        assert not torch.allclose(out[rows, j], net[rows, j])  # but the inputs' shape
+    assert torch.equal(out[known], net[known])
+    assert torch.equal(out[:, IS_CAT], net[:, IS_CAT])
+    alone = torch.tensor([[1.0, 0.0, 0.0]] * 5, dtype=torch.float64)
+    assert torch.equal(blend_with_inputs(net, inputs, known, IS_CAT, alone), net)
+
+
+def _linear_table(n=300, seed=0):
+    """Numeric columns all near-exact linear functions of one factor, 30% MCAR."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 1))
+    x = z @ rng.standard_normal((1, 6)) + 0.05 * rng.standard_normal((n, 6))
+    missing = rng.random(x.shape) < 0.3
+    return x, missing
+
+
+def test_a_network_that_adds_nothing_is_overruled_by_its_inputs_where_the_table_says_so():
+    """A randomly initialized network on a table its closed-form Gaussian estimate nearly solves: held-out cells
+    give the input the weight, and the errors about each column's mean error (the level stays the network's)
+    fall to the input's own; observed cells stay as they were. The same engine and estimator users run."""
+    from icl_diffusion.baselines import closed_form
+
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
+                         neighbour_feature=True)
+    torch.manual_seed(0)
+    pre = Pretrained(Denoiser(cfg).eval(), GaussianDiffusion())
+    x, missing = _linear_table()
+    x_in = np.where(missing, np.nan, x)
+
+    def centred_error(model, blend):
+        out = DiffusionImputer(checkpoint=model, random_state=0, blend_inputs=blend, ensemble=("identity",),
+                               device="cpu").fit_transform(x_in)
+        assert np.array_equal(out[~missing], x[~missing])
+        e = np.where(missing, out - x, np.nan)
+        return float(np.sqrt(np.nanmean((e - np.nanmean(e, 0)) ** 2)) / x.std())
+
+    net, blended, alone = centred_error(pre, False), centred_error(pre, True), centred_error(closed_form(pre), False)
+    assert alone < 0.3 * net  # the table is one the closed form solves
+    assert blended < 1.2 * alone, (net, blended, alone)
+
+
+def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_numeric_cells():
+    from test_local_context import _impute
+
+    x, known = make_table(1, N=60)
+    off = _impute(x, known, blend_inputs=False)
+    on = _impute(x, known, blend_inputs=True)
+    assert np.array_equal(on, _impute(x, known))  # the default (``SamplerConfig``): on
+    k = known.numpy()
+    assert np.array_equal(on[0][k], off[0][k])
+    assert np.array_equal(on[0][:, IS_CAT.numpy()], off[0][:, IS_CAT.numpy()])
+
+
+def test_blend_inputs_must_be_a_flag():
+    with pytest.raises(ValueError, match="blend_inputs"):
+        DiffusionImputer(blend_inputs="yes").fit(np.ones((5, 2)))
