@@ -87,12 +87,12 @@ TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibr
 # RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
 # fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
 REGRESSOR_ENSEMBLE_FOLDS = 3
-# DiffusionRegressor: no blend with the network's closed-form inputs (``blend_inputs``). Its query rows are imputed
-# against the training rows (key_rows), whose targets are all known: the blend has no unknown target cell there to
-# read the network's level from and leaves the target as the network estimates it, so it would only cost time.
-# Blending at the query rows' level instead lost R² (stage 25, 9 tables x 10 splits: 0.663 -> 0.660;
-# benchmarks/results/blend_inputs.md).
-REGRESSOR_BLEND_INPUTS = False
+# DiffusionClassifier / DiffusionRegressor: no blend with the network's closed-form inputs (``blend_inputs``): it
+# would only cost time. A categorical target is never blended; a numeric one is imputed against the training rows
+# (key_rows), whose targets are all known, so the blend has no unknown target cell there to read the network's
+# level from and leaves the target as the network estimates it. Blending at the query rows' level instead lost R²
+# (stage 25, 9 tables x 10 splits: 0.663 -> 0.660; benchmarks/results/blend_inputs.md).
+PREDICTOR_BLEND_INPUTS = False
 
 
 def _seed(random_state) -> int:
@@ -382,9 +382,11 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
 
     Args:
-        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows,
-            blend_inputs: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
+        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows:
+            as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
             Training sets larger than max_context_rows are subsampled (with random_state) as the context.
+        blend_inputs: as ``DiffusionImputer``; off by default (``PREDICTOR_BLEND_INPUTS``: the target is never
+            blended); None: the checkpoint's setting.
         calibrate: fit a softmax temperature to the context rows (``CALIBRATION_FOLDS``-fold: each fold's
             targets predicted from the other folds, the temperature minimizing their log loss) so that
             predict_proba is calibrated; class predictions are unchanged. Costs that many extra calls at fit.
@@ -400,7 +402,7 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
                  batch_size=None, progress=False, calibrate=True, ensemble=None, local_context_rows=None,
-                 blend_inputs=None):
+                 blend_inputs=PREDICTOR_BLEND_INPUTS):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.local_context_rows = local_context_rows
@@ -468,7 +470,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             view's weight 0, 1/2 or 1) as this many folds of cross-validation on the training rows favour
             (``inference.view_weights``; 2 network calls on the training rows per fold); 0: the equal average;
             None: the checkpoint's setting (``SamplerConfig.ensemble_folds``).
-        blend_inputs: as ``DiffusionImputer``; off by default (``REGRESSOR_BLEND_INPUTS``); None: the
+        blend_inputs: as ``DiffusionImputer``; off by default (``PREDICTOR_BLEND_INPUTS``); None: the
             checkpoint's setting.
 
     Attributes:
@@ -481,7 +483,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
                  ensemble_draws=None, local_context_rows=None, ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS,
-                 blend_inputs=REGRESSOR_BLEND_INPUTS):
+                 blend_inputs=PREDICTOR_BLEND_INPUTS):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws

@@ -92,8 +92,8 @@ class SamplerConfig:
         the inputs' own estimates). Stage 25, session 17 (benchmarks/results/blend_inputs.md): real-table
         numeric NRMSE 0.7997 -> 0.7934 (MissForest-like 0.793), Gaussian tables 1.040 -> 1.033 times the exact
         conditional mean's error, draws' CRPS 0.312 -> 0.308, categorical cells and targets unchanged; the point
-        estimate takes 2.2-2.8x as long. ``DiffusionRegressor`` leaves its target unblended
-        (``estimators.REGRESSOR_BLEND_INPUTS``).
+        estimate takes 2.2-2.8x as long. ``DiffusionClassifier`` and ``DiffusionRegressor`` do not blend
+        (``estimators.PREDICTOR_BLEND_INPUTS``).
     """
 
     draw_method: str = "conditional"
