@@ -170,7 +170,7 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
     p.add_argument("--blend-inputs", action=argparse.BooleanOptionalAction, default=None,
                    help="blend each numeric column's estimate with the network's closed-form inputs (Gaussian "
                    "conditional mean, nearest rows) as the table's own held-out cells favour (default: the "
-                   "checkpoint's setting)")
+                   "checkpoint's setting for impute, off for predict)")
     _progress_arg(p)
 
 
@@ -210,9 +210,12 @@ def _common_kwargs(args) -> dict:
             ensemble = check_members([m.strip() for m in args.ensemble.split(",")])
         except ValueError as err:
             raise UserError(f"--ensemble {args.ensemble}: {err}") from err
-    return {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
-            "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
-            "ensemble": ensemble, "local_context_rows": args.local_context_rows, "blend_inputs": args.blend_inputs}
+    kwargs = {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
+              "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
+              "ensemble": ensemble, "local_context_rows": args.local_context_rows}
+    if args.blend_inputs is not None:  # unset: each estimator's default (the predictors' is off)
+        kwargs["blend_inputs"] = args.blend_inputs
+    return kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:

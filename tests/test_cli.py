@@ -241,3 +241,26 @@ def test_blend_inputs_option(tiny_checkpoint, tmp_path):
     observed = ~np.isnan(x)
     assert np.array_equal(outs[0][observed], x[observed]) and np.array_equal(outs[1][observed], x[observed])
     assert not np.allclose(outs[0], outs[1])
+
+
+def test_predict_leaves_the_blend_off_unless_asked(table_csv, tiny_checkpoint, tmp_path, monkeypatch):
+    """predict without --blend-inputs keeps the predictors' default (no blend: the target would not change)."""
+    from icl_diffusion import estimators
+
+    seen = []
+    original = estimators.DiffusionRegressor.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.blend_inputs)
+
+    monkeypatch.setattr(estimators.DiffusionRegressor, "__init__", spy)
+    df = pd.read_csv(table_csv)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    df.iloc[:20].to_csv(train, index=False)
+    df.iloc[20:].drop(columns=["x"]).to_csv(test, index=False)
+    common = ["predict", "--train", str(train), "--test", str(test), "--target", "x", "--checkpoint",
+              str(tiny_checkpoint), "--task", "regression"]
+    assert main([*common, "-o", str(tmp_path / "a.csv")]) == 0
+    assert main([*common, "-o", str(tmp_path / "b.csv"), "--blend-inputs"]) == 0
+    assert seen[0] is estimators.PREDICTOR_BLEND_INPUTS and seen[-1] is True
