@@ -624,7 +624,9 @@ def impute(
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
         """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
-        with the local contexts' (``local_point``, ``local_weights``) where ``local_context_rows`` is set."""
+        with the network's closed-form inputs where ``blend_inputs`` is set (``input_weights``,
+        ``blend_with_inputs``), then with the local contexts' (``local_point``, ``local_weights``) where
+        ``local_context_rows`` is set."""
         v_weights, i_weights = view_weights_of(), input_weights_of()
         table_views = views(xs, ks, cat, keys_sub, ensemble) if table_views is None else table_views
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
