@@ -38,35 +38,46 @@ def _log_probabilities(probs: torch.Tensor, n_classes: torch.Tensor) -> torch.Te
     return probs.clamp(min=1e-4).log().masked_fill(~valid, -1e4)
 
 
+def _outputs(x: torch.Tensor, out: tuple, return_inputs: bool, context: dict | None) -> tuple:
+    """A closed-form denoiser's ``forward`` return: its output, then (``return_inputs``) no input estimates (it is
+    handed none, ``closed_form_inputs``), then the context if given."""
+    out = (*out, x.new_zeros(*x.shape, 0)) if return_inputs else out
+    return out if context is None else (*out, context)
+
+
 class ClosedFormDenoiser(Denoiser):
     """Outputs the closed-form estimates as its x0 prediction (numeric) and log-probabilities (categorical).
 
     Only for x0-prediction diffusions (the shipped one): its numeric output is read as x0 at every step.
     """
 
+    closed_form_inputs = ()  # its output is its own input: nothing to blend it with
+
     def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
-                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None, return_inputs=False):
         seen = known if col_mask is None else known & col_mask[:, None, :]
         fit = context["gaussian"] if context is not None else gaussian_fit
         n_levels = max(2, int(n_classes.max()))
         gauss, probs, fit = cell_estimates(x, seen, is_cat, n_classes, n_levels, fit, key_mask,
                                            self.cfg.gaussian_em_iters, categorical=True)
         out = (gauss, _log_probabilities(probs, n_classes))
-        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit}) if return_context else out
+        return _outputs(x, out, return_inputs, {"kv": [None] * len(self.blocks), "gaussian": fit} if return_context else None)
 
 
 class NeighbourDenoiser(Denoiser):
     """Outputs the smooth nearest-rows estimates as its x0 prediction and their log-probabilities as logits
     (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
 
+    closed_form_inputs = ()
+
     def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
-                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None, return_inputs=False):
         seen = known if col_mask is None else known & col_mask[:, None, :]
         n_levels = max(2, int(n_classes.max()))
         keys = None if context is None else context["rows"]
         smooth, _, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask)
         out = (smooth, _log_probabilities(probs, n_classes))
-        return (*out, {"kv": [None] * len(self.blocks), "rows": (x, seen)}) if return_context else out
+        return _outputs(x, out, return_inputs, {"kv": [None] * len(self.blocks), "rows": (x, seen)} if return_context else None)
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         return None
@@ -76,6 +87,8 @@ class NoisyGaussianDenoiser(Denoiser):
     """Outputs the noisy-table Gaussian denoiser's posterior mean as its x0 prediction and the closed-form
     log-probabilities as logits (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
 
+    closed_form_inputs = ()
+
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         if not cfg.noisy_feature:  # else the network's own buffer is there
@@ -83,7 +96,7 @@ class NoisyGaussianDenoiser(Denoiser):
                                  persistent=False)
 
     def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
-                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None):
+                return_context=False, col_embed=None, gaussian_fit=None, level_embed=None, return_inputs=False):
         seen = known if col_mask is None else known & col_mask[:, None, :]
         fit = context["gaussian"] if context is not None else gaussian_fit
         n_levels = max(2, int(n_classes.max()))
@@ -93,9 +106,8 @@ class NoisyGaussianDenoiser(Denoiser):
         keys = None if context is None else (*context["rows"], context["noisy"])
         mean, _ = denoised_estimates(x, seen, noisy, is_cat, n_classes, self.alphas_cumprod, t, fit, keys, key_mask)
         out = (mean, _log_probabilities(probs, n_classes))
-        if not return_context:
-            return out
-        return (*out, {"kv": [None] * len(self.blocks), "gaussian": fit, "rows": (x, seen), "noisy": noisy})
+        context = {"kv": [None] * len(self.blocks), "gaussian": fit, "rows": (x, seen), "noisy": noisy}
+        return _outputs(x, out, return_inputs, context if return_context else None)
 
 
 class BlindDenoiser(Denoiser):

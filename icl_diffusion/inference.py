@@ -74,13 +74,17 @@ class TableDenoiser:
         key_rows: (K,) indices of key rows. chunk_rows: query rows per forward pass.
         cache_context: reuse the key rows' encoding across calls (valid when they are fully known and the
             sampler passes them clean).
+        return_inputs: each call also returns the closed-form input estimates (S, N, F, k) the network was
+            handed (``Denoiser.forward``'s ``return_inputs``).
 
     The Gaussian input feature's fit depends only on the key rows' known cells, which no sampler changes
     between calls: it is computed at the first call and reused by every later one (one object per table).
     """
 
-    def __init__(self, model: Denoiser, is_cat, n_classes, key_rows, chunk_rows: int, cache_context: bool):
+    def __init__(self, model: Denoiser, is_cat, n_classes, key_rows, chunk_rows: int, cache_context: bool,
+                 return_inputs: bool = False):
         self.model = model
+        self.return_inputs = return_inputs
         self.is_cat, self.n_classes = is_cat, n_classes
         self.key_rows = key_rows
         self.chunk_rows = chunk_rows
@@ -101,39 +105,41 @@ class TableDenoiser:
         if group >= S:
             return self._call(x_t, t, known)
         parts = [self._call(x_t[s : s + group], t[s : s + group], known[s : s + group]) for s in range(0, S, group)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return tuple(torch.cat(p) for p in zip(*parts))
 
     def _call(self, x_t: torch.Tensor, t: torch.Tensor, known: torch.Tensor):
         S, N, Fe = x_t.shape
         is_cat = self.is_cat.expand(S, Fe)
         n_classes = self.n_classes.expand(S, Fe)
         kr = self.key_rows.to(x_t.device)
-        fit = self._fit
+        fit, inputs = self._fit, self.return_inputs
         if len(kr) == N:  # small table: one pass, every row a key row
-            return self.model(x_t, t, known, is_cat, n_classes, gaussian_fit=fit)
-        num = x_t.new_empty(S, N, Fe)
-        logits = x_t.new_empty(S, N, Fe, max(2, int(self.n_classes.max())))
+            return self.model(x_t, t, known, is_cat, n_classes, gaussian_fit=fit, return_inputs=inputs)
+        # Outputs: numeric (S, N, F), logits (S, N, F, C) and with return_inputs the inputs (S, N, F, k).
+        out = [x_t.new_empty(S, N, Fe), x_t.new_empty(S, N, Fe, max(2, int(self.n_classes.max())))]
+        if inputs:
+            out.append(x_t.new_empty(S, N, Fe, len(self.model.closed_form_inputs)))
         if self.cache_context and self._cache is not None:
-            ctx, (k_num, k_logits) = self._cache
-            num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
+            ctx, keyed = self._cache
         else:
             # The key rows are identical across samples when cached: encode one copy.
             n = 1 if self.cache_context else S
-            k_num, k_logits, ctx = self.model(
-                x_t[:n, kr], t[:n], known[:n, kr], is_cat[:n], n_classes[:n], return_context=True, gaussian_fit=fit
-            )
-            num[:, kr], logits[:, kr] = k_num.expand(S, -1, -1), k_logits.expand(S, -1, -1, -1)
+            *keyed, ctx = self.model(x_t[:n, kr], t[:n], known[:n, kr], is_cat[:n], n_classes[:n],
+                                     return_context=True, gaussian_fit=fit, return_inputs=inputs)
             if self.cache_context:
-                self._cache = (ctx, (k_num, k_logits))
+                self._cache = (ctx, keyed)
+        for full, part in zip(out, keyed):
+            full[:, kr] = part.expand(S, *part.shape[1:])
         rest = torch.ones(N, dtype=torch.bool, device=x_t.device)
         rest[kr] = False
         rest = rest.nonzero().squeeze(1)
         chunk = max(1, self.chunk_rows // S)  # at most chunk_rows rows (over all samples) per pass
         for start in range(0, len(rest), chunk):
             idx = rest[start : start + chunk]
-            q_num, q_logits = self.model(x_t[:, idx], t, known[:, idx], is_cat, n_classes, context=ctx)
-            num[:, idx], logits[:, idx] = q_num, q_logits
-        return num, logits
+            queried = self.model(x_t[:, idx], t, known[:, idx], is_cat, n_classes, context=ctx, return_inputs=inputs)
+            for full, part in zip(out, queried):
+                full[:, idx] = part
+        return tuple(out)
 
 
 def point_input(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> torch.Tensor:
@@ -144,8 +150,10 @@ def point_input(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def first_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows):
-    """The network's output at t = T with x_T at its mean: (out (1, N, F), logits (1, N, F, C)).
+def first_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int = SamplerConfig.chunk_rows,
+               return_inputs: bool = False):
+    """The network's output at t = T with x_T at its mean: (out (1, N, F), logits (1, N, F, C)), and with
+    ``return_inputs`` the closed-form input estimates (1, N, F, k) it was handed (``input_point``).
 
     Unknown numeric cells enter as 0 instead of a noise draw (``point_input``). At t = T the input carries no
     signal (abar ~ 0); without the draw each query row's output depends only on itself and the key rows
@@ -155,14 +163,15 @@ def first_call(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_ro
     """
     x_t = point_input(x, known, is_cat[None, :])
     t = torch.full((1,), diffusion.respaced(1).original_t(0), dtype=torch.long, device=x.device)
-    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False)
+    den = TableDenoiser(model, is_cat[None], n_classes[None], key_rows, chunk_rows, cache_context=False,
+                        return_inputs=return_inputs)
     return den(x_t[None], t, known[None])
 
 
 def point_estimate(diffusion, output, x, known, is_cat) -> torch.Tensor:
     """The x0 estimate (N, F) read off ``first_call``'s output: class argmax for categorical cells, known cells
     as they are."""
-    out, logits = output
+    out, logits = output[:2]
     x0, _ = diffusion.respaced(1).predict_x0_eps(out, point_input(x, known, is_cat[None, :])[None], 0)
     x0 = torch.where(is_cat[None, :].expand_as(known), logits[0].argmax(-1).float(), x0[0])
     return torch.where(known, x, x0)
@@ -182,7 +191,7 @@ def views(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: 
 @torch.no_grad()
 def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
                    outputs: dict | None = None, table_views: dict | None = None,
-                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   weights: torch.Tensor | None = None, inputs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The point estimate (N, F) and class logits (N, F, C) averaged over transforms of the table (``transforms``).
 
     Each member is one ``first_call`` on the table as that member sees it (``table_views``: ``views``' result
@@ -190,7 +199,8 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     numeric estimates are averaged in the table's units, class probabilities averaged (the logits returned are
     their logs). One member: its call's estimate in the table's units (``identity``: ``one_call`` exactly).
     ``weights`` (F,): with two members, the second one's weight in each column's numeric estimates (``view_weights``);
-    None: equal weights.
+    None: equal weights. ``inputs``: the calls made here also return the network's closed-form inputs, for
+    ``input_point`` to read from ``outputs``.
     """
     outputs = {} if outputs is None else outputs
     table_views = views(x, known, is_cat, key_rows, members) if table_views is None else table_views
@@ -198,7 +208,7 @@ def ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chun
     for member in members:
         transform, x_m = table_views[member]
         if member not in outputs:
-            outputs[member] = first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows)
+            outputs[member] = first_call(model, diffusion, x_m, known, is_cat, n_classes, key_rows, chunk_rows, inputs)
         output = outputs[member]
         x0 = point_estimate(diffusion, output, x_m, known, is_cat)
         x0 = x0 if transform is None else torch.where(known, x, transform.inverse(x0))  # in the table's units
@@ -251,30 +261,25 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
     return torch.where(held.any(0), weights, 0.5)
 
 
-def input_models(model, diffusion) -> list[Denoiser]:
-    """The network's closed-form inputs as denoisers of their own (``baselines``): the Gaussian conditional mean
-    and the nearest-rows estimate, those the network's config computes; none for an eps-prediction diffusion
-    (they output x0)."""
-    from .baselines import ClosedFormDenoiser, NeighbourDenoiser  # baselines imports this module
-
-    if diffusion.prediction != "x0":
-        return []
-    wanted = ((ClosedFormDenoiser, model.cfg.gaussian_feature), (NeighbourDenoiser, model.cfg.neighbour_feature))
-    return [cls(model.cfg).to(next(model.parameters()).device).eval() for cls, on in wanted if on]
-
-
-@torch.no_grad()
-def input_estimates(inputs: list[Denoiser], diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int,
-                    members: tuple[str, ...], table_views: dict | None = None) -> list[torch.Tensor]:
-    """The numeric estimates (N, F) of the ``inputs`` (``input_models``), each averaged over the ``members``' views
-    as the network's (``ensemble_point``)."""
-    return [ensemble_point(m, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members,
-                           table_views=table_views)[0] for m in inputs]
+def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...]) -> list[torch.Tensor]:
+    """The numeric estimates (N, F) of the network's closed-form inputs (``Denoiser.closed_form_inputs``: the
+    Gaussian conditional mean, the nearest-rows estimate), read off the ``members``' first calls (``outputs``,
+    made with ``ensemble_point(inputs=True)``) and averaged over their views (``table_views``) in the table's
+    units with equal weights; known cells as they are."""
+    per_member = []
+    for member in members:
+        transform, x_m = table_views[member]
+        estimates = outputs[member][2][0].unbind(-1)  # k of (N, F), in the view's units
+        estimates = [torch.where(known, x_m, e) for e in estimates]
+        if transform is not None:
+            estimates = [torch.where(known, x, transform.inverse(e)) for e in estimates]
+        per_member.append(estimates)
+    return [sum(same) / len(members) for same in zip(*per_member)]
 
 
 def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch.Tensor, is_cat: torch.Tensor,
                       weights: torch.Tensor, level_rows: torch.Tensor | None = None) -> torch.Tensor:
-    """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_estimates``) by
+    """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_point``) by
     ``weights`` (F, 1 + len(inputs)), each input first shifted so that its mean over the column's unknown cells
     is the network's: the blend takes the inputs' shape of the relation, never their level. The network reads
     the level off the missingness itself (a column missing its high values under MNAR), which no estimate
@@ -302,28 +307,28 @@ def input_grid(n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def input_weights(model, inputs: list[Denoiser], diffusion, x, known, is_cat, n_classes, columns: torch.Tensor,
-                  chunk_rows: int, members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
+def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
+                  members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
                   bar=None) -> torch.Tensor | None:
-    """Per-column weights (F, 1 + inputs) of ``blend_with_inputs``, chosen on the key rows alone (x, known): in each
-    numeric one of the ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well
-    and imputed by the network (its views weighted by ``view_weights``) and by each of the ``inputs``
-    (``input_models``); a column takes the
-    grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
+    """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
+    (``Denoiser.closed_form_inputs``), chosen on the key rows alone (x, known): in each numeric one of the
+    ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well and imputed by the
+    network (its views weighted by ``view_weights``) and by each input (``input_point``: the same calls); a
+    column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
     shifted to the network's level where used, so their level is not theirs to win on), plus
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. The network's alone
     where nothing was measured; None without inputs."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
     hold = torch.as_tensor(hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5])), device=x.device)
-    if not bool(hold.any()) or not inputs:
+    if not bool(hold.any()) or not model.closed_form_inputs:
         return None
     seen = known & ~hold
     keys = torch.arange(len(x), device=x.device)
-    table_views = views(x, seen, is_cat, keys, members)
+    table_views, outputs = views(x, seen, is_cat, keys, members), {}
     _extend(bar, len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
-    net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members,
-                            table_views=table_views, weights=view_weights)
-    others = input_estimates(inputs, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, table_views)
+    net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
+                            table_views, view_weights, inputs=True)
+    others = input_point(outputs, table_views, x, seen, members)
     grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
     estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
     error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
@@ -400,12 +405,12 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
 def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, global_members: tuple[str, ...],
                   chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
                   bar=None, view_weights: torch.Tensor | None = None,
-                  inputs: tuple[list[Denoiser], torch.Tensor] | None = None) -> torch.Tensor:
+                  inputs: torch.Tensor | None = None) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
     rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
     cells to impute) are hidden as well and imputed both ways: globally as the estimate the weights will blend
-    (the ``global_members``' views weighted by ``view_weights``, blended with ``inputs``: the input models and
-    their ``input_weights``), locally with the ``members``' views. ``local_context.choose_weights`` picks the
+    (the ``global_members``' views weighted by ``view_weights``, blended with the network's closed-form inputs by
+    their ``input_weights`` ``inputs``), locally with the ``members``' views. ``local_context.choose_weights`` picks the
     blend. 0 where nothing was measured."""
     hold = torch.as_tensor(hold_out(known.cpu().numpy(), columns, np.random.default_rng([seed, 2])), device=x.device)
     weights = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
@@ -414,11 +419,12 @@ def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.nda
     seen = known & ~hold
     keys = torch.arange(len(x), device=x.device)
     _extend(bar, len(global_members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
+    table_views, outputs = views(x, seen, is_cat, keys, global_members), {}
     x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members,
-                                weights=view_weights)
+                                outputs, table_views, view_weights, inputs=inputs is not None)
     if inputs is not None:
-        others = input_estimates(inputs[0], diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members)
-        x0 = blend_with_inputs(x0, others, seen, is_cat, inputs[1])
+        others = input_point(outputs, table_views, x, seen, global_members)
+        x0 = blend_with_inputs(x0, others, seen, is_cat, inputs)
     local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
                         context_rows, query_rows, seed, bar)
     if local is None:
@@ -613,13 +619,13 @@ def impute(
                                             ensemble, tuned.ensemble_folds, seed, bar)
         return weights.get("views")
 
-    inputs = input_models(model, diffusion) if tuned.blend_inputs else []
+    blend = bool(tuned.blend_inputs and model.closed_form_inputs)
 
     def input_weights_of() -> torch.Tensor | None:
-        if inputs and "inputs" not in weights:
+        if blend and "inputs" not in weights:
             kx = keys_sub.to(dev)
-            weights["inputs"] = input_weights(model, inputs, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0),
-                                              chunk_rows, ensemble, view_weights_of(), seed, bar)
+            weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
+                                              ensemble, view_weights_of(), seed, bar)
         return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
@@ -629,10 +635,11 @@ def impute(
         ``local_context_rows`` is set."""
         v_weights, i_weights = view_weights_of(), input_weights_of()
         table_views = views(xs, ks, cat, keys_sub, ensemble) if table_views is None else table_views
+        outputs = {} if outputs is None else outputs
         x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
-                                    table_views, v_weights)
+                                    table_views, v_weights, inputs=i_weights is not None)
         if i_weights is not None:
-            others = input_estimates(inputs, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, table_views)
+            others = input_point(outputs, table_views, xs, ks, ensemble)
             # Rows imputed against fitted ones (key_rows given): the level from those alone, so that a row's
             # imputation depends on them and on itself only, as the network's.
             level_rows = None
@@ -656,7 +663,7 @@ def impute(
             return x0, logits
         kx = keys.to(dev)
         w = local_weights(model, diffusion, full_x[kx], full_k[kx], cat, ncl, (~known).any(0), ensemble, *settings,
-                          bar, v_weights, None if i_weights is None else (inputs, i_weights))
+                          bar, v_weights, i_weights)
         probs = (1 - w[:, None]) * torch.softmax(logits.double(), -1) + w[:, None] * local[1][rows]
         mixed = torch.where(cat[None, :].expand_as(ks), probs.argmax(-1).to(x0.dtype),
                             ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))
@@ -686,7 +693,10 @@ def impute(
             # which the draws are centred on, and the shared first call of the draws drawn in that view.
             # Each view (and its transform's fit) is made once, for the centre and the draws alike.
             table_views = views(xs, ks, cat, keys_sub, tuple(dict.fromkeys(ensemble + draw_views)))
-            outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows)} if share else {}
+            # With the blend, the centre's first calls also return the closed-form inputs it blends.
+            with_inputs = blend and center_draws and n_samples > 1
+            outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows,
+                                              with_inputs)} if share else {}
             if share and center_draws and n_samples > 1:
                 centre_sub = point_estimate_of(outputs, table_views)[0]
             gen = torch.Generator(device=dev).manual_seed(seed)
@@ -699,7 +709,8 @@ def impute(
                     model, diffusion, x_m, ks, cat, ncl, n_samples=split[i], method=method, n_steps=n_steps,
                     jump_length=jump_length, jump_n_sample=jump_n_sample, max_context_rows=max_context_rows,
                     chunk_rows=chunk_rows, generator=gen, key_rows=keys_sub, variance_mix=variance_mix,
-                    share_first_call=share, draw_key_rows=draw_keys, first_output=outputs.get(member),
+                    share_first_call=share, draw_key_rows=draw_keys,
+                    first_output=outputs[member][:2] if member in outputs else None,
                 )
                 out_sub[i :: len(draw_views)] = drawn if transform is None else torch.where(ks, xs, transform.inverse(drawn))
         out = whole(out_sub)

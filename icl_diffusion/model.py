@@ -301,6 +301,7 @@ class Denoiser(nn.Module):
         level_embed: torch.Tensor | None = None,
         n_levels: int | None = None,
         withhold_closed_form: torch.Tensor | None = None,
+        return_inputs: bool = False,
     ):
         """Denoise one step.
 
@@ -324,8 +325,11 @@ class Denoiser(nn.Module):
             withhold_closed_form: (B,) bool, tables whose unknown cells get no closed-form estimate (training
                 only, ``LossConfig.p_withhold_closed_form``): numeric ones the column mean (0), categorical
                 ones no level distribution, as if the fit said nothing.
+            return_inputs: also return the numeric estimates (B, N, F, k) of the closed-form inputs the network
+                was handed (``closed_form_inputs``, in that order), for inference to blend with its output.
         Returns:
-            (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), plus the context if return_context.
+            (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), then the inputs if
+            return_inputs, then the context if return_context.
         """
         unknown = (~known).unsqueeze(-1).float()
         temb = self.time_embedding(t)
@@ -372,10 +376,21 @@ class Denoiser(nn.Module):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
+        if return_inputs:
+            estimates = [e for e in (gauss, None if neighbours is None else neighbours[0]) if e is not None]
+            out = (*out, torch.stack(estimates, -1) if estimates else x.new_zeros(*x.shape, 0))
         if not return_context:
             return out
         noisy = noisy if self.cfg.noisy_feature else None
         return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy": noisy})
+
+    @property
+    def closed_form_inputs(self) -> tuple[str, ...]:
+        """The closed-form estimates of numeric cells the network is handed, in ``forward(return_inputs=True)``'s
+        order: the Gaussian conditional mean (``gaussian_feature``) and the smooth nearest-rows estimate
+        (``neighbour_feature``), those the config computes."""
+        return tuple(name for name, on in (("gaussian", self.cfg.gaussian_feature),
+                                           ("neighbours", self.cfg.neighbour_feature)) if on)
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded

@@ -75,6 +75,31 @@ def test_a_network_that_adds_nothing_is_overruled_by_its_inputs_where_the_table_
     assert blended < 1.2 * alone, (net, blended, alone)
 
 
+def test_the_inputs_blended_are_those_the_network_was_handed():
+    """``forward(return_inputs=True)`` returns the closed-form estimates the network computed for its input (no
+    second fit): on a table without point masses, exactly the closed-form and nearest-rows baselines' outputs
+    for the same call, through the key-row pass and a query pass alike."""
+    from icl_diffusion.baselines import ClosedFormDenoiser, NeighbourDenoiser
+    from icl_diffusion.inference import first_call
+
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
+                         neighbour_feature=True)
+    torch.manual_seed(0)
+    net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
+    assert net.closed_form_inputs == ("gaussian", "neighbours")
+    x, missing = _linear_table(n=120)
+    x, known = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(~missing)
+    is_cat, n_classes = torch.zeros(6, dtype=torch.bool), torch.zeros(6, dtype=torch.long)
+    keys = torch.arange(0, 120, 2)  # half the rows key rows: the rest go through a query pass
+    out = first_call(net, diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32, return_inputs=True)
+    assert out[2].shape == (1, 120, 6, 2)
+    for k, cls in enumerate((ClosedFormDenoiser, NeighbourDenoiser)):
+        alone = first_call(cls(cfg).eval(), diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32)
+        assert torch.allclose(out[2][..., k], alone[0], atol=1e-6), cls.__name__
+    plain = first_call(net, diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32)
+    assert all(torch.equal(a, b) for a, b in zip(plain, out[:2]))  # asking for them changes nothing else
+
+
 def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_numeric_cells():
     from test_local_context import _impute
 
