@@ -469,6 +469,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="threads of torch and of the BLAS/OpenMP pools of numpy, scikit-learn, LightGBM")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="markdown report (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="3 tables per task, 1 split")
+    p.add_argument("--local-context-rows", type=int, default=None,
+                   help="icl-diffusion's local_context_rows (default: each estimator's own)")
     args = p.parse_args(argv)
     tasks = ("classification", "regression") if args.task == "both" else (args.task,)
     if args.tables:
@@ -502,7 +504,8 @@ def main(argv=None) -> None:
     with threadpool_limits(limits=args.threads):
         tables, dropped = load_tables(args.names)
         tables = {k: v for k, v in tables.items() if v[2] in args.tasks}
-        methods = build_methods(pretrained, args.max_context_rows)
+        params = {} if args.local_context_rows is None else {"local_context_rows": args.local_context_rows}
+        methods = build_methods(pretrained, args.max_context_rows, **params)
         warm_up(methods)
         runs, info, failures = run(args, tables, methods)
     minutes = (time.perf_counter() - start) / 60

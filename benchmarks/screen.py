@@ -22,7 +22,8 @@ deficit of every candidate about halved or reversed there).
 Each section's rows go to ``--out-dir/<label>/<section>.csv`` and are reused when present, so an interrupted
 screen resumes and a checkpoint is never run twice. Rows are those of the code that wrote them: after a change
 to the engine or the estimators, delete the stale sections (the reference's too) or screen under a new label
-(session 16: the regressor's cross-validated views made every cached R² row stale). The peers (MissForest, MICE, logistic regression...) are not
+(session 16: the regressor's cross-validated views made every cached R² row stale; session 18: its local
+contexts did again, and the reference's prediction rows were re-recorded). The peers (MissForest, MICE, logistic regression...) are not
 rerun: they are in the full benchmarks, which an adopted checkpoint then reruns (README, "Reproduce").
 
     python benchmarks/screen.py runs/snaps/stage22_step2000.safetensors          # vs the shipped rows (~15 min)

@@ -166,7 +166,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                    f"comma-separated from {','.join(MEMBERS)} (default: the checkpoint's)")
     p.add_argument("--local-context-rows", type=int, default=None,
                    help="rows of each row's local context (its nearest rows), blended with the whole table's "
-                   "estimate per column as the table's own held-out cells favour; 0: off (default: the checkpoint's)")
+                   "estimate per column as the table's own held-out cells favour; 0: off (default: the checkpoint's; "
+                   "predict's regressor: 128)")
     p.add_argument("--blend-inputs", action=argparse.BooleanOptionalAction, default=None,
                    help="blend each numeric column's estimate with the network's closed-form inputs (Gaussian "
                    "conditional mean, nearest rows) as the table's own held-out cells favour (default: the "
@@ -212,9 +213,11 @@ def _common_kwargs(args) -> dict:
             raise UserError(f"--ensemble {args.ensemble}: {err}") from err
     kwargs = {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
               "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
-              "ensemble": ensemble, "local_context_rows": args.local_context_rows}
-    if args.blend_inputs is not None:  # unset: each estimator's default (the predictors' is off)
-        kwargs["blend_inputs"] = args.blend_inputs
+              "ensemble": ensemble}
+    # Unset: each estimator's default (the predictors' blend is off; the regressor's local contexts on).
+    for name in ("blend_inputs", "local_context_rows"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     return kwargs
 
 

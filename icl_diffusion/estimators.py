@@ -87,6 +87,12 @@ TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibr
 # RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
 # fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
 REGRESSOR_ENSEMBLE_FOLDS = 3
+# DiffusionRegressor: each query row imputed again with its nearest training rows as context, blended with the
+# whole-context estimate per column as the training rows' held-out cells favour (``local_context_rows``). Stage 25
+# with the blend's engine, 9 tables x 30 splits: mean R² 0.654 -> 0.661 (Boston 0.770 -> 0.795, College 0.857 ->
+# 0.884; no table lower by more than 0.001), fit + predict 0.84 -> 1.24 s on average (benchmarks/results/regression.md,
+# session 18). The imputer keeps the checkpoint's setting (off): it costs 3-4x there and loses on Gaussian tables.
+REGRESSOR_LOCAL_CONTEXT_ROWS = 128
 # DiffusionClassifier / DiffusionRegressor: no blend with the network's closed-form inputs (``blend_inputs``): it
 # would only cost time. A categorical target is never blended; a numeric one is imputed against the training rows
 # (key_rows), whose targets are all known, so the blend has no unknown target cell there to read the network's
@@ -464,7 +470,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
             batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws,
-            local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
+            local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only);
+            ``REGRESSOR_LOCAL_CONTEXT_ROWS`` by default; None: the checkpoint's setting.
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
         ensemble_folds: with the two views of the ensemble, the target's estimate weighs them (the Yeo-Johnson
             view's weight 0, 1/2 or 1) as this many folds of cross-validation on the training rows favour
@@ -482,7 +489,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None, local_context_rows=None, ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS,
+                 ensemble_draws=None, local_context_rows=REGRESSOR_LOCAL_CONTEXT_ROWS,
+                 ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS,
                  blend_inputs=PREDICTOR_BLEND_INPUTS):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
