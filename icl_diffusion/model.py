@@ -213,8 +213,6 @@ class Denoiser(nn.Module):
         if cfg.noisy_feature:  # zero-initialized like the neighbour feature
             if not cfg.gaussian_feature:
                 raise ValueError("noisy_feature needs gaussian_feature (it uses the same Gaussian fit)")
-            if cfg.point_mass_feature:
-                raise ValueError("noisy_feature does not read a fit with point-mass slots (point_mass_feature)")
             self.noisy_in = nn.Linear(2, d)  # (posterior mean, log posterior variance) into the value MLP
             nn.init.zeros_(self.noisy_in.weight)
             nn.init.zeros_(self.noisy_in.bias)

@@ -66,13 +66,15 @@ def denoised_estimates(
 
     x: (B, N, F) the network's input values; known: (B, N, F) cells given exactly; noisy: (B, N, F) numeric
     cells holding x_t (unknown, not padding); is_cat, n_classes: (B, F); t: (B,) original steps;
-    fit: the linear-Gaussian feature's (mean (B, E), cov (B, E, E)) on the same layout.
+    fit: the linear-Gaussian feature's (mean (B, E), cov (B, E, E)[, point masses (B, F)]) on the same layout;
+    its numeric slots' block is the Gaussian used (a point mass's indicator slot marginalized out).
     keys: the key rows (values, known, noisy) when ``x`` holds query rows only (the moments of a table with no
     known key cell come from its key rows), else the key rows are the rows of ``x`` (``key_mask`` (B, N)).
     """
     layout = one_hot_layout(is_cat, n_classes, categorical=False)  # numeric slots only
     a = alphas_cumprod.to(t.device)[t.long()].double()  # (B,)
-    mean, cov = _numeric_block(fit, one_hot_layout(is_cat, n_classes, categorical))
+    masses = fit[2].expand(is_cat.shape[0], -1) if len(fit) > 2 else None  # a fit may be shared (batch 1)
+    mean, cov = _numeric_block(fit, one_hot_layout(is_cat, n_classes, categorical, masses))
     kx, kk, kn = keys if keys is not None else (x, known, noisy)
     in_keys = key_mask[..., None] if keys is None and key_mask is not None else True
     no_known = ~(kk & in_keys).flatten(1).any(1)
@@ -92,8 +94,9 @@ def denoised_estimates(
 
 def _numeric_block(fit, layout):
     """The fit's mean (B, E') and covariance (B, E', E') over its numeric slots, in column order (E' the most
-    numeric columns of a table in the batch; a shorter table's spare slots are never observed)."""
-    numeric = (layout["level"] < 0) & layout["valid"]
+    numeric columns of a table in the batch; a shorter table's spare slots are never observed): the marginal of
+    the numeric columns, without level and point-mass indicator slots."""
+    numeric = (layout["level"] == -1) & layout["valid"]
     B = numeric.shape[0]
     mean, cov = fit[0].double().expand(B, -1), fit[1].double().expand(B, -1, -1)  # a fit may be shared (1)
     width = max(int(numeric.sum(1).max()), 1)

@@ -112,6 +112,27 @@ def test_categorical_columns_are_marginalized_and_read_zero():
     assert (est[0, :, 1] == 0).all() and (log_var[0, :, 1] == 0).all()
 
 
+def test_point_mass_indicators_are_marginalized():
+    """A fit with a point mass's indicator slot (``point_mass_feature``: the fit's third element names the masses)
+    gives the numeric cells the posterior of its numeric block alone, as with a plain fit of that block."""
+    mean, cov = _gaussian(3, 5)
+    t = 300
+    _, x, known = _noisy_table(mean, cov, 30, 0.5, t, 5)
+    # Full fit over [num0, indicator of num0 == mass, num1, num2]: the numeric block is (mean, cov).
+    fm, fc = np.zeros(4), np.eye(4) * 0.2
+    num = [0, 2, 3]
+    fm[num] = mean
+    fc[np.ix_(num, num)] = cov
+    fc[0, 1] = fc[1, 0] = 0.1  # the indicator covaries with its column: left out
+    masses = torch.tensor([[-1.0, float("nan"), float("nan")]], dtype=torch.float64)
+    fit = (torch.tensor(fm)[None], torch.tensor(fc)[None], masses)
+    xt, kt = torch.tensor(x, dtype=torch.float32)[None], torch.tensor(known)[None]
+    is_cat, n_classes = torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.long)
+    est, _ = denoised_estimates(xt, kt, ~kt, is_cat, n_classes, ABAR, torch.tensor([t]), fit)
+    exact_mean, _ = _exact(x, known, mean, cov, t)
+    np.testing.assert_allclose(est[0].numpy(), exact_mean, atol=2e-4, rtol=1e-4)
+
+
 def test_switching_the_feature_on_keeps_a_checkpoints_outputs_and_runs_every_sampler():
     """Zero-initialized input layer: a network with the feature on computes what it computed without it, in
     the one-call point estimate, the conditional sampler and RePaint (known all False inside the network)."""
@@ -121,6 +142,11 @@ def test_switching_the_feature_on_keeps_a_checkpoints_outputs_and_runs_every_sam
     torch.manual_seed(0)
     base = Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2, gaussian_em_iters=2))
     on = Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2, gaussian_em_iters=2, noisy_feature=True))
+    base_pm = Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2, gaussian_em_iters=2, point_mass_feature=True))
+    on_pm = Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2, gaussian_em_iters=2, noisy_feature=True,
+                                    point_mass_feature=True))  # with the point-mass feature too (the shipped config)
+    on_pm.load_state_dict(base.state_dict(), strict=False)
+    base_pm.load_state_dict(base.state_dict())
     missing, unexpected = on.load_state_dict(base.state_dict(), strict=False)
     assert missing == ["noisy_in.weight", "noisy_in.bias"] and not unexpected
     g = np.random.default_rng(4)
@@ -133,5 +159,7 @@ def test_switching_the_feature_on_keeps_a_checkpoints_outputs_and_runs_every_sam
                    {"method": "repaint", "n_steps": 4, "jump_length": 2, "jump_n_sample": 2},
                    {"method": "conditional", "n_steps": 3, "max_context_rows": 16, "chunk_rows": 10}):
         outs = [impute_standardized(m, diffusion, x, known, is_cat, n_classes,
-                                    generator=torch.Generator().manual_seed(1), **kwargs) for m in (base, on)]
+                                    generator=torch.Generator().manual_seed(1), **kwargs)
+                for m in (base, on, base_pm, on_pm)]
         torch.testing.assert_close(outs[0], outs[1])
+        torch.testing.assert_close(outs[2], outs[3])
