@@ -156,6 +156,9 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--calibrate-spread", action=argparse.BooleanOptionalAction, default=None,
                        help="rescale several imputations of each numeric column so that their spread matches "
                        "their errors on hidden observed cells (default: the checkpoint's setting)")
+        p.add_argument("--snap-draws", action=argparse.BooleanOptionalAction, default=None,
+                       help="move each imputation of a discrete numeric column (at most 20 distinct observed "
+                       "values) to its nearest observed value (default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
@@ -194,7 +197,7 @@ def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
             "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix,
             "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread,
-            "ensemble_draws": args.ensemble_draws}
+            "ensemble_draws": args.ensemble_draws, "snap_draws": args.snap_draws}
 
 
 def _common_kwargs(args) -> dict:

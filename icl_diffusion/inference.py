@@ -50,6 +50,10 @@ VIEW_MIN_CELLS = 10
 # ``input_weights``: the blends a column may take of (the network's estimate, the closed-form Gaussian estimate, the
 # nearest-rows estimate): every weight triple on a simplex grid of this step.
 INPUT_WEIGHT_STEP = 0.25
+# ``snap_draws``: a numeric column counts as discrete when its observed values take at most this many distinct
+# values, each seen at least SNAP_MIN_REPEATS times on average (so a short table's continuous column does not).
+SNAP_MAX_VALUES = 20
+SNAP_MIN_REPEATS = 2
 # ``impute``'s keyword arguments that default to the checkpoint's tuned value (``SamplerConfig``): all its fields
 # but the draws' sampler, which the estimators choose.
 SETTINGS = tuple(name for name in SamplerConfig.__dataclass_fields__ if name not in ("draw_method", "draw_steps"))
@@ -519,7 +523,7 @@ def impute(
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
-    ensemble_folds: int | None = None, blend_inputs: bool | None = None,
+    ensemble_folds: int | None = None, blend_inputs: bool | None = None, snap_draws: bool | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -528,15 +532,16 @@ def impute(
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
-    ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows``, ``ensemble_folds`` and
-    ``blend_inputs`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
+    ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows``, ``ensemble_folds``,
+    ``blend_inputs`` and ``snap_draws`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
     averaged over the ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per
     column by cross-validation on the key rows: ``view_weights``), with ``blend_inputs`` blended per column with the
     network's closed-form inputs (``input_weights``, ``blend_with_inputs``), then, with ``local_context_rows``, blended
     per column with the local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
-    ``spread_scales``, run on the key rows alone); not RePaint's, which stay as drawn (faithful).
+    ``spread_scales``, run on the key rows alone), and with ``snap_draws`` a discrete numeric column's moved to
+    its nearest observed value (``snap_to_support``); not RePaint's, which stay as drawn (faithful).
     Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
@@ -554,6 +559,7 @@ def impute(
     check_ensemble_folds(tuned.ensemble_folds)
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
     share = tuned.share_first_call and method != "repaint"
+    snap_draws = tuned.snap_draws and method != "repaint"
     center_draws = tuned.center_draws and method != "repaint"
     calibrate_spread = tuned.calibrate_spread and method != "repaint"
     ensemble_draws = tuned.ensemble_draws and method != "repaint"
@@ -727,6 +733,8 @@ def impute(
                     n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
+        if snap_draws and not point:
+            out = snap_to_support(out, x, known, is_cat)
     finally:
         if hook is not None:
             hook.remove()
@@ -738,6 +746,29 @@ def impute(
         full[rows] = logits.float().cpu()
         return out.numpy(), full.numpy()
     return out.numpy()
+
+
+def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray) -> torch.Tensor:
+    """Draws (S, N, F) with each unknown cell of a discrete numeric column moved to the nearest of the values
+    observed in that column (ties: the lower): the column's observed values take at most ``SNAP_MAX_VALUES``
+    distinct values, each seen ``SNAP_MIN_REPEATS`` times or more on average. A draw is then a value the column
+    can hold (a count of cylinders, a year, a 0/1 flag), as predictive mean matching's are (R's mice); its
+    continuous neighbours would be off the support the truth is on. Other cells unchanged."""
+    out = draws.clone()
+    for j in np.flatnonzero(~is_cat & (~known).any(0)):
+        support = np.unique(x[known[:, j], j])
+        if not 0 < len(support) <= min(SNAP_MAX_VALUES, known[:, j].sum() / SNAP_MIN_REPEATS):
+            continue
+        values = torch.as_tensor(support, dtype=draws.dtype)
+        d = draws[:, :, j]
+        hi = torch.searchsorted(values, d.contiguous()).clamp(1, len(values) - 1) if len(values) > 1 else None
+        if hi is None:
+            nearest = values[0].expand_as(d)
+        else:
+            lo_v, hi_v = values[hi - 1], values[hi]
+            nearest = torch.where((d - lo_v).abs() <= (hi_v - d).abs(), lo_v, hi_v)
+        out[:, :, j] = torch.where(torch.as_tensor(known[:, j]), d, nearest)
+    return out
 
 
 def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
@@ -761,7 +792,8 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
         return scale
     n_draws = CALIBRATION_DRAWS
     draws = impute(pretrained, x, known & ~hold, is_cat, n_classes, n_samples=n_draws, seed=seed + 1,
-                   key_rows=np.arange(len(x)), **{**settings, "calibrate_spread": False}).astype(np.float64)
+                   key_rows=np.arange(len(x)), **{**settings, "calibrate_spread": False, "snap_draws": False}
+                   ).astype(np.float64)
     err2 = np.where(hold, (draws.mean(0) - x) ** 2, 0.0).sum(0)  # (F,)
     inflation = 1.0 if settings.get("center_draws") else 1 + 1 / n_draws
     var = np.where(hold, draws.var(0, ddof=1) * inflation, 0.0).sum(0)
