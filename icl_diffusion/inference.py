@@ -23,7 +23,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
-from .local_context import choose_weights, local_tables, standardize
+from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
@@ -340,8 +340,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
     loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
     measured = cells > 0
-    per_cell = loss[:, measured].sum(1) / cells[measured].sum()  # (W,)
-    choice = (loss + CALIBRATION_PRIOR_CELLS * per_cell[:, None]).argmin(0)  # (F,)
+    choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
     return torch.where(measured[:, None], grid[choice], grid[0])
 
 

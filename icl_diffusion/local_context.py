@@ -116,6 +116,14 @@ def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
     return torch.where(ok, mean, 0.0), torch.where(ok, std, 1.0)
 
 
+def least_loss(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, prior_cells: int) -> torch.Tensor:
+    """Per-column index (F,) of the candidate of least loss: ``loss`` (W, F) summed over each column's ``cells``
+    (F,) held cells, plus ``prior_cells`` pseudo-cells of the ``columns``' (F,) bool mean loss per held cell, so
+    that a column with few held cells follows the table (the choice elsewhere is the pooled one)."""
+    per_cell = loss[:, columns].sum(1) / cells[columns].sum()  # (W,)
+    return (loss + prior_cells * per_cell[:, None]).argmin(0)
+
+
 def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, global_est: tuple, local_est: tuple,
                    grid: tuple[float, ...] = WEIGHT_GRID, prior_cells: int = WEIGHT_PRIOR_CELLS) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate in (1 - w) global + w local, chosen on held-out observed
@@ -141,6 +149,5 @@ def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, gl
         cols = kind & (cells > 0)
         if not bool(cols.any()):
             continue
-        per_cell = loss[:, cols].sum(1) / cells[cols].sum()  # (W,) the type's mean loss per held cell
-        weights[cols] = w[:, 0, 0][(loss[:, cols] + prior_cells * per_cell[:, None]).argmin(0)]
+        weights[cols] = w[:, 0, 0][least_loss(loss, cells, cols, prior_cells)[cols]]
     return weights
