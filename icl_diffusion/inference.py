@@ -281,6 +281,20 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     return [sum(same) / len(members) for same in zip(*per_member)]
 
 
+@torch.no_grad()
+def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
+                  table_views: dict, outputs: dict, view_weights: torch.Tensor | None,
+                  input_weights: torch.Tensor | None, level_rows: torch.Tensor | None = None):
+    """``ensemble_point``'s estimate and logits, its numeric estimates blended with the network's closed-form
+    inputs by ``input_weights`` (``blend_with_inputs``, read off the same calls: ``input_point``) unless None."""
+    x0, logits = ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members, outputs,
+                                table_views, view_weights, inputs=input_weights is not None)
+    if input_weights is not None:
+        others = input_point(outputs, table_views, x, known, members)
+        x0 = blend_with_inputs(x0, others, known, is_cat, input_weights, level_rows)
+    return x0, logits
+
+
 def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch.Tensor, is_cat: torch.Tensor,
                       weights: torch.Tensor, level_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_point``) by
@@ -422,12 +436,8 @@ def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.nda
     seen = known & ~hold
     keys = torch.arange(len(x), device=x.device)
     _extend(bar, len(global_members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
-    table_views, outputs = views(x, seen, is_cat, keys, global_members), {}
-    x0, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members,
-                                outputs, table_views, view_weights, inputs=inputs is not None)
-    if inputs is not None:
-        others = input_point(outputs, table_views, x, seen, global_members)
-        x0 = blend_with_inputs(x0, others, seen, is_cat, inputs)
+    x0, logits = blended_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, global_members,
+                               views(x, seen, is_cat, keys, global_members), {}, view_weights, inputs)
     local = local_point(model, diffusion, x, seen, is_cat, n_classes, x0, keys, True, chunk_rows, members,
                         context_rows, query_rows, seed, bar)
     if local is None:
@@ -640,18 +650,14 @@ def impute(
         ``local_context_rows`` is set."""
         v_weights, i_weights = view_weights_of(), input_weights_of()
         table_views = views(xs, ks, cat, keys_sub, ensemble) if table_views is None else table_views
-        outputs = {} if outputs is None else outputs
-        x0, logits = ensemble_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, outputs,
-                                    table_views, v_weights, inputs=i_weights is not None)
-        if i_weights is not None:
-            others = input_point(outputs, table_views, xs, ks, ensemble)
-            # Rows imputed against fitted ones (key_rows given): the level from those alone, so that a row's
-            # imputation depends on them and on itself only, as the network's.
-            level_rows = None
-            if key_rows is not None:
-                level_rows = torch.zeros(len(rows), dtype=torch.bool, device=dev)
-                level_rows[keys_sub.to(dev)] = True
-            x0 = blend_with_inputs(x0, others, ks, cat, i_weights, level_rows)
+        # Rows imputed against fitted ones (key_rows given): the blend's level from those alone, so that a row's
+        # imputation depends on them and on itself only, as the network's.
+        level_rows = None
+        if key_rows is not None:
+            level_rows = torch.zeros(len(rows), dtype=torch.bool, device=dev)
+            level_rows[keys_sub.to(dev)] = True
+        x0, logits = blended_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, table_views,
+                                   {} if outputs is None else outputs, v_weights, i_weights, level_rows)
         if not local_context_rows:
             return x0, logits
         # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows
@@ -760,12 +766,7 @@ def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_ca
             continue
         values = torch.as_tensor(support, dtype=draws.dtype)
         d = draws[:, :, j]
-        hi = torch.searchsorted(values, d.contiguous()).clamp(1, len(values) - 1) if len(values) > 1 else None
-        if hi is None:
-            nearest = values[0].expand_as(d)
-        else:
-            lo_v, hi_v = values[hi - 1], values[hi]
-            nearest = torch.where((d - lo_v).abs() <= (hi_v - d).abs(), lo_v, hi_v)
+        nearest = values[(d[..., None] - values).abs().argmin(-1)]  # ties: the lower (the first)
         out[:, :, j] = torch.where(torch.as_tensor(known[:, j]), d, nearest)
     return out
 
