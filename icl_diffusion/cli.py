@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .inference import ENGINE_METHODS
+from .inference import ENGINE_METHODS, SNAP_MAX_VALUES
 from .sampling import SamplerConfig
 from .transforms import MEMBERS, check_members
 
@@ -157,8 +157,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                        help="rescale several imputations of each numeric column so that their spread matches "
                        "their errors on hidden observed cells (default: the checkpoint's setting)")
         p.add_argument("--snap-draws", action=argparse.BooleanOptionalAction, default=None,
-                       help="move each imputation of a discrete numeric column (at most 20 distinct observed "
-                       "values) to its nearest observed value (default: the checkpoint's setting)")
+                       help=f"move each imputation of a discrete numeric column (at most {SNAP_MAX_VALUES} distinct "
+                       "observed values) to its nearest observed value (default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
