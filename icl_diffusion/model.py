@@ -375,7 +375,8 @@ class Denoiser(nn.Module):
             kvs.append(kv)
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
         if return_inputs:
-            estimates = [e for e in (gauss, None if neighbours is None else neighbours[0]) if e is not None]
+            found = {"gaussian": gauss, "neighbours": None if neighbours is None else neighbours[0]}
+            estimates = [found[name] for name in self.closed_form_inputs]  # their one order
             out = (*out, torch.stack(estimates, -1) if estimates else x.new_zeros(*x.shape, 0))
         if not return_context:
             return out
