@@ -75,12 +75,17 @@ def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
         except ImportError as err:
             raise UserError(f"reading Parquet needs pyarrow (pip install pyarrow): {err}") from err
     # pandas renames a repeated name (a, a -> a, a.1): read the header as it is written.
-    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    try:
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty: a table needs at least a header row") from None
     repeated = header[header.duplicated()]
     if len(repeated):
         raise UserError(f"column name {repeated.iloc[0]!r} appears more than once in the header of {path}: give "
                         "every column its own name")
-    table = pd.read_csv(path, sep=sep, na_values=na_values.split(",") if na_values else None)
+    # One column: an empty line is a missing cell (as a spreadsheet writes it), not a line to skip.
+    table = pd.read_csv(path, sep=sep, na_values=na_values.split(",") if na_values else None,
+                        skip_blank_lines=len(header) > 1)
     for name in table.columns:
         col = table[name]
         if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
@@ -96,7 +101,9 @@ def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
             dates = pd.to_datetime(col, format="ISO8601", errors="coerce")
         except (ValueError, TypeError):  # e.g. mixed time zones: left as strings
             continue
-        if len(values) and dates.notna().sum() == len(values):
+        # Whole dates only: '2020-01' (a month) would be written back as '2020-01-01' and imputed as a day.
+        days = values.astype(str).str.match(r"\d{4}-\d{2}-\d{2}").all()
+        if len(values) and days and dates.notna().sum() == len(values):
             table[name] = dates
     return table
 
@@ -305,6 +312,9 @@ def cmd_impute(args) -> None:
         raise UserError(f"--plot {args.plot}: the file must end in one of {', '.join(PLOT_FORMATS)}")
     kwargs = _sampler_kwargs(args)
     table = read_table(args.input, args.na_values)
+    if args.n_imputations > 1 and "_imputation" in table.columns:
+        raise UserError("column '_imputation' has the name of the column --n-imputations adds (the imputation "
+                        "number): rename it")
     imputer = DiffusionImputer(**kwargs).fit(table)
     if args.n_imputations == 1:
         out = imputer.transform(table)
@@ -341,6 +351,8 @@ def cmd_predict(args) -> None:
         raise UserError(f"no training row has a value in target column {args.target!r}")
     X, y = train.drop(columns=[args.target]), train[args.target]
     Xq = test.drop(columns=[args.target], errors="ignore")
+    if set(Xq.columns) == set(X.columns):  # the same named columns (unique in a header), in any order
+        Xq = Xq[X.columns]
     if list(Xq.columns) != list(X.columns):
         raise UserError(f"the test table's columns {list(Xq.columns)} differ from the training features "
                         f"{list(X.columns)}")
@@ -350,14 +362,13 @@ def cmd_predict(args) -> None:
         raise UserError(f"--quantiles is for regression targets; {task}")
     if not classify and args.proba:
         raise UserError(f"--proba is for classification targets; {task}")
-    out = test.copy()
+    out, added = test.copy(), {}
     if classify:
         est = DiffusionClassifier(**common).fit(X, y.to_numpy())
         proba = est.predict_proba(Xq)
         out[args.target] = est.classes_[proba.argmax(1)]
         if args.proba:
-            for k, c in enumerate(est.classes_):
-                out[f"proba_{c}"] = proba[:, k]
+            added = {f"proba_{c}": proba[:, k] for k, c in enumerate(est.classes_)}
     else:
         kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common}
         if args.ensemble_folds is not None:
@@ -365,9 +376,11 @@ def cmd_predict(args) -> None:
         est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
         if qs:
-            for q, col in zip(qs, est.predict_quantiles(Xq, qs).T):
-                out[f"{args.target}_q{q:g}"] = col
-    write_table(out, args.output)
+            added = {f"{args.target}_q{q:g}": col for q, col in zip(qs, est.predict_quantiles(Xq, qs).T)}
+    clash = [name for name in added if name in out.columns]
+    if clash:
+        raise UserError(f"column {clash[0]!r} of {args.test} has the name of a column predict adds: rename it")
+    write_table(out.assign(**added), args.output)
 
 
 def _quantiles(text: str | None) -> list[float]:

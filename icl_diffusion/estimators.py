@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
@@ -34,9 +35,8 @@ from sklearn.utils.validation import (
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
 from .inference import ENGINE_METHODS, check_ensemble_folds, impute
-from .preprocessing import TablePreprocessor, _moments, as_table
+from .preprocessing import TablePreprocessor, _moments, as_table, destandardized, standardized
 from .sampling import SamplerConfig
-from .scaling import CLIP
 from .transforms import check_members
 
 _LOADED: dict[tuple, Pretrained] = {}
@@ -278,8 +278,8 @@ class DiffusionImputer(TransformerMixin, _Base):
         table = as_table(X)
         validate_data(self, table, reset=False, skip_check_array=True)
         enc = self.preprocessor_.transform(table)
-        if enc.known.all():
-            return table, None
+        if enc.known.all():  # nothing to fill: an array comes back as it came (a string array stays one)
+            return (X if isinstance(X, np.ndarray) else table), None
         x, known = enc.x, enc.known
         same = known.shape == self.known_fit_.shape and np.array_equal(known, self.known_fit_) and (
             np.array_equal(x, self.x_fit_))
@@ -367,6 +367,9 @@ class _Predictor(_Base):
         y = np.asarray(y)
         if y.dtype.kind == "c":
             raise ValueError("Complex data not supported (y)")
+        if y.dtype.kind == "O" and pd.isna(y).any():  # float NaN gets scikit-learn's own message
+            raise ValueError(f"y has {int(pd.isna(y).sum())} missing values (None, NaN or pd.NA): drop those rows "
+                             "or fill them")
         return table, column_or_1d(y, warn=True)
 
     def _joint(self, X):
@@ -489,7 +492,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             ``inference.SNAP_MAX_VALUES`` distinct training values) taken from its observed values.
 
     Attributes:
-        y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column).
+        y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column);
+            y_std_ is 0 for a constant target, which is then predicted as its value.
         pretrained_, preprocessor_, x_context_, known_context_, is_cat_, n_classes_, n_features_in_,
             feature_names_in_: as ``DiffusionClassifier``.
     """
@@ -525,12 +529,13 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         table, y = self._validate(X, y)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         # Scaled as a numeric feature column is: any spread is a scale (a target on a 1e-12 scale keeps its std).
-        self.y_mean_, self.y_std_, _ = _moments(y)
-        self._fit_context(table, np.clip((y - self.y_mean_) / self.y_std_, -CLIP, CLIP), False, 0)
+        mean, std, constant = _moments(y)
+        self.y_mean_, self.y_std_ = mean, 0.0 if constant else std  # a constant target is predicted as itself
+        self._fit_context(table, standardized(y, mean, std), False, 0)
         return self
 
     def _decode(self, z: np.ndarray) -> np.ndarray:
-        return np.clip(z.astype(np.float64), -CLIP, CLIP) * self.y_std_ + self.y_mean_
+        return destandardized(z, self.y_mean_, self.y_std_)
 
     def predict(self, X) -> np.ndarray:
         """(n,) point predictions: the mean of ``n_imputations`` imputations of the target."""

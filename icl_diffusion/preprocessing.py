@@ -145,6 +145,8 @@ def missing_mask(table: pd.DataFrame | np.ndarray) -> np.ndarray:
         return np.isnan(table)
     if table.dtype.kind == "O":
         return pd.isna(table)
+    if table.dtype.kind in "mM":
+        return np.isnat(table)
     return np.zeros(table.shape, dtype=bool)
 
 
@@ -208,6 +210,8 @@ def _read_column(col: pd.Series | np.ndarray, label: str) -> _Read:
         if dtype.kind in "iuf":
             values = col.astype(np.float64)
             return _Read("numeric", np.isnan(values), values)
+        if dtype.kind in "mM":  # datetime64 / timedelta64 arrays: read as a pandas column of them is
+            return _read_column(pd.Series(col), label)
         raise ValueError(f"{label} has unsupported dtype {dtype}")
     dtype = col.dtype
     missing = col.isna().to_numpy(dtype=bool)
@@ -241,9 +245,35 @@ def _moments(values: np.ndarray) -> tuple[float, float, bool]:
     """(mean, std, constant) of observed values, float64, the population std as ``scaling.standardize`` takes
     it. Any spread is a scale, however small (a column of values near 1e-12 keeps its own std); a column is
     constant only when its spread is rounding noise next to its mean, and then gets std 1 (shift only)."""
-    mean, std = float(values.mean()), float(values.std())
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std())
+    if not np.isfinite([mean, std]).all():  # beyond ~1e154 the squares overflow (beyond ~1e308 the sum)
+        scale = float(np.abs(values).max())
+        mean, std = float((values / scale).mean()) * scale, float((values / scale).std()) * scale
     constant = not std > 1e-12 * abs(mean)
     return mean, (1.0 if constant else std), constant
+
+
+def standardized(v: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(v - mean) / std clamped to +-CLIP, float64; finite for any finite values (near the float64 limit the
+    difference of two values of opposite signs overflows: it is then taken halved)."""
+    with np.errstate(over="ignore"):
+        z = (v - mean) / std
+    far = ~np.isfinite(z)
+    z[far] = (v[far] / 2 - mean / 2) / (std / 2)
+    return np.clip(z, -CLIP, CLIP)
+
+
+def destandardized(z: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Values of standardized ``z`` (clamped to +-CLIP): z * std + mean, float64, held within the finite range
+    (near the float64 limit the product overflows: it is then taken on a 16x smaller scale)."""
+    z = np.clip(np.asarray(z, dtype=np.float64), -CLIP, CLIP)
+    with np.errstate(over="ignore"):
+        v = z * std + mean
+        far = ~np.isfinite(v)
+        v[far] = (z[far] * (std / 16) + mean / 16) * 16
+    big = np.finfo(np.float64).max
+    return np.clip(v, -big, big)
 
 
 class TablePreprocessor:
@@ -345,7 +375,7 @@ class TablePreprocessor:
                 if not np.isfinite(v).all():
                     raise ValueError(f"{label} contains inf or -inf values: replace them, e.g. with NaN to "
                                      "have them imputed")
-                x[obs, j] = np.clip((v - spec.mean) / spec.std, -CLIP, CLIP)
+                x[obs, j] = standardized(v, spec.mean, spec.std)
             else:
                 observed = col[obs] if isinstance(col, np.ndarray) else col.to_numpy(dtype=object)[obs]
                 codes = pd.Index(spec.categories, dtype=object).get_indexer(np.asarray(observed, dtype=object))
@@ -375,7 +405,7 @@ class TablePreprocessor:
             return labels
         if spec.constant:
             return np.full(len(z), spec.mean)
-        v = np.clip(z, -CLIP, CLIP) * spec.std + spec.mean
+        v = destandardized(z, spec.mean, spec.std)
         return np.round(v) if spec.integer else v
 
     def inverse_transform(self, x: np.ndarray, X):
@@ -408,7 +438,10 @@ class TablePreprocessor:
             if not rows.any():
                 continue
             fill = self.decode(j, x[rows, j])
-            out[rows, j] = _objects(fill, spec, text=spec.text) if out.dtype.kind == "O" else fill
+            if out.dtype.kind in "OmM":  # datetime64 / timedelta64 arrays: the Timestamps' / Timedeltas' values
+                fill = _objects(fill, spec, text=spec.text)
+                fill = pd.array(fill).to_numpy() if out.dtype.kind != "O" else fill
+            out[rows, j] = fill
         return out
 
     @staticmethod
