@@ -12,7 +12,9 @@ under the table's true covariance), so the draws can be judged against it:
   with U uniform (ties with the truth, as a discrete column's draws have, spread over their ranks), lies in
   [0.05, 0.95]: exactly 0.9 in expectation for a perfect sampler at any number of draws D;
 - ``CRPS``: the continuous ranked probability score of the draws (lower is better; a proper score, so it
-  rewards both accuracy and calibration); ``oracle CRPS`` is that of the exact Gaussian.
+  rewards both accuracy and calibration); ``oracle CRPS`` is that of the exact Gaussian;
+- ``joint``: for two missing cells of one row, the slope of their draws' correlation on their exact conditional
+  correlation, over all such pairs (1 = dependent as they should be; 0 = independent per cell).
 
 On every table: ``NRMSE mean`` (of the mean of the draws) and ``NRMSE 1 draw`` (mean over the draws of one
 draw's NRMSE), in complete-data std units. On real tables (no oracle) the oracle columns are empty. Peers run
@@ -134,7 +136,23 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
         out["mean/oracle"] = rmse(ens.mean(0) - y) / rmse(mean - y)
         out["spread"] = float(ens.std(0).mean() / std.mean())
         out["oracle CRPS"] = gaussian_crps(mean, std, y)
+        out["joint"] = joint_slope(draws, missing, table.cov)
     return out
+
+
+def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> float:
+    """Slope of the correlation of two missing cells' draws (over the draws) on their exact conditional
+    correlation given the row's observed cells, over every pair of missing cells sharing a row: 1 for draws
+    from the exact conditional distribution, 0 for draws independent per cell (as per-cell samplers draw)."""
+    exact, got = [], []
+    for i in np.flatnonzero(missing.sum(1) >= 2):
+        m, o = missing[i], ~missing[i]
+        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+        sd = np.sqrt(np.diag(cond))
+        upper = np.triu_indices(int(m.sum()), 1)
+        exact += list((cond / sd[:, None] / sd[None, :])[upper])
+        got += list(np.corrcoef(draws[:, i, m].T)[upper])
+    return float(np.polyfit(exact, np.nan_to_num(got), 1)[0]) if len(exact) > 1 else float("nan")
 
 
 def make_table(name: str, seed: int):
@@ -198,7 +216,8 @@ def main() -> None:
                     runs.append({"table": table.name, "mech": mech, "seed": seed, "method": name, "seconds": secs,
                                  **score(draws, table.x, missing, table)})
                     print(runs[-1], flush=True)
-    keys = ["NRMSE mean", "NRMSE 1 draw", "mean/oracle", "spread", "cover90", "PIT90", "CRPS", "oracle CRPS", "seconds"]
+    keys = ["NRMSE mean", "NRMSE 1 draw", "mean/oracle", "spread", "cover90", "PIT90", "CRPS", "oracle CRPS", "joint",
+            "seconds"]
     rows = []
     for table in dict.fromkeys(r["table"] for r in runs):
         for mech in mechs:

@@ -23,6 +23,7 @@ coverage of the 95% interval (Monte Carlo error ~ sqrt(0.95 * 0.05 / reps)) and 
     python benchmarks/rubin_coverage.py                       # 100 replications, K = 10: ~10 min CPU, 1 thread
     python benchmarks/rubin_coverage.py --reps 10 --k 5       # a quick look
     python benchmarks/rubin_coverage.py --no-calibrate-spread # the draws as the sampler makes them
+    python benchmarks/rubin_coverage.py --no-couple-draws     # a row's draws left uncoupled
 """
 
 from __future__ import annotations
@@ -92,10 +93,10 @@ def pooled(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def replicate(pretrained, n: int, mechanism: str, rate: float, k: int, seed: int,
-              calibrate_spread: bool | None = None) -> list[dict]:
+              calibrate_spread: bool | None = None, couple_draws: bool | None = None) -> list[dict]:
     full, masked = simulate(n, mechanism, rate, np.random.default_rng(seed))
     imputer = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed,
-                               calibrate_spread=calibrate_spread).fit(masked)
+                               calibrate_spread=calibrate_spread, couple_draws=couple_draws).fit(masked)
     runs = {
         "full data": lambda: t_interval(full),
         "complete cases": lambda: t_interval(masked[~np.isnan(masked).any(1)]),
@@ -133,13 +134,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/rubin_coverage.md")
     parser.add_argument("--calibrate-spread", action=argparse.BooleanOptionalAction, default=None,
                         help="icl-diffusion's per-column spread calibration (default: the checkpoint's)")
+    parser.add_argument("--couple-draws", action=argparse.BooleanOptionalAction, default=None,
+                        help="icl-diffusion's coupling of a row's draws (default: the checkpoint's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pretrained, described, _ = resolve_checkpoint(args.checkpoint)
     start, rows = time.perf_counter(), []
     for mechanism in args.mechanisms.split(","):
         for seed in range(args.reps):
-            rows += replicate(pretrained, args.rows, mechanism, args.rate, args.k, seed, args.calibrate_spread)
+            rows += replicate(pretrained, args.rows, mechanism, args.rate, args.k, seed, args.calibrate_spread,
+                              args.couple_draws)
         print(f"{mechanism}: {args.reps} replications, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     runs = pd.DataFrame(rows)
     command = "python benchmarks/rubin_coverage.py " + " ".join(sys.argv[1:])

@@ -166,6 +166,9 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
         p.add_argument("--snap-draws", action=argparse.BooleanOptionalAction, default=None,
                        help=f"move each imputation of a discrete numeric column (at most {SNAP_MAX_VALUES} distinct "
                        "observed values) to its nearest observed value (default: the checkpoint's setting)")
+        p.add_argument("--couple-draws", action=argparse.BooleanOptionalAction, default=None,
+                       help="couple the imputations of a row's missing numeric cells by their conditional "
+                       "correlation under a Gaussian fitted to the table (impute; default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
@@ -204,7 +207,7 @@ def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
             "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix,
             "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread,
-            "ensemble_draws": args.ensemble_draws, "snap_draws": args.snap_draws}
+            "ensemble_draws": args.ensemble_draws, "snap_draws": args.snap_draws, "couple_draws": args.couple_draws}
 
 
 def _common_kwargs(args) -> dict:
@@ -370,7 +373,8 @@ def cmd_predict(args) -> None:
         if args.proba:
             added = {f"proba_{c}": proba[:, k] for k, c in enumerate(est.classes_)}
     else:
-        kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common}
+        # couple_draws: a prediction draws one cell per row (the target), nothing to couple
+        kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common and k != "couple_draws"}
         if args.ensemble_folds is not None:
             kw["ensemble_folds"] = args.ensemble_folds
         est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy(dtype=np.float64))

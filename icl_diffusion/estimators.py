@@ -82,7 +82,8 @@ CALIBRATION_FOLDS = 3  # DiffusionClassifier(calibrate=True): folds of the cross
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
          "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
-         "ensemble_folds": "ensemble_folds", "blend_inputs": "blend_inputs", "snap_draws": "snap_draws"}
+         "ensemble_folds": "ensemble_folds", "blend_inputs": "blend_inputs", "snap_draws": "snap_draws",
+         "couple_draws": "couple_draws"}
 # DiffusionRegressor: folds of the cross-validation that weighs the ensemble's two views for the target (as
 # RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
 # fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
@@ -155,7 +156,7 @@ class _Base(BaseEstimator):
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
-        for name in ("center_draws", "calibrate_spread", "ensemble_draws", "blend_inputs", "snap_draws"):
+        for name in ("center_draws", "calibrate_spread", "ensemble_draws", "blend_inputs", "snap_draws", "couple_draws"):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
@@ -185,7 +186,8 @@ class _Base(BaseEstimator):
             local_context_rows=self._setting("local_context_rows"), ensemble_folds=self._setting("ensemble_folds"),
             blend_inputs=self._setting("blend_inputs"), seed=_seed(self.random_state), progress=self.progress,
             # Draws returned as such (``sample``, quantiles) are snapped; those averaged into one estimate are not.
-            snap_draws=bool(sampling and self._setting("snap_draws")), **kw,
+            snap_draws=bool(sampling and self._setting("snap_draws")),
+            couple_draws=bool(sampling and self._setting("couple_draws")), **kw,
         )
 
     def __sklearn_tags__(self):
@@ -222,11 +224,14 @@ class DiffusionImputer(TransformerMixin, _Base):
         snap_draws: ``sample``'s imputations of a discrete numeric column (at most
             ``inference.SNAP_MAX_VALUES`` distinct observed values) moved to its nearest observed value
             (``inference.snap_to_support``); ``transform``'s average of several is left as averaged.
+        couple_draws: ``sample``'s imputations of a row's missing numeric cells coupled by their conditional
+            correlation under a Gaussian fitted to the table (``inference.coupled``; each cell keeps its spread).
+            The network's own draws of two cells of a row are nearly independent.
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
             variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, local_context_rows,
-            blend_inputs, snap_draws, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
+            blend_inputs, snap_draws, couple_draws, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
             ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -240,13 +245,15 @@ class DiffusionImputer(TransformerMixin, _Base):
     def __init__(self, checkpoint=None, method="point", n_steps=1, jump_length=1, jump_n_sample=1,
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
-                 ensemble_draws=None, local_context_rows=None, blend_inputs=None, snap_draws=None):
+                 ensemble_draws=None, local_context_rows=None, blend_inputs=None, snap_draws=None,
+                 couple_draws=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
         self.local_context_rows = local_context_rows
         self.blend_inputs = blend_inputs
         self.snap_draws = snap_draws
+        self.couple_draws = couple_draws
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -23,6 +23,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
+from .gaussian_feature import table_gaussian
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
@@ -533,6 +534,7 @@ def impute(
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
     ensemble_folds: int | None = None, blend_inputs: bool | None = None, snap_draws: bool | None = None,
+    couple_draws: bool | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -542,15 +544,16 @@ def impute(
     ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
     ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows``, ``ensemble_folds``,
-    ``blend_inputs`` and ``snap_draws`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
+    ``blend_inputs``, ``snap_draws`` and ``couple_draws`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
     averaged over the ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per
     column by cross-validation on the key rows: ``view_weights``), with ``blend_inputs`` blended per column with the
     network's closed-form inputs (``input_weights``, ``blend_with_inputs``), then, with ``local_context_rows``, blended
     per column with the local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once) and rescaled per column about their mean (``calibrate_spread``,
-    ``spread_scales``, run on the key rows alone), and with ``snap_draws`` a discrete numeric column's moved to
-    its nearest observed value (``snap_to_support``); not RePaint's, which stay as drawn (faithful).
+    ``spread_scales``, run on the key rows alone), coupled within each row (``couple_draws``, ``coupled``), and
+    with ``snap_draws`` a discrete numeric column's moved to its nearest observed value (``snap_to_support``); not
+    RePaint's, which stay as drawn (faithful).
     Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
     rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
@@ -569,6 +572,7 @@ def impute(
     # RePaint stays faithful: its draws come from the unconditional denoiser alone, as drawn.
     share = tuned.share_first_call and method != "repaint"
     snap_draws = tuned.snap_draws and method != "repaint"
+    couple_draws = tuned.couple_draws and method != "repaint"
     center_draws = tuned.center_draws and method != "repaint"
     calibrate_spread = tuned.calibrate_spread and method != "repaint"
     ensemble_draws = tuned.ensemble_draws and method != "repaint"
@@ -725,7 +729,7 @@ def impute(
                 )
                 out_sub[i :: len(draw_views)] = drawn if transform is None else torch.where(ks, xs, transform.inverse(drawn))
         out = whole(out_sub)
-        if (center_draws or calibrate_spread) and not point and n_samples > 1:
+        if (center_draws or calibrate_spread or couple_draws) and not point and n_samples > 1:
             fixed = torch.as_tensor(known) | torch.as_tensor(is_cat)[None, :]  # cells these steps leave alone
             mean = out.mean(0, keepdim=True)
             if center_draws:
@@ -737,6 +741,8 @@ def impute(
                     pretrained, x, known, is_cat, n_classes, seed, keys.numpy(), progress=bar, method=method,
                     n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))
+            if couple_draws:
+                out = torch.where(fixed, out, coupled(out, x, known, is_cat, keys.numpy(), model.cfg.gaussian_em_iters))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
         if snap_draws and not point:
             out = snap_to_support(out, x, known, is_cat)
@@ -751,6 +757,42 @@ def impute(
         full[rows] = logits.float().cpu()
         return out.numpy(), full.numpy()
     return out.numpy()
+
+
+def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray,
+            em_iters: int, chunk_rows: int = 256) -> torch.Tensor:
+    """Draws (S, N, F) whose deviations from their mean over the S draws are coupled within each row: in a row
+    with two or more unknown numeric cells, each cell's deviations divided by their spread (sd over the draws)
+    are mixed by the Cholesky factor of the cells' conditional correlation given the row's known numeric cells,
+    under the Gaussian the network's closed-form input fits to the key rows (``table_gaussian``), then scaled
+    back. Each cell keeps its spread; independent draws gain the Gaussian's dependence. Other cells unchanged.
+
+    The conditional covariance of a row's unknown cells U given its known ones is the inverse of the precision
+    matrix's U block, so one inverse of the table's covariance serves every row's missingness pattern."""
+    unknown = torch.as_tensor(~known & ~is_cat[None, :])
+    rows = (unknown.sum(1) >= 2).nonzero().squeeze(1)
+    if len(rows) == 0:
+        return draws
+    keys = np.sort(key_rows)
+    _, cov = table_gaussian(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None],
+                            torch.as_tensor(is_cat)[None], em_iters=em_iters)
+    precision = torch.linalg.inv(cov[0])  # (F, F) float64; categorical columns: unit variance, no covariance
+    eye = torch.eye(len(precision), dtype=precision.dtype)
+    mean = draws.mean(0, keepdim=True)
+    dev = (draws - mean).double()
+    spread = dev.std(0, keepdim=True)
+    out = dev.clone()
+    for start in range(0, len(rows), chunk_rows):
+        r = rows[start : start + chunk_rows]
+        u = unknown[r]  # (n, F)
+        block = torch.where(u[:, :, None] & u[:, None, :], precision, eye)  # precision's U block, identity elsewhere
+        cond = torch.linalg.inv(block)  # the conditional covariance of U given the rest, identity elsewhere
+        sd = cond.diagonal(dim1=1, dim2=2).sqrt()
+        factor = torch.linalg.cholesky(cond / sd[:, :, None] / sd[:, None, :])  # (n, F, F)
+        s = spread[:, r]
+        z = torch.where(u & (s > 0), dev[:, r] / s.clamp(min=1e-12), torch.zeros_like(s))  # (S, n, F)
+        out[:, r] = torch.where(u, torch.einsum("nij,snj->sni", factor, z) * s, dev[:, r])
+    return mean + out.to(draws.dtype)
 
 
 def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray) -> torch.Tensor:
@@ -792,7 +834,8 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
         return scale
     n_draws = CALIBRATION_DRAWS
     draws = impute(pretrained, x, known & ~hold, is_cat, n_classes, n_samples=n_draws, seed=seed + 1,
-                   key_rows=np.arange(len(x)), **{**settings, "calibrate_spread": False, "snap_draws": False}
+                   key_rows=np.arange(len(x)), **{**settings, "calibrate_spread": False, "snap_draws": False,
+                                                  "couple_draws": False}
                    ).astype(np.float64)
     err2 = np.where(hold, (draws.mean(0) - x) ** 2, 0.0).sum(0)  # (F,)
     inflation = 1.0 if settings.get("center_draws") else 1 + 1 / n_draws

@@ -98,6 +98,13 @@ class SamplerConfig:
         values, each seen twice on average) moved to the nearest observed value (``inference.snap_to_support``),
         as predictive mean matching's are; not RePaint's. Session 18 (benchmarks/results/draws.md): CRPS on
         Boston and Auto 4-7% lower, Gaussian tables unchanged.
+    couple_draws: the draws' deviations from their mean coupled within each row by the conditional correlation of
+        the row's unknown numeric cells given its known ones, under a Gaussian fitted to the key rows
+        (``inference.coupled``); each cell keeps its own draws' spread. The network's draws of two unknown cells
+        of one row come out nearly independent (on Gaussian tables the slope of their correlation on the exact
+        conditional correlation is 0.01-0.02 at 3 or 10 steps, MICE's 0.95), so a multiple-imputation analysis
+        of two jointly missing variables would see them uncorrelated; not RePaint's. Session 19
+        (benchmarks/results/draws.md).
     """
 
     draw_method: str = "conditional"
@@ -116,6 +123,7 @@ class SamplerConfig:
     ensemble_folds: int = 0
     blend_inputs: bool = True
     snap_draws: bool = True
+    couple_draws: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a list when read back from JSON
