@@ -760,7 +760,7 @@ def impute(
 
 
 def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray,
-            em_iters: int, chunk_rows: int = 256) -> torch.Tensor:
+            em_iters: int, chunk_cells: int = 2**22) -> torch.Tensor:
     """Draws (S, N, F) whose deviations from their mean over the S draws are coupled within each row: in a row
     with two or more unknown numeric cells, each cell's deviations divided by their spread (sd over the draws)
     are mixed by the Cholesky factor of the cells' conditional correlation given the row's known numeric cells,
@@ -782,13 +782,15 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
     dev = (draws - mean).double()
     spread = dev.std(0, keepdim=True)
     out = dev.clone()
-    for start in range(0, len(rows), chunk_rows):
-        r = rows[start : start + chunk_rows]
+    chunk = max(1, chunk_cells // len(precision) ** 2)  # rows per batch of (F, F) factors, ~32 MB of float64
+    for start in range(0, len(rows), chunk):
+        r = rows[start : start + chunk]
         u = unknown[r]  # (n, F)
         block = torch.where(u[:, :, None] & u[:, None, :], precision, eye)  # precision's U block, identity elsewhere
         cond = torch.linalg.inv(block)  # the conditional covariance of U given the rest, identity elsewhere
         sd = cond.diagonal(dim1=1, dim2=2).sqrt()
-        factor = torch.linalg.cholesky(cond / sd[:, :, None] / sd[:, None, :])  # (n, F, F)
+        factor, failed = torch.linalg.cholesky_ex(cond / sd[:, :, None] / sd[:, None, :])  # (n, F, F)
+        factor = torch.where(failed[:, None, None] > 0, eye, factor)  # a factor round-off broke: left uncoupled
         s = spread[:, r]
         z = torch.where(u & (s > 0), dev[:, r] / s.clamp(min=1e-12), torch.zeros_like(s))  # (S, n, F)
         out[:, r] = torch.where(u, torch.einsum("nij,snj->sni", factor, z) * s, dev[:, r])
