@@ -104,16 +104,19 @@ class DiffusionLitModule(L.LightningModule):
         self._val_batches: list[dict] | None = None
         self.ema: dict[str, torch.Tensor] | None = None  # parameter name -> its average (optim.ema_decay)
 
-    def step_generator(self) -> torch.Generator:
-        """The randomness of this training step (noise, timesteps, unconditional flags, identity vectors),
-        seeded by (run seed, rank, step): every rank draws its own, and a resumed run draws exactly what the
-        uninterrupted run drew at the same step (nothing comes from the global RNG)."""
+    def step_generator(self, batch: dict | None = None) -> torch.Generator:
+        """The randomness of this training batch (noise, timesteps, unconditional flags, identity vectors),
+        seeded by (run seed, rank, the batch's position in this rank's stream: ``batch["index"]``; the step
+        when it has none): every rank draws its own, each micro-batch of a step with gradient accumulation its
+        own, and a resumed run draws exactly what the uninterrupted run drew for the same batch (nothing comes
+        from the global RNG). Without accumulation the position is the step, as it was before."""
         rank = self.global_rank if self._trainer is not None else 0
-        step = self.global_step if self._trainer is not None else 0
+        index = None if batch is None else batch.get("index")
+        step = int(index) if index is not None else (self.global_step if self._trainer is not None else 0)
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, STEP_STREAM, rank, step))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator())
+        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator(batch))
         if not loss.requires_grad:  # nothing trained reaches this batch (optim.train_only names the categorical
             # modules, and no table has a categorical target): a step that moves nothing, not a failed backward.
             loss = loss + torch.zeros((), device=loss.device, requires_grad=True)

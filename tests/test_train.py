@@ -44,7 +44,7 @@ class Fingerprints(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         digest = hashlib.sha256(batch["x"].cpu().numpy().tobytes()).hexdigest()[:16]
-        noise = float(torch.rand(1, generator=pl_module.step_generator()))
+        noise = float(torch.rand(1, generator=pl_module.step_generator(batch)))  # what the loss draws from
         row = {"rank": trainer.global_rank, "step": trainer.global_step, "index": batch["index"], "x": digest,
                "shape": list(batch["x"].shape), "noise": noise}
         with open(self.path, "a") as f:
@@ -253,6 +253,16 @@ def test_resume_skips_a_checkpoint_cut_short(tmp_path):
     assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
     (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(whole)  # complete and newest: the one resumed from
     assert resolve_ckpt_path(cfg) == str(tmp_path / "hpc_ckpt_1.ckpt")
+
+
+def test_accumulated_micro_batches_draw_their_own_noise(tmp_path):
+    """With gradient accumulation each micro-batch of a step is a batch of its own stream position, and draws
+    its own noise (seeded by that position, not by the step, which they share)."""
+    train(compose([*SMALL, "trainer.max_steps=2", "+trainer.accumulate_grad_batches=2", f"out_dir={tmp_path}",
+                   *recorded(tmp_path)]))
+    rows = fingerprints(tmp_path)
+    assert [r["index"] for r in rows] == [0, 1, 2, 3] and [r["step"] for r in rows] == [0, 0, 1, 1]
+    assert len({r["noise"] for r in rows}) == 4
 
 
 def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
