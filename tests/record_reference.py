@@ -39,8 +39,8 @@ def _numeric(frames) -> np.ndarray:
 CASES = {
     "point": {},
     "conditional_2_draws": {"method": "conditional", "n_steps": 5, "n_imputations": 2, "center_draws": False,
-                            "calibrate_spread": False},  # the sampler's own draws
-    "draws_defaults": {"n_imputations": 3},  # the checkpoint's draw settings: centred and calibrated
+                            "calibrate_spread": False, "couple_draws": False},  # the sampler's own draws
+    "draws_defaults": {"n_imputations": 3},  # the checkpoint's draw settings: centred, calibrated and coupled
     "repaint_1_draw": {"method": "repaint", "n_steps": 10, "jump_length": 2, "jump_n_sample": 2},
     "classifier_proba": None,
 }
