@@ -7,8 +7,11 @@ import hashlib
 import itertools
 import json
 import os
+import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -199,6 +202,31 @@ def test_crash_and_resume_continue_step_and_prior_stream(tmp_path, ema_decay):
     assert [steps[s][0] for s in range(8)] == list(range(8))
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 8 and final["PriorDataModule"] == {"start_index": 8}
+
+
+def test_sigkilled_and_resumed_run_ends_with_the_uninterrupted_runs_weights(tmp_path):
+    """A training process killed with SIGKILL once it has checkpointed (no exception, no clean-up: a checkpoint
+    being written stays cut short), then resumed with ckpt_path=last in this process: the run ends at the same
+    step with the uninterrupted run's weights, bit for bit."""
+    common = [*SMALL, "trainer.max_steps=40", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last"]
+    ref = train(compose([*common, f"out_dir={tmp_path / 'reference'}"]))
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "icl_diffusion.train", *common, f"out_dir={run_dir}",
+                             "torch_threads=1"],  # as this process: the same sums, bit for bit
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last, step, deadline = run_dir / "checkpoints" / "last.ckpt", -1, time.monotonic() + 240
+    while step < 4 and proc.poll() is None and time.monotonic() < deadline:
+        try:  # the file may be mid-write
+            step = torch.load(last, weights_only=True)["global_step"]
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # none yet, or cut short
+            time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and 4 <= step < 40  # killed mid-run, after a checkpoint
+    module = train(compose([*common, f"out_dir={run_dir}", *recorded(run_dir)]))
+    assert module.global_step == 40
+    assert fingerprints(run_dir)[0]["step"] >= 4  # resumed, not started again (which would end the same)
+    for (name, a), b in zip(module.model.named_parameters(), ref.model.parameters(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_a_resumed_run_keeps_every_validation_row(tmp_path):
