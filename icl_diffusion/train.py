@@ -156,7 +156,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
     Complete: Lightning saves to a file in the system's temporary directory and moves it into place; when
     out_dir is on another filesystem (a cluster's shared one) the move is a copy, which a job killed while
-    saving leaves truncated."""
+    saving leaves truncated. A truncated requeue checkpoint is renamed ``*.incomplete``: given no path under
+    SLURM, Lightning itself resumes from the highest ``hpc_ckpt_N``, complete or not."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "last":
         return ckpt_path
@@ -167,6 +168,11 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
             log.info("ckpt_path=last: resuming from %s", path)
             return str(path)
         log.warning("ckpt_path=last: skipping %s, an incomplete file (a save cut short)", path)
+        if path.name.startswith("hpc_ckpt_"):  # else, with nothing to resume, Lightning under SLURM would load it
+            try:
+                path.rename(path.with_name(path.name + ".incomplete"))
+            except FileNotFoundError:  # another rank moved it first
+                pass
     log.info("ckpt_path=last: no checkpoint in %s, starting fresh", out_dir)
     return None
 

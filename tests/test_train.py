@@ -283,6 +283,16 @@ def test_resume_skips_a_checkpoint_cut_short(tmp_path):
     assert resolve_ckpt_path(cfg) == str(tmp_path / "hpc_ckpt_1.ckpt")
 
 
+def test_a_truncated_requeue_checkpoint_alone_is_moved_aside(tmp_path):
+    """Nothing complete to resume from: a fresh start, and the truncated requeue checkpoint renamed, because
+    under SLURM Lightning resumes from the highest hpc_ckpt_N by itself when it is given no path."""
+    torch.save({"global_step": 6, "weights": torch.zeros(1000)}, tmp_path / "hpc_ckpt_2.ckpt")
+    whole = (tmp_path / "hpc_ckpt_2.ckpt").read_bytes()
+    (tmp_path / "hpc_ckpt_2.ckpt").write_bytes(whole[: len(whole) // 2])
+    assert resolve_ckpt_path(compose([f"out_dir={tmp_path}", "ckpt_path=last"])) is None
+    assert not list(tmp_path.glob("hpc_ckpt_*.ckpt")) and (tmp_path / "hpc_ckpt_2.ckpt.incomplete").exists()
+
+
 def test_accumulated_micro_batches_draw_their_own_noise(tmp_path):
     """With gradient accumulation each micro-batch of a step is a batch of its own stream position, and draws
     its own noise (seeded by that position, not by the step, which they share)."""
