@@ -1,13 +1,20 @@
 """Diagnostic (session 19): held-out NRMSE of the (a) protocol along fine-tuning, read three ways: 128 key rows and
 one view without the blend, 512 key rows one view without the blend, the default pipeline (two views, blend).
 python benchmarks/results/finetune_s6/diag_contexts.py TABLE '{"lr": 1e-4}' TAG"""
-import sys, time, json
+import json
+import sys
+import time
 from pathlib import Path
-import numpy as np, torch
+
+import numpy as np
+import torch
+
 sys.path.insert(0, "benchmarks")
 import finetune as bench  # registers LARGE_TABLES
 from categorical import score as bscore
-from icl_diffusion import DiffusionImputer, finetune as ft
+
+from icl_diffusion import DiffusionImputer
+from icl_diffusion import finetune as ft
 from icl_diffusion.checkpoint import Pretrained, load_pretrained
 
 torch.set_num_threads(1)
@@ -31,10 +38,11 @@ def heldout(model):
     eval_time[0] += time.perf_counter() - t
     return np.nan, " / ".join(f"{v:.4f}" for v in outs)
 
-from icl_diffusion.training import training_loss, host_facts
-from icl_diffusion.finetune import UserTableDataset, encode_tables, split, FineTuneConfig
+from icl_diffusion.finetune import FineTuneConfig, UserTableDataset, encode_tables, split
+from icl_diffusion.training import host_facts, training_loss
 from priors import PriorConfig
-_cfg = FineTuneConfig(**{**dict(max_steps=400, patience=100, seed=0), **overrides, "p_prior": 0.0})
+
+_cfg = FineTuneConfig(**{"max_steps": 400, "patience": 100, "seed": 0, **overrides, "p_prior": 0.0})
 _tr, _va = split(encode_tables(df[~test].reset_index(drop=True), 100), _cfg.val_frac, 0)
 _ds = UserTableDataset(_tr, _cfg, PriorConfig())
 _fixed = [dict(**(b := _ds.batch(10**6 + i)), **host_facts(b)) for i in range(12)]
@@ -73,7 +81,7 @@ ft.L.Trainer.fit = _fit
 print(f"[{tag}] step 0 heldout acc {acc0:.3f} nrmse ctx128-plain / ctx512-plain / default {err0}", flush=True)
 eval_time[0] = 0.0
 t0[0] = time.perf_counter()
-cfg = dict(max_steps=400, patience=100, seed=0)
+cfg = {"max_steps": 400, "patience": 100, "seed": 0}
 cfg.update(overrides)
 Path("runs/finetune_s6").mkdir(exist_ok=True, parents=True)
 ft.fine_tune(df[~test].reset_index(drop=True), checkpoint=start, out=f"runs/finetune_s6/{tag}.safetensors", progress=False, **cfg)
