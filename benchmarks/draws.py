@@ -128,6 +128,7 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
     if table.cov is not None:
         import torch
 
+        from icl_diffusion.evaluation import joint_slope
         from priors.gaussian import conditional_gaussian
 
         mean, var = conditional_gaussian(torch.from_numpy(table.mean), torch.from_numpy(table.cov),
@@ -140,19 +141,6 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
     return out
 
 
-def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> float:
-    """Slope of the correlation of two missing cells' draws (over the draws) on their exact conditional
-    correlation given the row's observed cells, over every pair of missing cells sharing a row: 1 for draws
-    from the exact conditional distribution, 0 for draws independent per cell (as per-cell samplers draw)."""
-    exact, got = [], []
-    for i in np.flatnonzero(missing.sum(1) >= 2):
-        m, o = missing[i], ~missing[i]
-        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-        sd = np.sqrt(np.diag(cond))
-        upper = np.triu_indices(int(m.sum()), 1)
-        exact += list((cond / sd[:, None] / sd[None, :])[upper])
-        got += list(np.corrcoef(draws[:, i, m].T)[upper])
-    return float(np.polyfit(exact, np.nan_to_num(got), 1)[0]) if len(exact) > 1 else float("nan")
 
 
 def make_table(name: str, seed: int):

@@ -6,10 +6,13 @@
 - ``nrmse``: RMSE over masked numeric cells in units of each column's std (computed on the complete data),
   for SCM validation tables and real tables.
 - ``cat_acc``: accuracy on masked categorical cells (SCM tables), next to ``mode_cat_acc`` of the column mode.
+- ``joint_slope``: whether several draws of a Gaussian table's missing cells are dependent within a row as the
+  exact conditional distribution says (benchmarks/draws.py, the shipped model's quality test).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .checkpoint import Pretrained
@@ -140,3 +143,19 @@ def evaluate(model: Denoiser, diffusion: GaussianDiffusion, batches: list[dict])
             sums.setdefault("gaussian_mean_ratio", []).append(mean_err / oracle_err)
     model.train(was_training)
     return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> float:
+    """Slope of the correlation of two missing cells' draws (over the draws (S, N, F)) on their exact conditional
+    correlation given the row's observed cells under N(., cov), over every pair of missing cells sharing a row:
+    1 for draws from the exact conditional distribution, 0 for draws independent per cell (as per-cell samplers
+    draw); nan with fewer than two pairs."""
+    exact, got = [], []
+    for i in np.flatnonzero(missing.sum(1) >= 2):
+        m, o = missing[i], ~missing[i]
+        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+        sd = np.sqrt(np.diag(cond))
+        upper = np.triu_indices(int(m.sum()), 1)
+        exact += list((cond / sd[:, None] / sd[None, :])[upper])
+        got += list(np.corrcoef(draws[:, i, m].T)[upper])
+    return float(np.polyfit(exact, np.nan_to_num(got), 1)[0]) if len(exact) > 1 else float("nan")

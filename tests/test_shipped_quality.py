@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import check_classifiers_train
 from icl_diffusion import DiffusionClassifier, DiffusionImputer
 from icl_diffusion.baselines import WRONG_MODELS, closed_form
 from icl_diffusion.checkpoint import load_pretrained
+from icl_diffusion.evaluation import joint_slope
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -223,10 +224,8 @@ def test_regressor_reads_local_contexts_by_default(shipped):
 
 
 def joint_draws_slope(pretrained, n_draws: int = 30, **params) -> float:
-    """Slope of the correlation of two unknown cells' draws (over ``n_draws`` draws of ``DiffusionImputer.sample``)
-    on their exact conditional correlation, over every pair of unknown cells sharing a row of a Gaussian table
-    (400 x 8, three factors, 30% MCAR): 1 for draws from the exact conditional distribution, 0 for draws
-    independent per cell."""
+    """``evaluation.joint_slope`` of ``DiffusionImputer.sample``'s draws of a Gaussian table (400 x 8, three
+    factors, 30% MCAR): 1 for draws from the exact conditional distribution, 0 for draws independent per cell."""
     rng = np.random.default_rng(0)
     w = rng.normal(size=(8, 3))
     cov = w @ w.T + np.diag(rng.uniform(0.1, 0.5, 8))
@@ -235,15 +234,7 @@ def joint_draws_slope(pretrained, n_draws: int = 30, **params) -> float:
     masked = np.where(missing, np.nan, x)
     draws = np.stack(DiffusionImputer(checkpoint=pretrained, random_state=0, **params).fit(masked)
                      .sample(masked, n_draws))
-    exact, got = [], []
-    for i in np.flatnonzero(missing.sum(1) >= 2):
-        m, o = missing[i], ~missing[i]
-        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-        sd = np.sqrt(np.diag(cond))
-        upper = np.triu_indices(m.sum(), 1)
-        exact += list((cond / sd[:, None] / sd[None, :])[upper])
-        got += list(np.corrcoef(draws[:, i, m].T)[upper])
-    return float(np.polyfit(exact, np.nan_to_num(got), 1)[0])
+    return joint_slope(draws, missing, cov)
 
 
 def test_draws_of_one_row_are_correlated_as_the_exact_conditional(shipped):
