@@ -259,20 +259,20 @@ def point_masses(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
 
 
 def one_hot_layout(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: bool = True,
-                   masses: torch.Tensor | None = None) -> dict:
+                   masses: torch.Tensor | None = None, width: int | None = None) -> dict:
     """Where each column lands in the expanded table: one slot per numeric column, one per level of a
     categorical column (none if ``categorical`` is False or it has fewer than 2 levels), and a second slot for
     a numeric column with a point mass (``masses`` (B, F), NaN: none), its indicator.
 
     is_cat, n_classes: (B, F). Returns src (B, E) source column, level (B, E) (-1: numeric slot, -2: point-mass
     indicator), valid (B, E) with E the largest expanded width of the batch (shorter tables are padded with
-    invalid slots), and with ``masses`` mass (B, E), the value each indicator slot tests for.
+    invalid slots), and with ``masses`` mass (B, E), the value each indicator slot tests for. ``width``: that E
+    when the caller knows it on the host (``one_hot_facts``); None = read from the device, which makes the host
+    wait for it.
     """
-    levels = n_classes if categorical else torch.zeros_like(n_classes)
-    numeric_slots = 1 if masses is None else 1 + (~masses.isnan()).long()
-    sizes = torch.where(is_cat, torch.where(levels >= 2, levels, 0), numeric_slots)  # (B, F)
+    sizes = _slot_sizes(is_cat, n_classes, categorical, masses)  # (B, F)
     ends = sizes.cumsum(1)
-    E = max(int(ends[:, -1].max()), 1)
+    E = max(int(ends[:, -1].max()), 1) if width is None else width
     slot = torch.arange(E, device=is_cat.device).expand(is_cat.shape[0], E)
     src = torch.searchsorted(ends, slot.contiguous(), right=True).clamp(max=is_cat.shape[1] - 1)  # (B, E)
     level = slot - (ends - sizes).gather(1, src)
@@ -282,6 +282,23 @@ def one_hot_layout(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: b
     if masses is not None:
         layout["mass"] = masses.gather(1, src)
     return layout
+
+
+def _slot_sizes(is_cat: torch.Tensor, n_classes: torch.Tensor, categorical: bool,
+                masses: torch.Tensor | None) -> torch.Tensor:
+    """Slots (B, F) of each column in ``one_hot_layout``."""
+    levels = n_classes if categorical else torch.zeros_like(n_classes)
+    numeric_slots = 1 if masses is None else 1 + (~masses.isnan()).long()
+    return torch.where(is_cat, torch.where(levels >= 2, levels, 0), numeric_slots)
+
+
+def one_hot_facts(is_cat: torch.Tensor, n_classes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What ``cell_estimates`` (with ``categorical``) reads from is_cat and n_classes (B, F), as 0-d tensors for
+    the caller to read on the host, where the batch is made (``training.host_facts``): ``one_hot_width``, the E of
+    ``one_hot_layout`` without point masses, and ``has_levels``, whether any slot is a level (which estimate path
+    runs)."""
+    sizes = _slot_sizes(is_cat, n_classes, True, None)
+    return {"one_hot_width": sizes.sum(1).max().clamp(min=1), "has_levels": (is_cat & (sizes > 0)).any()}
 
 
 def expand_table(x: torch.Tensor, known: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,6 +389,7 @@ def cell_estimates(
     categorical: bool = True,
     chunk_rows: int = 256,
     point_mass: bool = False,
+    one_hot: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
     """Closed-form estimates of every cell from its row's known cells under one Gaussian fitted to the key
     rows (numeric columns as they are, categorical columns one-hot).
@@ -379,6 +397,9 @@ def cell_estimates(
     x: (B, N, F) standardized numbers / codes; known: (B, N, F) (padding excluded); is_cat, n_classes: (B, F).
     ``fit``: a previous call's fit on the same key rows' known cells, to skip refitting. ``point_mass``: numeric
     columns with a point mass in the key rows (``point_masses``) enter the fit with their indicator too.
+    ``one_hot``: ``one_hot_facts(is_cat, n_classes)`` read on the host (int, bool; ``training.host_facts``), so that
+    neither the expanded width nor whether it has levels is read from the device (the width still is with point
+    masses: they depend on the values); None = both read here.
     Returns numeric estimates (B, N, F) float32 (known cells as they are), level probabilities
     (B, N, F, n_levels) float32 (one-hot at known cells; all 0 at numeric columns, or everywhere when
     ``categorical`` is False) and the fit (mean (B, E), cov (B, E, E), and with ``point_mass`` the masses (B, F)).
@@ -387,7 +408,9 @@ def cell_estimates(
         masses = point_masses(x, known, is_cat, key_mask) if point_mass else None
     else:
         masses = fit[2].expand(is_cat.shape[0], -1) if len(fit) > 2 else None  # a fit may be shared (batch 1)
-    layout = one_hot_layout(is_cat, n_classes, categorical, masses)
+    given = one_hot if categorical else None  # facts of the layout with level slots
+    width = given["one_hot_width"] if given is not None and masses is None else None
+    layout = one_hot_layout(is_cat, n_classes, categorical, masses, width)
     x_e, known_e = expand_table(x, known, layout)
     no_cat = torch.zeros(layout["src"].shape, dtype=torch.bool, device=x.device)
     if fit is None:
@@ -395,7 +418,8 @@ def cell_estimates(
         fit = fit if masses is None else (*fit, masses)
     mean, cov = fit[:2]
     scores = torch.full(x_e.shape, float("-inf"), dtype=torch.float64, device=x.device)
-    if bool((layout["level"] >= 0).any()):  # categorical levels: estimates and scores in one pass
+    has_levels = given["has_levels"] if given is not None else bool((layout["level"] >= 0).any())
+    if has_levels:  # categorical levels: estimates and scores in one pass
         est = torch.empty(x_e.shape, dtype=torch.float64, device=x.device)
         for s in range(0, x.shape[1], chunk_rows):
             rows = slice(s, s + chunk_rows)

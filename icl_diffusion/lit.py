@@ -12,6 +12,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -245,13 +246,13 @@ class DiffusionLitModule(L.LightningModule):
 
 
 class HostFactsDataModule(L.LightningDataModule):
-    """A DataModule whose training batches carry ``host_facts`` (n_levels, has_query) when they reach the
+    """A DataModule whose training batches carry ``host_facts`` (n_levels, has_query, ...) when they reach the
     training step: the pretraining and the fine-tuning data modules."""
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # The few numbers the training step needs on the host, read while the batch is still there (the
-        # prior makes it on the CPU by default): read from the device, each would make the host wait for it.
-        # (Validation's batch is a dummy 0.)
+        # prior makes it on the CPU by default; made on the GPU, they come back in one copy): read in the step,
+        # each would make the host wait for the device. (Validation's batch is a dummy 0.)
         return {**batch, **host_facts(batch)} if isinstance(batch, dict) else batch
 
 
@@ -377,3 +378,18 @@ def write_curves(rows: list[dict], out_dir: str) -> None:
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
     plt.close(fig)
+
+
+def train_metrics(out_dir: str | os.PathLike):
+    """The per-step training metrics of every launch of a run as one DataFrame, one row per step.
+
+    Each launch (a resume too) logs to its own ``out_dir/logs/version_N/metrics.csv``: Lightning's CSVLogger
+    deletes an existing metrics.csv when a version is reused, so a resumed run cannot append to one. A resumed
+    run repeats the steps after its checkpoint; those steps' rows are the later launch's. (Validation metrics
+    are in ``curves.csv``, already one file across resumes.)"""
+    import pandas as pd
+
+    files = sorted(Path(out_dir, "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    rows = rows[rows["train/loss"].notna()].dropna(axis=1, how="all")
+    return rows.drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)

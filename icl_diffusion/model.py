@@ -300,6 +300,7 @@ class Denoiser(nn.Module):
         n_levels: int | None = None,
         withhold_closed_form: torch.Tensor | None = None,
         return_inputs: bool = False,
+        one_hot: dict | None = None,
     ):
         """Denoise one step.
 
@@ -325,6 +326,8 @@ class Denoiser(nn.Module):
                 ones no level distribution, as if the fit said nothing.
             return_inputs: also return the numeric estimates (B, N, F, k) of the closed-form inputs the network
                 was handed (``closed_form_inputs``, in that order), for inference to blend with its output.
+            one_hot: ``gaussian_feature.one_hot_facts(is_cat, n_classes)`` when the caller has them on the host
+                (``training.host_facts``), like n_levels; None = the Gaussian feature reads them from the device.
         Returns:
             (num_out (B, N, F), logits (B, N, F, C)) with C = max(2, n_classes.max()), then the inputs if
             return_inputs, then the context if return_context.
@@ -345,7 +348,7 @@ class Denoiser(nn.Module):
                 fit = gaussian_fit
             gauss, probs, fit = cell_estimates(
                 x, seen, is_cat, n_classes, n_levels, fit, key_mask, self.cfg.gaussian_em_iters,
-                self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature)
+                self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature, one_hot=one_hot)
             if not self.cfg.categorical_feature:
                 probs = None
             if withhold_closed_form is not None:

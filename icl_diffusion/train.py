@@ -149,10 +149,22 @@ def check_out_dir(cfg: DictConfig) -> None:
                     "per node, or per second); pass out_dir=runs/NAME")
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+# The checkpoint a launching process chose to resume from, for the ranks Lightning's DDP launcher starts from it:
+# they run this module again, and must resume from the same file ("": none, a fresh start).
+CKPT_ENV = "ICL_DIFFUSION_RESUME_FROM"
+
+
+def resolve_ckpt_path(cfg: DictConfig, trainer: L.Trainer | None = None) -> str | None:
     """``ckpt_path=last``: the newest complete one of out_dir/checkpoints/last.ckpt and the SLURM requeue
     checkpoints (out_dir/hpc_ckpt_*.ckpt), or None (a fresh start) when there is none, so one command both
     starts a run and resumes it after a crash or preemption. Any other value is a path, passed through.
+
+    One process chooses, and every rank resumes from its choice: ranks that a cluster started together
+    (torchrun, srun; with ``trainer``) set up the process group the fit will use and take global rank 0's
+    choice, since on a shared filesystem each node may see another state of out_dir (attribute caches, a file
+    still being copied) and ranks resuming from different steps would train apart or hang; ranks Lightning's
+    DDP launcher starts take the launching process's (``CKPT_ENV``, which ``train`` sets); ddp_spawn passes
+    it to its processes.
 
     Complete: Lightning saves to a file in the system's temporary directory and moves it into place; when
     out_dir is on another filesystem (a cluster's shared one) the move is a copy, which a job killed while
@@ -161,7 +173,17 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "last":
         return ckpt_path
-    out_dir = Path(cfg.out_dir)
+    if CKPT_ENV in os.environ:
+        return os.environ[CKPT_ENV] or None
+    environment = getattr(trainer.strategy, "cluster_environment", None) if trainer is not None else None
+    if environment is not None and environment.creates_processes_externally and trainer.world_size > 1:
+        trainer.strategy.setup_environment()  # what fit does first; it then finds the group made
+        newest = _newest_checkpoint(Path(cfg.out_dir)) if trainer.is_global_zero else None
+        return trainer.strategy.broadcast(newest)
+    return _newest_checkpoint(Path(cfg.out_dir))
+
+
+def _newest_checkpoint(out_dir: Path) -> str | None:
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
     for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         if _complete(path):
@@ -171,7 +193,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         if path.name.startswith("hpc_ckpt_"):  # else, with nothing to resume, Lightning under SLURM would load it
             try:
                 path.rename(path.with_name(path.name + ".incomplete"))
-            except FileNotFoundError:  # another rank moved it first
+            except FileNotFoundError:  # another launching process moved it first (nodes launched by hand)
                 pass
     log.info("ckpt_path=last: no checkpoint in %s, starting fresh", out_dir)
     return None
@@ -191,7 +213,14 @@ def train(cfg: DictConfig) -> DiffusionLitModule:
     check_out_dir(cfg)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)  # callbacks may write before any logger does
     module, data, trainer = build(cfg)
-    trainer.fit(module, datamodule=data, ckpt_path=resolve_ckpt_path(cfg))
+    ckpt_path = resolve_ckpt_path(cfg, trainer)
+    launched = CKPT_ENV in os.environ
+    os.environ[CKPT_ENV] = ckpt_path or ""  # the ranks Lightning's DDP launcher starts inherit it
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    finally:
+        if not launched:
+            del os.environ[CKPT_ENV]
     return module
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import MASK, GaussianDiffusion
+from .gaussian_feature import one_hot_facts
 from .model import Denoiser
 from .scaling import standardize
 
@@ -34,14 +35,24 @@ class LossConfig:
 
 def host_facts(batch: dict) -> dict:
     """What the training step sizes tensors by or branches on, read from a batch's own tensors: ``n_levels``
-    (the most levels of a categorical column, at least 2) and ``has_query`` (any prediction-mask query row).
+    (the most levels of a categorical column, at least 2), ``has_query`` (any prediction-mask query row),
+    ``has_categorical`` (any categorical cell the data has: only then can a table have a categorical target) and
+    ``one_hot`` (``gaussian_feature.one_hot_facts``: the closed-form feature's one-hot width, and whether it has
+    level slots).
 
     Read from a batch still on the host (``PriorDataModule.on_before_batch_transfer`` adds them to it),
-    they cost nothing; ``training_loss`` reads them from a device batch only when they are missing, and each
-    read makes the host wait for the device."""
-    query = batch.get("query")
-    return {"n_levels": max(2, int(batch["n_classes"].max())),
-            "has_query": query is not None and bool(query.any())}
+    they cost nothing; from a batch the prior made on the GPU, one copy of them all. ``training_loss`` reads them
+    from a device batch only when they are missing."""
+    query, observed = batch.get("query"), batch.get("observed")
+    is_cat, n_classes = batch["is_cat"].bool(), batch["n_classes"]
+    categorical = is_cat[:, None, :] if observed is None else is_cat[:, None, :] & observed.bool()
+    facts = {"n_levels": n_classes.max().clamp(min=2),
+             "has_query": categorical.new_zeros(()) if query is None else query.bool().any(),
+             "has_categorical": categorical.any(), **one_hot_facts(is_cat, n_classes)}
+    read = dict(zip(facts, torch.stack([f.long() for f in facts.values()]).tolist()))  # one read of the device
+    return {"n_levels": read["n_levels"], "has_query": bool(read["has_query"]),
+            "has_categorical": bool(read["has_categorical"]),
+            "one_hot": {"one_hot_width": read["one_hot_width"], "has_levels": bool(read["has_levels"])}}
 
 
 def training_loss(
@@ -52,7 +63,7 @@ def training_loss(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one prior batch (dict of ``priors.sample_batch``; an optional ``observed`` (B, N, F) marks the
-    cells the data has, the only possible targets; optional ``n_levels`` and ``has_query``: ``host_facts``).
+    cells the data has, the only possible targets; optional ``host_facts``, all four or none).
     Returns (loss, stats): stats are detached 0-d tensors on the batch's device (``loss``, ``num_mse``,
     ``cat_ce``), not Python floats, so that computing them does not wait for the device."""
     cfg = cfg or LossConfig()
@@ -95,21 +106,24 @@ def training_loss(
     level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
     withhold = rand(B) < cfg.p_withhold_closed_form if cfg.p_withhold_closed_form > 0 else None
     out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
-                        level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold)
+                        level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold,
+                        one_hot=facts["one_hot"])
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)
     se = (out - target) ** 2
     num_loss = (se * num_cells).sum() / num_cells.sum().clamp(min=1)
     cat_cells = target_cells & cat & (x_t == MASK)
-    # This function's one read of the device: without a categorical target the categorical head must get no
-    # gradient at all (None, not 0: AdamW would still decay and move those weights).
-    if cat_cells.any():
+    # Without a categorical cell the categorical head must get no gradient at all (None, not 0: AdamW would still
+    # decay and move those weights): a host fact. With one, which cells are targets is drawn on the device; a
+    # step whose draws absorbed none gives the head a zero gradient (its loss term is 0, as before): counting
+    # them on the host would make it wait for the device at every step.
+    if facts["has_categorical"]:
         # The mean over the target cells of every cell's cross-entropy: boolean indexing (logits[cat_cells])
         # would wait for the device to count the cells.
         codes = torch.where(cat_cells, x0, torch.zeros_like(x0)).long().clamp(min=0)
         ce = F.cross_entropy(logits.flatten(0, 2), codes.flatten(), reduction="none").view_as(x0)
-        ce = (ce * cat_cells).sum() / cat_cells.sum()
+        ce = (ce * cat_cells).sum() / cat_cells.sum().clamp(min=1)
     else:
         ce = out.new_zeros(())
     loss = num_loss + cfg.cat_weight * ce

@@ -83,6 +83,13 @@ def test_gpu_trainers_use_bf16_and_ddp():
     assert compose(["trainer=cpu"]).trainer.precision == "32-true"  # bf16 is ~300x slower on the dev CPU
 
 
+def test_gpu_recipe_fills_the_cell_budget():
+    """PriorConfig.fill_budget is off by default (a CPU gains nothing from fuller batches) and on in gpu_base,
+    the recipe it was made for."""
+    assert not PriorConfig().fill_budget
+    assert PriorConfig(**OmegaConf.to_container(compose(["experiment=gpu_base"]).prior)).fill_budget
+
+
 def test_slurm_trainer_reads_the_allocation(monkeypatch, tmp_path):
     """Under srun, devices/num_nodes come from the allocation and Lightning picks SLURMEnvironment."""
     env = {"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_JOB_NUM_NODES": "2",

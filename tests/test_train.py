@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import torch
 
 from icl_diffusion.checkpoint import load_checkpoint
 from icl_diffusion.evaluation import evaluate, point_estimate
-from icl_diffusion.lit import DiffusionLitModule, PriorDataModule
+from icl_diffusion.lit import DiffusionLitModule, PriorDataModule, train_metrics
 from icl_diffusion.real_data import real_validation_batches
 from icl_diffusion.train import build, check_out_dir, compose, export_main, resolve_ckpt_path, train
 from priors import PriorConfig, fixed_batches
@@ -249,6 +250,21 @@ def test_a_resumed_run_keeps_every_validation_row(tmp_path):
     pd.testing.assert_frame_equal(rows(run_dir), rows(ref_dir))
 
 
+def test_a_resumed_runs_training_metrics_read_as_one(tmp_path):
+    """A run killed at step 5 and resumed from its step-4 checkpoint logs to two CSV versions (Lightning deletes
+    a reused version's metrics.csv, so each launch has its own); train_metrics reads them as the uninterrupted
+    run's one table, the repeated step 4 from the later launch."""
+    common = [*SMALL, "trainer.max_steps=6", "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last"]
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    train(compose([*common, f"out_dir={ref_dir}"]))
+    with pytest.raises(Crash):
+        train(compose([*common, f"out_dir={run_dir}", "+callbacks.crash={_target_:test_train.CrashAt,step:5}"]))
+    train(compose([*common, f"out_dir={run_dir}"]))
+    assert len(list((run_dir / "logs").glob("version_*/metrics.csv"))) == 2
+    pd.testing.assert_frame_equal(train_metrics(run_dir), train_metrics(ref_dir))
+    assert train_metrics(run_dir)["step"].tolist() == list(range(6))
+
+
 def test_resume_needs_a_fixed_out_dir(tmp_path, monkeypatch, caplog):
     """ckpt_path=last with the default out_dir (runs/<timestamp>, new at every launch) started a fresh run
     without a word: now a one-line error, before anything is written. Under SLURM the default is
@@ -319,6 +335,40 @@ def test_ddp_two_cpu_processes_draw_distinct_streams(tmp_path):
     assert all(a != b for a, b in zip(noise[0], noise[1]))  # and different diffusion noise per rank
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 and ckpt["PriorDataModule"] == {"start_index": 2}
+
+
+def test_ranks_started_together_resume_from_rank_zeros_checkpoint(tmp_path):
+    """Two gloo processes started as torchrun starts them (each runs train itself), whose out_dir views differ
+    (on a shared filesystem a node may see another state of it): rank 0 sees a checkpoint at step 2, rank 1 none.
+    Each rank used to resolve ckpt_path=last itself, so rank 1 started fresh while rank 0 resumed (the two
+    would train apart, or hang); now both resume from rank 0's choice and end at the same step."""
+    seen, stale = tmp_path / "seen", tmp_path / "stale"
+    common = [*SMALL, "callbacks.checkpoint_every_n_steps=2", "ckpt_path=last", *recorded(tmp_path)]
+    train(compose([*common, "trainer.max_steps=2", f"out_dir={seen}"]))
+    (tmp_path / "fingerprints.jsonl").unlink()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    overrides = [*common, "trainer=ddp_sim", "trainer.strategy=ddp_find_unused_parameters_true",
+                 "trainer.max_steps=4", "torch_threads=1"]
+    code = ("import sys; from icl_diffusion.train import compose, train; "
+            "print('step', train(compose(sys.argv[1:])).global_step)")
+    procs = []
+    for rank, out_dir in enumerate((seen, stale)):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "GROUP_RANK": "0", "WORLD_SIZE": "2",
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen([sys.executable, "-c", code, *overrides, f"out_dir={out_dir}"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), outputs[-1][-3000:]
+    assert all(out.splitlines()[-1] == "step 4" for out in outputs)
+    rows = fingerprints(tmp_path)
+    assert sorted((r["rank"], r["step"]) for r in rows) == [(0, 2), (0, 3), (1, 2), (1, 3)]  # both resumed
 
 
 def test_export_round_trip(tmp_path):

@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from icl_diffusion.diffusion import GaussianDiffusion
 from icl_diffusion.finetune import FineTuneConfig, UserDataModule, UserTableDataset, encode_tables
+from icl_diffusion.gaussian_feature import one_hot_layout
 from icl_diffusion.lit import PriorDataModule
 from icl_diffusion.model import Denoiser, DenoiserConfig
 from icl_diffusion.training import host_facts, training_loss
@@ -39,18 +40,13 @@ SYNCING = {_aten._local_scalar_dense, _aten.nonzero, _aten.masked_select, _aten.
 
 # What one training step still reads on the host, by (module, function, op), each with its reason.
 REMAINING = {
-    # No categorical target in the batch: the categorical head must get no gradient at all (None, not 0:
-    # AdamW would still decay and move those weights), so whether there is one is a host decision.
-    ("training", "training_loss", "_local_scalar_dense"): 1,
-    # The width of the one-hot expanded table (a shape) and whether it has any level slot (which estimate
-    # path runs): both follow from n_classes and could come from the host like n_levels (which the model now
-    # takes from ``host_facts`` instead of reading int(n_classes.max()) in Denoiser.forward).
-    ("gaussian_feature", "one_hot_layout", "_local_scalar_dense"): 1,
-    ("gaussian_feature", "cell_estimates", "_local_scalar_dense"): 1,
     # The spectrum clip of the pairwise covariance: torch.linalg.eigh checks its status on the host and has
     # no _ex variant. (On CUDA only up to 32 x 32: above, clip_spectrum reads nothing, see its test.)
     ("gaussian_feature", "clip_spectrum", "_linalg_eigh"): 1,
 }
+# (Whether the batch has a categorical cell, the one-hot width and whether it has level slots were read here
+# too; they are host facts now, like n_levels. With point_mass_feature the width is still read: the point
+# masses depend on the values.)
 # Reads made on CPU only: F.one_hot checks its codes' range with .item() on CPU (on CUDA it relies on device
 # asserts); the level scores invert with LAPACK's potri on CPU (bit for bit with the recorded references)
 # and with triangular solves elsewhere; per 256-row chunk, and these batches have one.
@@ -114,7 +110,7 @@ def _expected(batch: dict) -> collections.Counter:
 def test_training_step_reads_the_device_only_where_listed(kind):
     """One step (loss, backward, gradient clipping, AdamW) with the host facts in the batch, as the
     LightningModule passes it: only the REMAINING reads (and the CPU-only ones). Before, this counted 41 on
-    the categorical batch: 6 reads in training_loss (three .item() of the stats, bool(query.any()),
+    the categorical batch (then 4 + the CPU-only ones; the last three are host facts now): 6 reads in training_loss (three .item() of the stats, bool(query.any()),
     int(n_classes.max()), cat_cells.any()), boolean-mask indexing (2, and 1 in the backward), 13 Cholesky
     status checks, 11 cholesky_solve, 2 cholesky_inverse, eigh, 3 shape reads and F.one_hot's 2; and the
     float64 schedule was copied to the device at every q_sample (not visible on a CPU)."""
@@ -129,19 +125,50 @@ def test_training_step_reads_the_device_only_where_listed(kind):
 
 
 def test_prior_batches_carry_host_facts():
-    """The prior's DataModule adds n_levels and has_query to a batch before it moves to the device, so
-    training_step does not read them there (the two reads training_loss would make otherwise)."""
+    """The prior's DataModule adds the host facts to a batch before it moves to the device, so training_step
+    does not read them there (the reads training_loss would make otherwise); host_facts itself reads them all
+    in one copy (no scalar read each), which matters where the prior makes its batches on the GPU."""
     batch = _batches()[1]
-    moved = PriorDataModule().on_before_batch_transfer(batch, 0)
+    with SyncCounter() as counter:
+        moved = PriorDataModule().on_before_batch_transfer(batch, 0)
+    assert not counter.counts
     assert moved["n_levels"] == max(2, int(batch["n_classes"].max())) and moved["has_query"] is True
     with SyncCounter() as counter:
         training_loss(_model(), GaussianDiffusion(), moved)
     assert not [k for k in counter.counts if k[:2] == ("training", "host_facts")]
 
 
+def test_host_facts_are_what_the_step_would_read():
+    """Each host fact equals what the step read before it was one: the one-hot width and level slots of the
+    closed-form feature's layout, and whether any categorical cell could be a target."""
+    for batch in _batches():
+        facts = host_facts(batch)
+        layout = one_hot_layout(batch["is_cat"], batch["n_classes"])
+        assert facts["one_hot"] == {"one_hot_width": layout["src"].shape[1],
+                                    "has_levels": bool((layout["level"] >= 0).any())}
+        assert facts["has_categorical"] == bool(batch["is_cat"].any())
+    categorical = _batches()[0]
+    observed = ~categorical["is_cat"][:, None, :].expand_as(categorical["known"])  # categorical cells it never has
+    assert not host_facts({**categorical, "observed": observed})["has_categorical"]
+
+
+def test_host_facts_leave_the_step_unchanged():
+    """The step gives the same loss, and the network the same gradients, with the host facts as when it reads
+    them from the batch itself (the categorical batch: every path of the closed-form feature)."""
+    batch = _batches()[0]
+    runs = []
+    for given in (batch, {**batch, **host_facts(batch)}):
+        model = _model()
+        loss, _ = training_loss(model, GaussianDiffusion(), given, generator=torch.Generator().manual_seed(1))
+        loss.backward()
+        runs.append((loss, [p.grad for p in model.parameters()]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(a is b is None or torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
 def test_fine_tuning_batches_carry_host_facts():
-    """Fine-tuning batches (a user table's subsets, and the prior's share) get n_levels and has_query before
-    they move to the device too, so their training step makes the same reads as pretraining's."""
+    """Fine-tuning batches (a user table's subsets, and the prior's share) get the host facts before they move
+    to the device too, so their training step makes the same reads as pretraining's."""
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "c": rng.choice(["x", "y", "z"], 60)})
     tables = encode_tables(table, max_classes=100)
@@ -155,18 +182,22 @@ def test_fine_tuning_batches_carry_host_facts():
         assert moved["has_query"] == bool(batch["query"].any())
         with SyncCounter() as counter:
             training_loss(model, GaussianDiffusion(), moved)
-        assert not [k for k in counter.counts if k[:2] in {("training", "host_facts"), ("model", "forward")}]
+        assert not [k for k in counter.counts if k[:2] in {("training", "host_facts"), ("training", "training_loss"),
+                                                           ("model", "forward"), ("gaussian_feature", "one_hot_layout"),
+                                                           ("gaussian_feature", "cell_estimates")}]
 
 
-def test_model_takes_n_levels_from_the_caller():
-    """Denoiser.forward with n_levels (training passes host_facts') reads nothing from n_classes and gives the
-    same outputs as when it reads it itself."""
+def test_model_takes_n_levels_and_the_layout_from_the_caller():
+    """Denoiser.forward with n_levels and the one-hot facts (training passes host_facts') reads nothing from
+    n_classes and gives the same outputs as when it reads them itself."""
     batch = _batches()[0]
     model = _model()
     args = (batch["x"], torch.full((batch["x"].shape[0],), 500), batch["known"], batch["is_cat"], batch["n_classes"])
+    facts = host_facts(batch)
     with SyncCounter() as counter:
-        given = model(*args, n_levels=host_facts(batch)["n_levels"])
-    assert not [k for k in counter.counts if k[:2] == ("model", "forward")]
+        given = model(*args, n_levels=facts["n_levels"], one_hot=facts["one_hot"])
+    assert not [k for k in counter.counts if k[:2] in {("model", "forward"), ("gaussian_feature", "one_hot_layout"),
+                                                       ("gaussian_feature", "cell_estimates")}]
     read = model(*args)
     assert torch.equal(given[0], read[0]) and torch.equal(given[1], read[1])
 
@@ -195,7 +226,7 @@ def test_lightning_fit_adds_no_device_reads(tmp_path):
                             "trainer.val_check_interval=1000", "callbacks.learning_curves=null", "val.real=false",
                             f"out_dir={tmp_path}", counting]))
     counts = next(c for c in module.trainer.callbacks if isinstance(c, _CountSteps)).counter.counts
-    assert counts[("training", "training_loss", "_local_scalar_dense")] == 2  # one per step: counted
+    assert counts[("gaussian_feature", "clip_spectrum", "_linalg_eigh")] == 2  # one per step: counted
     assert {k[:2] for k in counts} <= {k[:2] for k in (*REMAINING, *CPU_ONLY)}, counts
 
 
