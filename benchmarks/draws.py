@@ -151,32 +151,42 @@ def make_table(name: str, seed: int):
     return load_real_table(name)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every draws benchmark takes (this one and ``draws_categorical.py``); ``begin`` their common start."""
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--steps", default="5,10", help='conditional-sampler steps to compare; "checkpoint": the '
-                   "checkpoint's (or variant's) draw settings, --variance-mix ignored")
-    p.add_argument("--variance-mix", default="0,0.5", help="sampler variance mixes to compare (0 = beta_tilde)")
     p.add_argument("--draws", type=int, default=20)
-    p.add_argument("--seeds", default="0,1")
     p.add_argument("--variants", default="", help='sampler settings to compare, ";"-separated SamplerConfig '
                    'overrides, e.g. "share_first_call=0;share_first_call=1" ("" = the checkpoint\'s)')
-    p.add_argument("--tables", default="gaussian500x10,boston",
-                   help="gaussianNxF (synthetic, oracle known) or benchmarks.common.REAL_TABLES keys")
-    p.add_argument("--mechs", default="mcar,mar")
-    p.add_argument("--rate", type=float, default=0.3, help="share of cells hidden")
-    p.add_argument("--no-mice", action="store_true", help="skip the MICE peer")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="CSV of every run")
-    args = p.parse_args()
+
+
+def begin(args):
+    """Threads set, the checkpoint resolved and described: (pretrained, [(variant, its pretrained)])."""
     import torch
 
     torch.set_num_threads(args.threads)
     pretrained, desc, _ = resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {desc}; {args.draws} draws; {args.threads} thread(s)\n", flush=True)
+    return pretrained, [(v, with_sampler(pretrained, parse_variant(v))) for v in args.variants.split(";")]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(p)
+    p.add_argument("--steps", default="5,10", help='conditional-sampler steps to compare; "checkpoint": the '
+                   "checkpoint's (or variant's) draw settings, --variance-mix ignored")
+    p.add_argument("--variance-mix", default="0,0.5", help="sampler variance mixes to compare (0 = beta_tilde)")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--tables", default="gaussian500x10,boston",
+                   help="gaussianNxF (synthetic, oracle known) or benchmarks.common.REAL_TABLES keys")
+    p.add_argument("--mechs", default="mcar,mar")
+    p.add_argument("--rate", type=float, default=0.3, help="share of cells hidden")
+    p.add_argument("--no-mice", action="store_true", help="skip the MICE peer")
+    args = p.parse_args()
+    _, variants = begin(args)
     methods = {}
-    for variant in args.variants.split(";"):
-        pre = with_sampler(pretrained, parse_variant(variant))
+    for variant, pre in variants:
         tail = f", {variant}" if variant else ""
         if args.steps == "checkpoint":
             t = pre.sampler

@@ -159,3 +159,23 @@ def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> floa
         exact += list((cond / sd[:, None] / sd[None, :])[upper])
         got += list(np.corrcoef(draws[:, i, m].T)[upper])
     return float(np.polyfit(exact, np.nan_to_num(got), 1)[0]) if len(exact) > 1 else float("nan")
+
+
+def conditional_sds(missing: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """(N, F) sd of each missing cell given its row's observed cells under N(., cov); nan at observed cells."""
+    out = np.full(missing.shape, np.nan)
+    for i in np.flatnonzero(missing.any(1)):
+        m, o = missing[i], ~missing[i]
+        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+        out[i, m] = np.sqrt(np.diag(cond))
+    return out
+
+
+def spread_correlation(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> float:
+    """Mean over columns of the correlation, across the column's missing cells, of the draws' sd (over the draws
+    (S, N, F)) with the cell's exact conditional sd (``conditional_sds``): near 1 when a cell's draws are as wide
+    as the row's missingness pattern leaves it uncertain, near 0 for draws of one width per column."""
+    exact, got = conditional_sds(missing, cov), draws.std(0)
+    corr = [np.corrcoef(exact[missing[:, j], j], got[missing[:, j], j])[0, 1]
+            for j in range(missing.shape[1]) if missing[:, j].sum() >= 3]
+    return float(np.nanmean(corr)) if corr else float("nan")

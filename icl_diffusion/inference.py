@@ -761,16 +761,22 @@ def impute(
 
 def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray,
             em_iters: int, chunk_cells: int = 2**22) -> torch.Tensor:
-    """Draws (S, N, F) whose deviations from their mean over the S draws are coupled within each row: in a row
-    with two or more unknown numeric cells, each cell's deviations divided by their spread (sd over the draws)
-    are mixed by the Cholesky factor of the cells' conditional correlation given the row's known numeric cells,
-    under the Gaussian the network's closed-form input fits to the key rows (``table_gaussian``), then scaled
-    back. Each cell keeps its spread; independent draws gain the Gaussian's dependence. Other cells unchanged.
+    """Draws (S, N, F) whose deviations from their mean over the S draws follow, within each row, the conditional
+    covariance of the row's unknown numeric cells given its known ones, under the Gaussian the network's
+    closed-form input fits to the key rows (``table_gaussian``):
 
-    The conditional covariance of a row's unknown cells U given its known ones is the inverse of the precision
-    matrix's U block, so one inverse of the table's covariance serves every row's missingness pattern."""
+    - correlation: each cell's deviations divided by their spread (sd over the draws) are mixed by the Cholesky
+      factor of the row's unknown cells' conditional correlation, then scaled back;
+    - spread by pattern: a cell's deviations are then scaled by its conditional sd over the root mean square of
+      the conditional sds of its column's unknown cells, so a row whose other cells are known gets narrower draws
+      than one missing most of them, and the column's mean spread (the calibrated one) is kept.
+
+    Independent draws of one spread per column gain the Gaussian's dependence and its pattern-dependent widths.
+    Other cells unchanged. The conditional covariance of a row's unknown cells U given its known ones is the
+    inverse of the precision matrix's U block, so one inverse of the table's covariance serves every row's
+    missingness pattern."""
     unknown = torch.as_tensor(~known & ~is_cat[None, :])
-    rows = (unknown.sum(1) >= 2).nonzero().squeeze(1)
+    rows = unknown.any(1).nonzero().squeeze(1)
     if len(rows) == 0:
         return draws
     keys = np.sort(key_rows)
@@ -782,6 +788,7 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
     dev = (draws - mean).double()
     spread = dev.std(0, keepdim=True)
     out = dev.clone()
+    cond_sd = torch.zeros(unknown.shape, dtype=torch.float64)  # (N, F), 0 at other cells
     chunk = max(1, chunk_cells // len(precision) ** 2)  # rows per batch of (F, F) factors, ~32 MB of float64
     for start in range(0, len(rows), chunk):
         r = rows[start : start + chunk]
@@ -789,11 +796,14 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
         block = torch.where(u[:, :, None] & u[:, None, :], precision, eye)  # precision's U block, identity elsewhere
         cond = torch.linalg.inv(block)  # the conditional covariance of U given the rest, identity elsewhere
         sd = cond.diagonal(dim1=1, dim2=2).sqrt()
+        cond_sd[r] = torch.where(u, sd, 0.0)
         factor, failed = torch.linalg.cholesky_ex(cond / sd[:, :, None] / sd[:, None, :])  # (n, F, F)
         factor = torch.where(failed[:, None, None] > 0, eye, factor)  # a factor round-off broke: left uncoupled
         s = spread[:, r]
         z = torch.where(u & (s > 0), dev[:, r] / s.clamp(min=1e-12), torch.zeros_like(s))  # (S, n, F)
         out[:, r] = torch.where(u, torch.einsum("nij,snj->sni", factor, z) * s, dev[:, r])
+    rms = (cond_sd.square().sum(0) / unknown.sum(0).clamp(min=1)).sqrt()  # (F,)
+    out = torch.where(unknown & (rms > 0), out * cond_sd / rms.clamp(min=1e-300), out)
     return mean + out.to(draws.dtype)
 
 
@@ -851,3 +861,4 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     ratio = (err2[measured] + prior * pooled) / (var[measured] + prior)
     scale[measured] = np.sqrt(ratio).clip(*CALIBRATION_RANGE)
     return scale
+

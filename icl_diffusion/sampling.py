@@ -35,7 +35,7 @@ METHODS = ("repaint", "conditional", "ddim")
 
 # Ancestral steps' variance between beta_tilde (0) and beta (1), in log space. It depends on the step count: at
 # 5 steps 0.65 gave draws as wide as the exact conditional distribution on Gaussian tables with the shipped
-# model; at the 3 steps of the draws (SamplerConfig.draw_steps) 0.8 gives the 90% ranges of 5 steps at 0.65
+# model; at 3 steps of the draws (SamplerConfig.draw_steps) 0.8 gives the 90% ranges of 5 steps at 0.65
 # on the draws benchmark (benchmarks/results/draws_speed.md), 0.65 narrower ones (Boston 0.72 vs 0.81).
 VARIANCE_MIX = 0.8
 
@@ -47,9 +47,14 @@ class SamplerConfig:
     setting unset (None). The one source of these defaults.
 
     draw_method, draw_steps: the sampler of multiple imputation when the point estimate ("point", or "ddim"
-        with 1 step) was asked for. With the shared first call and no call at t = 0, 3 steps make one call per
-        draw (5 made three): the same CRPS, NRMSE of the mean and coverage (at variance_mix 0.8) as 5 steps
-        on the draws benchmark (benchmarks/results/draws_speed.md; 5 steps drew as well as 10 before).
+        with 1 step) was asked for. With the shared first call and no call at t = 0, 3 steps make one network
+        call per draw (5 made three: the same CRPS, NRMSE of the mean and coverage at variance_mix 0.8,
+        benchmarks/results/draws_speed.md) and 2 steps none for numeric cells (a draw is the first call's
+        estimate plus the step's noise, then centred, calibrated and coupled below; categorical cells are
+        revealed by one call at t = 0). 2 since session 20 (benchmarks/results/draws.md): 20 draws of a
+        2,000 x 25 table take about a quarter of 3 steps' time; numeric CRPS within 1.5% (Auto 1.5% worse,
+        Boston and Gaussian tables as good), the 90% ranges' coverage inside 87-93% on Boston and Auto (3
+        steps: 0.87 on Auto's MAR), categorical draws' Brier score lower on the mixed tables.
     variance_mix: the ancestral steps' variance, see ``VARIANCE_MIX``.
     max_context_rows: most key rows a cell attends to across rows (benchmarks/results/context_rows.md).
     chunk_rows: rows per network pass (over all samples of a pass).
@@ -100,15 +105,19 @@ class SamplerConfig:
         Boston and Auto 4-7% lower, Gaussian tables unchanged.
     couple_draws: the draws' deviations from their mean coupled within each row by the conditional correlation of
         the row's unknown numeric cells given its known ones, under a Gaussian fitted to the key rows
-        (``inference.coupled``); each cell keeps its own draws' spread. The network's draws of two unknown cells
-        of one row come out nearly independent (on Gaussian tables the slope of their correlation on the exact
-        conditional correlation is 0.01-0.02 at 3 or 10 steps, MICE's 0.95), so a multiple-imputation analysis
-        of two jointly missing variables would see them uncorrelated; not RePaint's. Session 19
-        (benchmarks/results/draws.md).
+        (``inference.coupled``). The network's draws of two unknown cells of one row come out nearly independent
+        (on Gaussian tables the slope of their correlation on the exact conditional correlation is 0.01-0.02 at
+        3 or 10 steps, MICE's 0.95), so a multiple-imputation analysis of two jointly missing variables would
+        see them uncorrelated; not RePaint's. Session 19. Since session 20 each cell's deviations are also
+        scaled by its conditional sd given the row's known cells, over the mean of its column's (the column
+        keeps its calibrated spread): a cell whose row has its other cells known is drawn narrower than one
+        whose row misses most (the correlation of the draws' sd with the exact conditional sd, per column,
+        0.42 on a Gaussian table; 0.10 uncoupled at 3 steps, 0.01 at 2); CRPS 0-0.5% lower on Boston, Auto
+        and Gaussian tables (benchmarks/results/draws.md).
     """
 
     draw_method: str = "conditional"
-    draw_steps: int = 3
+    draw_steps: int = 2
     variance_mix: float = VARIANCE_MIX
     max_context_rows: int = 512
     chunk_rows: int = 1024

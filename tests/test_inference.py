@@ -285,8 +285,8 @@ def test_tuned_sampler_settings_travel_in_the_checkpoint_and_fill_unset_paramete
     x = rng.standard_normal((40, 3))
     x[rng.random(x.shape) < 0.3] = np.nan
     draws = DiffusionImputer(checkpoint=str(path), random_state=0).fit(x).sample(x, 2)
-    explicit = DiffusionImputer(checkpoint=str(default), random_state=0, n_steps=3, variance_mix=0.0,
-                                max_context_rows=8).fit(x).sample(x, 2)
+    explicit = DiffusionImputer(checkpoint=str(default), random_state=0, method="conditional", n_steps=3,
+                                variance_mix=0.0, max_context_rows=8).fit(x).sample(x, 2)
     for a, b in zip(draws, explicit):
         np.testing.assert_array_equal(a, b)  # the checkpoint's settings = the same settings given explicitly
     other = DiffusionImputer(checkpoint=str(default), random_state=0).fit(x).sample(x, 2)

@@ -31,7 +31,9 @@ EXPECTED = {  # method: (first 8 imputed numeric cells, imputed categorical code
     # Re-pinned in session 19: the draws of a row's unknown numeric cells coupled by their conditional
     # correlation (SamplerConfig.couple_draws; cells 2 and 4 share a row with another unknown cell, the rest moved
     # nothing; benchmarks/results/draws.md).
-    "conditional-defaults": ([0.5272, 0.8256, 0.4566, 0.8941, 1.4912, 0.6001, 0.1018, 0.5494], [0, 1, 1, 1, 0, 2]),
+    # Re-pinned in session 20: the coupling also scales each cell's deviations by its conditional sd given the
+    # row's pattern over its column's mean (``inference.coupled``; benchmarks/results/draws.md).
+    "conditional-defaults": ([0.5226, 0.8602, 0.4620, 0.8742, 1.4929, 0.5888, 0.1022, 0.5494], [0, 1, 1, 1, 0, 2]),
     "repaint": ([0.3653, 1.0360, 0.3134, 0.0114, 0.8608, 0.3739, 0.5452, 0.2499], [1, 0, 2]),
     # The former defaults: the values from before those changes (no call at t = 0 and the smaller passes
     # moved nothing).
