@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning_utilities.core.rank_zero import rank_zero_only
 from omegaconf import OmegaConf, open_dict
 
 from icl_diffusion.train import CONF_DIR, build, build_callbacks, compose
@@ -103,6 +104,9 @@ def test_slurm_trainer_reads_the_allocation(monkeypatch, tmp_path):
     assert SLURMEnvironment.detect()
     with open_dict(cfg):
         cfg.trainer.accelerator = "cpu"  # the cluster environment does not depend on the accelerator
+    # Building the trainer sets the process-wide rank of rank_zero_only to 5: left so, every later run in this
+    # process would skip what only rank 0 does (a CSV logger's metrics.csv).
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", None), raising=False)
     _, _, trainer = build(cfg)
     environment = trainer.strategy.cluster_environment
     assert isinstance(environment, SLURMEnvironment)

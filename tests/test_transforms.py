@@ -125,12 +125,13 @@ def test_shipped_ensemble_beats_the_plain_estimate_on_skewed_columns(monkeypatch
 
 def test_draws_are_split_between_the_views(tiny_checkpoint):
     """ensemble_draws: draws 1, 3, ... are made in the Yeo-Johnson view and mapped back, so (raw draws, neither
-    centred nor rescaled) they stay inside each column's known range; observed cells are kept either way."""
+    centred, rescaled nor coupled) they stay inside each column's known range; observed cells are kept either
+    way."""
     _, holes = _skewed_table(n=80)
 
     def draws(split):
         imp = DiffusionImputer(checkpoint=str(tiny_checkpoint), device="cpu", random_state=0, center_draws=False,
-                               calibrate_spread=False, ensemble_draws=split)
+                               calibrate_spread=False, couple_draws=False, ensemble_draws=split)
         return imp.fit(holes).sample(holes, n_imputations=4)
 
     split, plain = draws(True), draws(False)
