@@ -145,6 +145,12 @@ def evaluate(model: Denoiser, diffusion: GaussianDiffusion, batches: list[dict])
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
+def conditional_cov(cov: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Covariance of the cells ``m`` (bool (F,)) given the others under N(., cov)."""
+    o = ~m
+    return cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+
+
 def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> float:
     """Slope of the correlation of two missing cells' draws (over the draws (S, N, F)) on their exact conditional
     correlation given the row's observed cells under N(., cov), over every pair of missing cells sharing a row:
@@ -152,8 +158,8 @@ def joint_slope(draws: np.ndarray, missing: np.ndarray, cov: np.ndarray) -> floa
     draw); nan with fewer than two pairs."""
     exact, got = [], []
     for i in np.flatnonzero(missing.sum(1) >= 2):
-        m, o = missing[i], ~missing[i]
-        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+        m = missing[i]
+        cond = conditional_cov(cov, m)
         sd = np.sqrt(np.diag(cond))
         upper = np.triu_indices(int(m.sum()), 1)
         exact += list((cond / sd[:, None] / sd[None, :])[upper])
@@ -165,9 +171,7 @@ def conditional_sds(missing: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """(N, F) sd of each missing cell given its row's observed cells under N(., cov); nan at observed cells."""
     out = np.full(missing.shape, np.nan)
     for i in np.flatnonzero(missing.any(1)):
-        m, o = missing[i], ~missing[i]
-        cond = cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-        out[i, m] = np.sqrt(np.diag(cond))
+        out[i, missing[i]] = np.sqrt(np.diag(conditional_cov(cov, missing[i])))
     return out
 
 

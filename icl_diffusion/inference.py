@@ -861,4 +861,3 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     ratio = (err2[measured] + prior * pooled) / (var[measured] + prior)
     scale[measured] = np.sqrt(ratio).clip(*CALIBRATION_RANGE)
     return scale
-
