@@ -14,7 +14,10 @@ under the table's true covariance), so the draws can be judged against it:
 - ``CRPS``: the continuous ranked probability score of the draws (lower is better; a proper score, so it
   rewards both accuracy and calibration); ``oracle CRPS`` is that of the exact Gaussian;
 - ``joint``: for two missing cells of one row, the slope of their draws' correlation on their exact conditional
-  correlation, over all such pairs (1 = dependent as they should be; 0 = independent per cell).
+  correlation, over all such pairs (1 = dependent as they should be; 0 = independent per cell);
+- ``spread corr``: per column, the correlation over its missing cells of the draws' sd with the exact conditional
+  sd given the row's pattern, averaged over columns (``evaluation.spread_correlation``; near 0 for draws of one
+  width per column; 20 draws' sds are noisy, so even exact draws stay well below 1).
 
 On every table: ``NRMSE mean`` (of the mean of the draws) and ``NRMSE 1 draw`` (mean over the draws of one
 draw's NRMSE), in complete-data std units. On real tables (no oracle) the oracle columns are empty. Peers run
@@ -128,7 +131,7 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
     if table.cov is not None:
         import torch
 
-        from icl_diffusion.evaluation import joint_slope
+        from icl_diffusion.evaluation import joint_slope, spread_correlation
         from priors.gaussian import conditional_gaussian
 
         mean, var = conditional_gaussian(torch.from_numpy(table.mean), torch.from_numpy(table.cov),
@@ -138,6 +141,7 @@ def score(draws: np.ndarray, x: np.ndarray, missing: np.ndarray, table) -> dict[
         out["spread"] = float(ens.std(0).mean() / std.mean())
         out["oracle CRPS"] = gaussian_crps(mean, std, y)
         out["joint"] = joint_slope(draws, missing, table.cov)
+        out["spread corr"] = spread_correlation(draws, missing, table.cov)
     return out
 
 
@@ -215,7 +219,7 @@ def main() -> None:
                                  **score(draws, table.x, missing, table)})
                     print(runs[-1], flush=True)
     keys = ["NRMSE mean", "NRMSE 1 draw", "mean/oracle", "spread", "cover90", "PIT90", "CRPS", "oracle CRPS", "joint",
-            "seconds"]
+            "spread corr", "seconds"]
     rows = []
     for table in dict.fromkeys(r["table"] for r in runs):
         for mech in mechs:
