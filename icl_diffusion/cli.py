@@ -168,7 +168,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                        "observed values) to its nearest observed value (default: the checkpoint's setting)")
         p.add_argument("--couple-draws", action=argparse.BooleanOptionalAction, default=None,
                        help="couple the imputations of a row's missing numeric cells by their conditional "
-                       "correlation under a Gaussian fitted to the table (impute; default: the checkpoint's setting)")
+                       "covariance under a Gaussian fitted to the table: correlated, and as wide as the row's "
+                       "known cells leave them (impute; default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,

@@ -225,8 +225,10 @@ class DiffusionImputer(TransformerMixin, _Base):
             ``inference.SNAP_MAX_VALUES`` distinct observed values) moved to its nearest observed value
             (``inference.snap_to_support``); ``transform``'s average of several is left as averaged.
         couple_draws: ``sample``'s imputations of a row's missing numeric cells coupled by their conditional
-            correlation under a Gaussian fitted to the table (``inference.coupled``; each cell keeps its spread).
-            The network's own draws of two cells of a row are nearly independent.
+            covariance under a Gaussian fitted to the table (``inference.coupled``): correlated, and each cell's
+            spread scaled by how uncertain the row's known cells leave it (its column keeps its calibrated mean
+            spread). The network's own draws of two cells of a row are nearly independent and of one width per
+            column.
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
