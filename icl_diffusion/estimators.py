@@ -222,8 +222,9 @@ class DiffusionImputer(TransformerMixin, _Base):
             Gaussian conditional mean, the nearest-rows estimate), moved to the network's level, by weights
             chosen on held-out observed cells (``inference.input_weights``; one more call per view).
         snap_draws: ``sample``'s imputations of a discrete numeric column (at most
-            ``inference.SNAP_MAX_VALUES`` distinct observed values) moved to its nearest observed value
-            (``inference.snap_to_support``); ``transform``'s average of several is left as averaged.
+            ``inference.SNAP_MAX_VALUES`` distinct observed values) moved onto its observed values, each cell's
+            draws in the column's frequencies tilted to their mean (``inference.snap_to_support``); ``transform``'s
+            average of several is left as averaged.
         couple_draws: ``sample``'s imputations of a row's missing numeric cells coupled by their conditional
             covariance under a Gaussian fitted to the table (``inference.coupled``): correlated, and each cell's
             spread scaled by how uncertain the row's known cells leave it (its column keeps its calibrated mean

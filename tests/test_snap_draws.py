@@ -7,29 +7,65 @@ import pytest
 import torch
 
 from icl_diffusion import DiffusionImputer
-from icl_diffusion.inference import SNAP_MAX_VALUES, snap_to_support
+from icl_diffusion.inference import SNAP_MAX_VALUES, snap_to_support, tilted_frequencies
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_snap_moves_unknown_cells_of_discrete_columns_to_the_nearest_observed_value():
-    g = np.random.default_rng(0)
+def _discrete_table(n_draws, seed=0):
+    g = np.random.default_rng(seed)
     N = 60
     x = np.c_[g.choice([-1.0, 0.5, 2.0], N), g.normal(size=N), g.integers(0, 3, N), g.choice([0.0, 1.0], N)]
     x = x.astype(np.float32)
     is_cat = np.array([False, False, True, False])
     known = g.random(x.shape) > 0.3
-    draws = torch.as_tensor(g.normal(size=(4, N, 4)) * 2, dtype=torch.float32)
-    draws = torch.where(torch.as_tensor(known), torch.as_tensor(x), draws)
+    draws = torch.as_tensor(g.normal(size=(n_draws, N, 4)) * 2, dtype=torch.float32)
+    return x, known, is_cat, torch.where(torch.as_tensor(known), torch.as_tensor(x), draws)
+
+
+@pytest.mark.parametrize("n_draws", [1, 4])
+def test_snap_moves_unknown_cells_of_discrete_columns_onto_their_observed_values(n_draws):
+    x, known, is_cat, draws = _discrete_table(n_draws)
     out = snap_to_support(draws, x, known, is_cat)
     for j in (0, 3):  # discrete numeric columns: every unknown cell on the column's observed values
         support = np.unique(x[known[:, j], j])
-        cells = out[:, ~known[:, j], j].numpy()
+        cells, drawn = out[:, ~known[:, j], j].numpy(), draws[:, ~known[:, j], j].numpy()
         assert np.isin(cells, support).all()
-        nearest = support[np.abs(draws[:, ~known[:, j], j].numpy()[..., None] - support).argmin(-1)]
-        np.testing.assert_array_equal(cells, nearest)
+        if n_draws == 1:  # one draw: the nearest value
+            nearest = support[np.abs(drawn[..., None] - support).argmin(-1)]
+            np.testing.assert_array_equal(cells, nearest)
+        else:  # several: a cell's draws keep their order (a row's coupled cells stay coupled)
+            order = np.argsort(drawn, axis=0)
+            assert (np.diff(np.take_along_axis(cells, order, 0), axis=0) >= 0).all()
     assert torch.equal(out[:, :, [1, 2]], draws[:, :, [1, 2]])  # continuous and categorical columns as drawn
     assert torch.equal(out[:, torch.as_tensor(known)], draws[:, torch.as_tensor(known)])  # observed cells kept
+
+
+def test_a_rare_value_between_common_ones_gets_its_frequency_not_its_stretch_of_the_line():
+    """Cylinders 4 and 6 common, 5 rare: draws N(5, 1) of a cell split between 4 and 6 (their mean kept), where
+    the nearest value would give 5 about 38% of them."""
+    col = np.r_[np.full(48, 4.0), np.full(48, 6.0), np.full(2, 5.0), np.full(2, 8.0)].astype(np.float32)
+    x = np.r_[col, np.float32(0)][:, None]
+    known = np.ones_like(x, dtype=bool)
+    known[-1] = False
+    z = torch.as_tensor(np.random.default_rng(0).standard_normal(4000), dtype=torch.float32)
+    draws = torch.as_tensor(x).expand(len(z), -1, -1).clone()
+    draws[:, -1, 0] = 5 + (z - z.mean()) / z.std()
+    cell = snap_to_support(draws, x, known, np.array([False]))[:, -1, 0].numpy()
+    shares = {v: float(np.mean(cell == v)) for v in (4.0, 5.0, 6.0, 8.0)}
+    assert shares[5.0] < 0.1 and shares[4.0] > 0.35 and shares[6.0] > 0.35, shares
+    assert abs(cell.mean() - 5.0) < 0.02
+
+
+def test_tilted_frequencies_reach_the_mean_and_move_the_frequencies_no_more_than_needed():
+    p = torch.tensor([0.5, 0.1, 0.4], dtype=torch.float64)
+    v = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+    m = torch.tensor([(p * v).sum(), -0.5, 1.5, 5.0], dtype=torch.float64)
+    q = tilted_frequencies(p, v, m, torch.tensor([0.0, 0.0, 3.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(q.sum(-1), torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(q[0], p)  # the marginal's mean and a flat likelihood: the frequencies themselves
+    torch.testing.assert_close((q[:3] * v).sum(-1), m[:3])
+    assert q[3, 2] > 0.99  # a mean beyond the values: the largest one
 
 
 def test_a_column_with_many_values_or_too_few_repeats_is_not_discrete():
