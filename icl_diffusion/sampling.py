@@ -100,11 +100,11 @@ class SamplerConfig:
         estimate takes 2.2-2.8x as long. ``DiffusionClassifier`` and ``DiffusionRegressor`` do not blend
         (``estimators.PREDICTOR_BLEND_INPUTS``).
     snap_draws: draws of a discrete numeric column (at most ``inference.SNAP_MAX_VALUES`` distinct observed
-        values, each seen twice on average) moved onto the observed values (``inference.snap_to_support``: a
-        cell's draws take the column's frequencies tilted to the draws' mean, each at its own quantile), as
-        predictive mean matching's are; not RePaint's. benchmarks/results/draws.md: session 18, nearest value,
-        CRPS on Boston and Auto 4-7% lower; session 21, frequencies, Auto 3-4% lower again; Gaussian tables
-        unchanged.
+        values, each seen ``SNAP_MIN_REPEATS`` times on average) moved onto the observed values
+        (``inference.snap_to_support``: a cell's draws take the column's frequencies tilted to the draws' mean,
+        each at its own quantile), as predictive mean matching's are; not RePaint's. benchmarks/results/draws.md:
+        session 18, nearest value, CRPS on Boston and Auto 4-7% lower; session 21, frequencies and columns of up
+        to 100 values, Auto 3-4% and Boston 3% lower again; Gaussian tables unchanged.
     couple_draws: the draws' deviations from their mean coupled within each row by the conditional correlation of
         the row's unknown numeric cells given its known ones, under a Gaussian fitted to the key rows
         (``inference.coupled``). The network's draws of two unknown cells of one row come out nearly independent

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from icl_diffusion import DiffusionImputer
-from icl_diffusion.inference import SNAP_MAX_VALUES, snap_to_support, tilted_frequencies
+from icl_diffusion.inference import SNAP_MAX_VALUES, SNAP_MIN_REPEATS, snap_to_support, tilted_frequencies
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -70,10 +70,11 @@ def test_tilted_frequencies_reach_the_mean_and_move_the_frequencies_no_more_than
 
 def test_a_column_with_many_values_or_too_few_repeats_is_not_discrete():
     g = np.random.default_rng(1)
-    many = np.round(g.normal(size=200), 1)  # ~40 distinct values: more than SNAP_MAX_VALUES
+    many = np.round(g.normal(size=2000), 2)  # ~500 distinct values: more than SNAP_MAX_VALUES
     assert len(np.unique(many)) > SNAP_MAX_VALUES
     short = np.arange(12, dtype=float)  # 12 distinct values in 12 rows: no repeats
-    for col in (many, short):
+    few_repeats = np.repeat(np.arange(30.0), SNAP_MIN_REPEATS - 1)  # 30 values, each seen too few times
+    for col in (many, short, few_repeats):
         x = col[:, None].astype(np.float32)
         known = np.ones_like(x, dtype=bool)
         known[:3] = False
