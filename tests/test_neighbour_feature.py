@@ -3,6 +3,7 @@ invariants: key rows only, permutation equivariance, query rows against cached k
 
 import math
 
+import pytest
 import torch
 
 from icl_diffusion.model import Denoiser, DenoiserConfig
@@ -21,7 +22,7 @@ def _table(seed=0, N=40, F=5, p_known=0.7):
     return x, known, is_cat, n_classes
 
 
-def _direct(x, known, is_cat, i, j):
+def _direct(x, known, is_cat, i, j, nearest_only=False):
     """The documented definition, one cell at a time."""
     N, F = x.shape
     d = torch.full((N,), math.inf)
@@ -36,6 +37,8 @@ def _direct(x, known, is_cat, i, j):
     out = []
     for tau in (nearest.mean().clamp(min=1e-4), nearest[0].clamp(min=1e-4)):  # smooth, sharp
         w = torch.exp(-(d - d.min()) / tau) * known[:, j]
+        if nearest_only:  # the NEIGHBOURS nearest rows only
+            w = w * (d <= nearest[-1])
         if is_cat[j]:
             out.append(torch.stack([(w * (x[:, j] == c)).sum() / w.sum() for c in range(3)]))
         else:
@@ -43,11 +46,12 @@ def _direct(x, known, is_cat, i, j):
     return out, nearest[0].clamp(min=1e-4)
 
 
-def test_estimates_match_the_definition():
+@pytest.mark.parametrize("nearest_only", [False, True])
+def test_estimates_match_the_definition(nearest_only):
     x, known, is_cat, n_classes = _table()
-    num, sharp, probs, log_dist = neighbour_estimates(x, known, is_cat, n_classes, 3)
+    num, sharp, probs, log_dist = neighbour_estimates(x, known, is_cat, n_classes, 3, nearest_only=nearest_only)
     for i, j in [(0, 0), (3, 2), (7, 4), (11, 1), (20, 1)]:
-        (ref, ref_sharp), dist = _direct(x[0], known[0], is_cat[0], i, j)
+        (ref, ref_sharp), dist = _direct(x[0], known[0], is_cat[0], i, j, nearest_only)
         assert torch.allclose(log_dist[0, i], dist.log(), atol=1e-4)
         if known[0, i, j]:
             continue
@@ -115,3 +119,22 @@ def test_switching_the_feature_on_keeps_a_trained_networks_outputs_until_it_trai
     with torch.no_grad():
         on.neighbour_in.weight.fill_(0.1)
     assert not torch.equal(off(x, t, known, is_cat, n_classes)[0], on(x, t, known, is_cat, n_classes)[0])
+
+
+def test_the_nearest_rows_kernel_ignores_the_far_crowd():
+    """A row with 5 near-duplicates (value 1) among 200 far rows (value 0) in a noisy column: the whole-table
+    kernel lets the crowd pull the smooth estimate toward 0; the nearest rows alone give ~1. The denoiser reads
+    it by its ``neighbour_kernel`` setting."""
+    g = torch.Generator().manual_seed(0)
+    far = torch.randn(200, 4, generator=g) * 1.0 + 3.0
+    near = torch.zeros(6, 4) + 0.3 * torch.randn(6, 4, generator=g)
+    x = torch.cat([near, far])[None]
+    x[0, :6, 3], x[0, 6:, 3] = 1.0, 0.0
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[0, 0, 3] = False
+    is_cat, n_classes = torch.zeros(1, 4, dtype=torch.bool), torch.zeros(1, 4, dtype=torch.long)
+    whole = neighbour_estimates(x, known, is_cat, n_classes, 2)[0][0, 0, 3]
+    nearest = neighbour_estimates(x, known, is_cat, n_classes, 2, nearest_only=True)[0][0, 0, 3]
+    assert nearest > 0.75 and whole < 0.6, (float(whole), float(nearest))  # 0.86 and 0.48
+    with pytest.raises(ValueError, match="neighbour_kernel"):
+        Denoiser(DenoiserConfig(neighbour_feature=True, neighbour_kernel="knn"))
