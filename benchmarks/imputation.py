@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sampler-steps", type=int, default=10)
     p.add_argument("--max-context-rows", type=int, default=512)
     p.add_argument("--local-context-rows", type=int, default=128, help="icl_local's local context rows")
+    p.add_argument("--neighbour-kernel", choices=("all", "nearest"), default=None,
+                   help="the checkpoint's nearest-rows input read another way (DenoiserConfig.neighbour_kernel; "
+                   "default: the checkpoint's)")
     p.add_argument("--max-rows", type=int, default=1000, help="subsample larger tables (seeded)")
     p.add_argument("--missforest-iter", type=int, default=5)
     p.add_argument("--gaussian-rows", type=int, default=500)
@@ -251,6 +254,9 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     pretrained, described, _ = resolve_checkpoint(args.checkpoint)
+    if args.neighbour_kernel is not None:
+        pretrained.model.cfg.neighbour_kernel = args.neighbour_kernel
+        described += f", neighbour_kernel={args.neighbour_kernel}"
     print(f"checkpoint: {described}", flush=True)
     print(f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f} at start", flush=True)
     with threadpool_limits(limits=args.threads):
