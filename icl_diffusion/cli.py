@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .inference import ENGINE_METHODS, SNAP_MAX_VALUES
+from .inference import ENGINE_METHODS, SNAP_MAX_VALUES, SNAP_MIN_REPEATS
 from .sampling import SamplerConfig
 from .transforms import MEMBERS, check_members
 
@@ -165,8 +165,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                        "their errors on hidden observed cells (default: the checkpoint's setting)")
         p.add_argument("--snap-draws", action=argparse.BooleanOptionalAction, default=None,
                        help=f"move each imputation of a discrete numeric column (at most {SNAP_MAX_VALUES} distinct "
-                       "observed values) onto its observed values, in their frequencies tilted to the cell's mean (default: the "
-                       "checkpoint's setting)")
+                       f"observed values, each seen {SNAP_MIN_REPEATS} times on average) onto its observed values, in "
+                       "their frequencies tilted to the cell's mean (default: the checkpoint's setting)")
         p.add_argument("--couple-draws", action=argparse.BooleanOptionalAction, default=None,
                        help="couple the imputations of a row's missing numeric cells by their conditional "
                        "covariance under a Gaussian fitted to the table: correlated, and as wide as the row's "

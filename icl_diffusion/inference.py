@@ -54,7 +54,7 @@ INPUT_WEIGHT_STEP = 0.25
 # ``snap_draws``: a numeric column counts as discrete when its observed values take at most this many distinct
 # values, each seen at least SNAP_MIN_REPEATS times on average (so a short table's continuous column does not).
 # Session 21 (20 values, 2 repeats before): Boston's zoned columns (tax, ptratio, indus, zn) join, its draws'
-# CRPS 0.283 / 0.299 -> 0.275 / 0.294; Auto, Guns, College, close_college level, quakes' 22-valued magnitude
+# CRPS 0.283 / 0.299 -> 0.275 / 0.293; Auto, Guns, College, close_college level, quakes' 22-valued magnitude
 # 0.0004 / 0.0020 worse (benchmarks/results/draws.md).
 SNAP_MAX_VALUES = 100
 SNAP_MIN_REPEATS = 5
@@ -833,8 +833,8 @@ def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_ca
         values = torch.as_tensor(support, dtype=torch.float64)
         cells = torch.as_tensor(~known[:, j])
         d = draws[:, cells, j].double()  # (S, n) the unknown cells
-        above = torch.searchsorted(values, d).clamp(1, len(values) - 1)  # the first value >= the draw
-        lower, upper = values[above - 1], values[above]
+        above = torch.searchsorted(values, d).clamp(max=len(values) - 1).clamp(min=1 if len(values) > 1 else 0)
+        lower, upper = values[(above - 1).clamp(min=0)], values[above]  # the values around the draw
         nearest = torch.where(d - lower <= upper - d, lower, upper)  # ties: the lower
         snapped = nearest
         if len(d) > 1 and len(support) > 1:

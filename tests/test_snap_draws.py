@@ -123,3 +123,12 @@ def test_repaint_draws_stay_as_drawn(tiny_checkpoint):
 def test_snap_draws_must_be_a_flag():
     with pytest.raises(ValueError, match="snap_draws"):
         DiffusionImputer(snap_draws="yes").fit(np.ones((5, 2)))
+
+
+def test_a_column_of_one_observed_value_gets_it():
+    x = np.full((30, 1), 2.0, dtype=np.float32)
+    known = np.ones_like(x, dtype=bool)
+    known[:5] = False
+    for n_draws in (1, 4):
+        out = snap_to_support(torch.randn(n_draws, 30, 1), x, known, np.array([False]))
+        assert (out[:, :5, 0] == 2.0).all()
