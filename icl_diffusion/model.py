@@ -63,6 +63,8 @@ class DenoiserConfig:
     # many, together take a large share where distances crowd, pulling the estimate toward the column mean);
     # "nearest" only the ``neighbour_feature.NEIGHBOURS`` nearest (session 21: alone, the estimate's NRMSE on
     # the grid's MCAR rows 0.701 -> 0.677, AER/Guns 0.457 -> 0.356 at 10%; benchmarks/results/imputation.md).
+    # Trained with it (stage 39) the network gained under MCAR and lost under MAR and on categorical cells:
+    # not adopted (checkpoints/README.md).
     neighbour_kernel: str = "all"
     # Feed every numeric cell the exact Gaussian denoiser of the noisy table (noisy_feature.py): its posterior
     # mean and log variance given the known cells exactly and the noisy cells at their noise level, so the
