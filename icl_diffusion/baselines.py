@@ -76,7 +76,7 @@ class NeighbourDenoiser(Denoiser):
         n_levels = max(2, int(n_classes.max()))
         keys = None if context is None else context["rows"]
         smooth, _, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask,
-                                                  nearest_only=self.cfg.neighbour_kernel == "nearest")
+                                                  kernel=self.cfg.neighbour_kernel)
         out = (smooth, _log_probabilities(probs, n_classes))
         return _outputs(x, out, return_inputs, {"kv": [None] * len(self.blocks), "rows": (x, seen)} if return_context else None)
 

@@ -833,7 +833,7 @@ def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_ca
         values = torch.as_tensor(support, dtype=torch.float64)
         cells = torch.as_tensor(~known[:, j])
         d = draws[:, cells, j].double()  # (S, n) the unknown cells
-        above = torch.searchsorted(values, d).clamp(max=len(values) - 1).clamp(min=1 if len(values) > 1 else 0)
+        above = torch.searchsorted(values, d).clamp(max=len(values) - 1)  # the first value >= the draw, or the last
         lower, upper = values[(above - 1).clamp(min=0)], values[above]  # the values around the draw
         nearest = torch.where(d - lower <= upper - d, lower, upper)  # ties: the lower
         snapped = nearest

@@ -370,7 +370,7 @@ class Denoiser(nn.Module):
         if self.cfg.neighbour_feature:
             keys = None if context is None else context["rows"]
             neighbours = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask,
-                                             nearest_only=self.cfg.neighbour_kernel == "nearest")
+                                             kernel=self.cfg.neighbour_kernel)
         denoised = None
         if self.cfg.noisy_feature:
             noisy = noisy_cells(known, is_cat, col_mask)

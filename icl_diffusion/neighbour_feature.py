@@ -10,7 +10,7 @@ Definitions (standardized numeric columns; categorical columns one-hot, so a mis
 squared difference of two independent standardized numbers):
 - distance d(i, r) = mean over the columns known in both row i and key row r of the squared difference
   (no shared column: no distance, the row gets no weight); a row is never its own neighbour;
-- weight(i, r) = exp(-(d(i, r) - d_min(i)) / tau_i) (with ``nearest_only``: 0 beyond the ``NEIGHBOURS`` nearest
+- weight(i, r) = exp(-(d(i, r) - d_min(i)) / tau_i) (with ``kernel="nearest"``: 0 beyond the ``NEIGHBOURS`` nearest
   key rows; ``DenoiserConfig.neighbour_kernel``), at two bandwidths: smooth, tau_i = mean of row i's
   ``NEIGHBOURS`` smallest distances (what suits most real tables), and sharp, tau_i = d_min(i), its nearest
   row's distance (near-duplicate rows: panel data, repeated measures);
@@ -39,14 +39,14 @@ def neighbour_estimates(
     keys: tuple[torch.Tensor, torch.Tensor] | None = None,
     key_mask: torch.Tensor | None = None,
     neighbours: int = NEIGHBOURS,
-    nearest_only: bool = False,
+    kernel: str = "all",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Nearest-rows estimates of every cell of x from the key rows.
 
     x: (B, N, F) standardized numbers / codes; known: (B, N, F) (padding excluded); is_cat, n_classes: (B, F).
     keys: (values, known) (B or 1, K, F) of the key rows when they are other rows than x's (a query chunk
     against cached key rows); None: the rows of x are the key rows, ``key_mask`` (B, N) selecting them.
-    nearest_only: average over the ``neighbours`` nearest key rows only (by distance; ties kept), not all.
+    kernel: "all" weighs every key row; "nearest" only the ``neighbours`` nearest (by distance; ties kept).
     Returns float32 numeric estimates (B, N, F) at the smooth and at the sharp bandwidth (known cells as they
     are; 0 at categorical columns), level probabilities (B, N, F, n_levels) (all 0 at numeric columns and
     where no neighbour knows the column) and log d_min (B, N) (0 for a row no key row shares a column with).
@@ -77,7 +77,7 @@ def neighbour_estimates(
     ests = []
     for tau in taus:
         weight = torch.where(invalid, 0.0, torch.exp(-(d - nearest[..., :1]).clamp(max=1e4) / tau[..., None]))
-        if nearest_only:
+        if kernel == "nearest":
             weight = torch.where(d <= nearest[..., -1:], weight, 0.0)
         total = weight @ wk_e  # (B, N, E) weight of the key rows that know each slot (the nearest weighs 1)
         est = torch.where(total > _MIN_WEIGHT, (weight @ xk_e) / total.clamp(min=_MIN_WEIGHT), 0.0)

@@ -49,7 +49,8 @@ def _direct(x, known, is_cat, i, j, nearest_only=False):
 @pytest.mark.parametrize("nearest_only", [False, True])
 def test_estimates_match_the_definition(nearest_only):
     x, known, is_cat, n_classes = _table()
-    num, sharp, probs, log_dist = neighbour_estimates(x, known, is_cat, n_classes, 3, nearest_only=nearest_only)
+    kernel = "nearest" if nearest_only else "all"
+    num, sharp, probs, log_dist = neighbour_estimates(x, known, is_cat, n_classes, 3, kernel=kernel)
     for i, j in [(0, 0), (3, 2), (7, 4), (11, 1), (20, 1)]:
         (ref, ref_sharp), dist = _direct(x[0], known[0], is_cat[0], i, j, nearest_only)
         assert torch.allclose(log_dist[0, i], dist.log(), atol=1e-4)
@@ -134,7 +135,7 @@ def test_the_nearest_rows_kernel_ignores_the_far_crowd():
     known[0, 0, 3] = False
     is_cat, n_classes = torch.zeros(1, 4, dtype=torch.bool), torch.zeros(1, 4, dtype=torch.long)
     whole = neighbour_estimates(x, known, is_cat, n_classes, 2)[0][0, 0, 3]
-    nearest = neighbour_estimates(x, known, is_cat, n_classes, 2, nearest_only=True)[0][0, 0, 3]
+    nearest = neighbour_estimates(x, known, is_cat, n_classes, 2, kernel="nearest")[0][0, 0, 3]
     assert nearest > 0.75 and whole < 0.6, (float(whole), float(nearest))  # 0.86 and 0.48
     with pytest.raises(ValueError, match="neighbour_kernel"):
         Denoiser(DenoiserConfig(neighbour_feature=True, neighbour_kernel="knn"))
