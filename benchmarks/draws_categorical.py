@@ -10,6 +10,10 @@ same seeds and derivation as there), K = 20 draws per table. Over the masked cat
 - ``acc 1 draw``: mean accuracy of one draw;
 - ``overconf``: mean frequency of the most frequent draw minus ``acc mode`` (0 calibrated, > 0 overconfident).
 
+and over the masked numeric cells of the same tables (in units of each column's complete-data std; icl-diffusion
+only: the peers leave numeric cells missing): ``num CRPS`` (``draws.crps``) and ``num cover90`` (the
+share of true values inside the central 90% of the draws).
+
 Peers on the same masks: ``marginal``, each cell drawn from its column's observed level frequencies (draws that
 ignore the row); ``forest``, each categorical column's random forest (50 trees, like MissForest's) fitted on
 its observed rows, the other columns filled by mean / mode and one-hot, its class probabilities sampled K times
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from benchmarks.categorical import TABLES, _features, _is_cat, load_table, mode_mean, numeric_image
 from benchmarks.common import make_mask, markdown_table
-from benchmarks.draws import add_common_arguments, begin
+from benchmarks.draws import add_common_arguments, begin, crps
 
 
 def icl_draws(pretrained, n_draws: int):
@@ -103,7 +107,21 @@ def score(draws: list[pd.DataFrame], df: pd.DataFrame, missing: np.ndarray) -> d
         top += list(freq.max(1))
     return {"Brier": float(np.mean(brier)), "acc mode": float(np.mean(mode_hit)),
             "acc 1 draw": float(np.mean(one_hit)), "overconf": float(np.mean(top) - np.mean(mode_hit)),
-            "cells": len(brier)}
+            "cells": len(brier), **numeric_score(draws, df, missing)}
+
+
+def numeric_score(draws: list[pd.DataFrame], df: pd.DataFrame, missing: np.ndarray) -> dict[str, float]:
+    """``num CRPS`` and ``num cover90`` (see the module docstring); NaN where the draws leave every numeric cell at
+    one value or missing (the peers)."""
+    z, mean, std = numeric_image(df)
+    numeric = missing & ~_is_cat(df)[None, :]
+    columns = [c for c, cat in zip(df.columns, _is_cat(df)) if not cat]
+    drawn = np.stack([(d[columns].to_numpy(np.float64) - mean[~_is_cat(df)]) / std[~_is_cat(df)] for d in draws])
+    ens, y = drawn[:, numeric[:, ~_is_cat(df)]], z[numeric]
+    if not numeric.any() or not np.isfinite(ens).all() or np.allclose(ens.std(0), 0):
+        return {"num CRPS": float("nan"), "num cover90": float("nan")}
+    lo, hi = np.quantile(ens, [0.05, 0.95], axis=0)
+    return {"num CRPS": crps(ens, y), "num cover90": float(((y >= lo) & (y <= hi)).mean())}
 
 
 def main() -> None:
@@ -140,7 +158,7 @@ def main() -> None:
                                  **score(draws, df, missing)})
                     print(runs[-1], flush=True)
     runs = pd.DataFrame(runs)
-    keys = ["Brier", "acc mode", "acc 1 draw", "overconf", "seconds"]
+    keys = ["Brier", "acc mode", "acc 1 draw", "overconf", "num CRPS", "num cover90", "seconds"]
     per_table = runs.groupby(["table", "mech", "method"], sort=False)[keys].mean().reset_index()
     overall = runs.groupby(["mech", "method"], sort=False)[keys].mean().reset_index()
     print(f"\n{args.rate:.0%} missing, mean over seeds {args.seeds}, {args.draws} draws\n")

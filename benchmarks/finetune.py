@@ -56,7 +56,12 @@ TABLES.update({key: loader for key, (loader, _) in LARGE_TABLES.items()})
 # package -> (fine-tuning tables, held-out table). COUNT: health-care use (visits, lengths of stay) with
 # demographics and one-hot copies of coded columns (edlevel1-4, type1-3, agegrp's age1-3): all numeric.
 # Left out: rwm1984 (its rows are rwm5yr's year 1984) and azprocedure (azpro's rows again).
-DOMAINS = {"COUNT": (["azcabgptca", "azpro", "medpar", "rwm5yr", "loomis"], "mdvis")}
+# DAAG: the Lalonde job-training tables, one schema (treatment flag, age, education, ethnicity, marriage, no
+# degree, real earnings in 1974, 1975, 1978): survey samples (CPS, PSID) and the NSW experiment's rows. cps1
+# and psid1 hold no NSW row, so nswdemo (the experiment) is unseen; cps2-3 and psid2-3 are subsets of cps1 and
+# psid1, and the nsw74* / nswpsid1 tables mix NSW rows in: all left out. Validation is psid1 (one of two tables).
+DOMAINS = {"COUNT": (["azcabgptca", "azpro", "medpar", "rwm5yr", "loomis"], "mdvis"),
+           "DAAG": (["cps1", "psid1"], "nswdemo")}
 
 
 def load_domain(package: str) -> tuple[list[pd.DataFrame], str, pd.DataFrame]:

@@ -9,6 +9,13 @@ y = B * x1 + C * x2 + N(0, 1) noise; ``--rows`` rows. ``--rate`` of the cells of
 - MAR: y goes missing more often where x2 is low; x1 goes missing, among the rows whose y is observed, more
   often where y is high (the k largest of STRENGTH * z + logistic noise, z the standardized driver). The
   missingness depends on observed cells only, but on the outcome, so complete cases are a biased sample.
+- rows: x1 and y hidden together, in the same uniformly drawn rows (a block of a form skipped): each draw of a
+  row's y must follow the same row's draw of x1.
+
+``--categorical-x1``: x1 is a two-level category instead (1 where the normal draw is > 0, as a pandas Categorical
+"low" / "high"; y = B * x1 + C * x2 + noise with x1 0/1, x2 correlated with the latent normal), so the draws of a
+category and of a number in one row must agree: the coefficient of a category fitted on completed tables.
+MICE (IterativeImputer) draws the 0/1 column as a number.
 
 Each replication fits y ~ 1 + x1 + x2 by OLS and gives a 95% t interval of B (and C) from
 - ``full data``: the table before hiding cells (the reference: ~95% by construction);
@@ -24,6 +31,7 @@ coverage of the 95% interval (Monte Carlo error ~ sqrt(0.95 * 0.05 / reps)) and 
     python benchmarks/rubin_coverage.py --reps 10 --k 5       # a quick look
     python benchmarks/rubin_coverage.py --no-calibrate-spread # the draws as the sampler makes them
     python benchmarks/rubin_coverage.py --no-couple-draws     # a row's draws left uncoupled
+    python benchmarks/rubin_coverage.py --categorical-x1 --mechanisms mcar,rows  # a category's coefficient
 """
 
 from __future__ import annotations
@@ -50,14 +58,20 @@ COLUMNS = ["y", "x1", "x2"]
 METHODS = ("full data", "complete cases", "single imputation", "icl-diffusion MI", "MICE MI")
 
 
-def simulate(n: int, mechanism: str, rate: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(complete table (n, 3) with columns y, x1, x2; the same with hidden cells as NaN)."""
+def simulate(n: int, mechanism: str, rate: float, rng: np.random.Generator,
+             categorical_x1: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(complete table (n, 3) with columns y, x1, x2; the same with hidden cells as NaN). ``categorical_x1``:
+    x1 is 0/1 (the normal draw > 0)."""
     x = rng.multivariate_normal([0, 0], [[1, RHO], [RHO, 1]], n)
+    if categorical_x1:
+        x[:, 0] = x[:, 0] > 0
     y = B * x[:, 0] + C * x[:, 1] + rng.normal(size=n)
     full = np.column_stack([y, x])
     k = round(rate * n)
     if mechanism == "mcar":
         hide_y, hide_x1 = (np.isin(np.arange(n), rng.choice(n, k, replace=False)) for _ in range(2))
+    elif mechanism == "rows":
+        hide_y = hide_x1 = np.isin(np.arange(n), rng.choice(n, k, replace=False))
     else:
         z = (full - full.mean(0)) / full.std(0)
         hide_y = _hide_top(-STRENGTH * z[:, 2] + _logistic_noise(rng, n), k)
@@ -92,16 +106,32 @@ def pooled(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return pool.estimate, np.sqrt(pool.total), pool.ci_low, pool.ci_high
 
 
+def as_frame(table: np.ndarray) -> pd.DataFrame:
+    """The table with x1 as a two-level category ("low" / "high"; NaN stays missing)."""
+    x1 = pd.Categorical(np.where(table[:, 1] == 1, "high", "low"), categories=["low", "high"])
+    frame = pd.DataFrame({"y": table[:, 0], "x1": x1, "x2": table[:, 2]})
+    frame.loc[np.isnan(table[:, 1]), "x1"] = np.nan
+    return frame
+
+
+def as_array(frame: pd.DataFrame) -> np.ndarray:
+    """``as_frame``'s inverse: x1 as 0/1."""
+    return np.column_stack([frame["y"], (frame["x1"] == "high").astype(float), frame["x2"]]).astype(float)
+
+
 def replicate(pretrained, n: int, mechanism: str, rate: float, k: int, seed: int,
-              calibrate_spread: bool | None = None, couple_draws: bool | None = None) -> list[dict]:
-    full, masked = simulate(n, mechanism, rate, np.random.default_rng(seed))
+              calibrate_spread: bool | None = None, couple_draws: bool | None = None,
+              categorical_x1: bool = False) -> list[dict]:
+    full, masked = simulate(n, mechanism, rate, np.random.default_rng(seed), categorical_x1)
+    given = as_frame(masked) if categorical_x1 else masked
+    back = as_array if categorical_x1 else np.asarray
     imputer = DiffusionImputer(checkpoint=pretrained, device="cpu", random_state=seed,
-                               calibrate_spread=calibrate_spread, couple_draws=couple_draws).fit(masked)
+                               calibrate_spread=calibrate_spread, couple_draws=couple_draws).fit(given)
     runs = {
         "full data": lambda: t_interval(full),
         "complete cases": lambda: t_interval(masked[~np.isnan(masked).any(1)]),
-        "single imputation": lambda: t_interval(imputer.transform(masked)),
-        "icl-diffusion MI": lambda: pooled(np.stack(imputer.sample(masked, n_imputations=k))),
+        "single imputation": lambda: t_interval(back(imputer.transform(given))),
+        "icl-diffusion MI": lambda: pooled(np.stack([back(d) for d in imputer.sample(given, n_imputations=k)])),
         "MICE MI": lambda: pooled(mice_draws(k)(masked, seed)),
     }
     rows = []
@@ -136,6 +166,7 @@ def main() -> None:
                         help="icl-diffusion's per-column spread calibration (default: the checkpoint's)")
     parser.add_argument("--couple-draws", action=argparse.BooleanOptionalAction, default=None,
                         help="icl-diffusion's coupling of a row's draws (default: the checkpoint's)")
+    parser.add_argument("--categorical-x1", action="store_true", help="x1 a two-level category (see above)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pretrained, described, _ = resolve_checkpoint(args.checkpoint)
@@ -143,7 +174,7 @@ def main() -> None:
     for mechanism in args.mechanisms.split(","):
         for seed in range(args.reps):
             rows += replicate(pretrained, args.rows, mechanism, args.rate, args.k, seed, args.calibrate_spread,
-                              args.couple_draws)
+                              args.couple_draws, args.categorical_x1)
         print(f"{mechanism}: {args.reps} replications, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     runs = pd.DataFrame(rows)
     command = "python benchmarks/rubin_coverage.py " + " ".join(sys.argv[1:])
@@ -152,7 +183,9 @@ def main() -> None:
         "# Rubin's rules: coverage of the pooled 95% interval of a regression coefficient",
         (f"Command: `{command.strip()}` ({datetime.date.today()}, one thread, "
          f"{time.perf_counter() - start:.0f} s). Checkpoint: {described}."),
-        (f"y = {B} x1 + {C} x2 + N(0, 1), corr(x1, x2) = {RHO}, {args.rows} rows, {args.rate:.0%} of x1's and "
+        (f"y = {B} x1 + {C} x2 + N(0, 1), corr(x1, x2) = {RHO}"
+         + (" (of the latent normal; x1 = 1 where it is > 0, a two-level category)" if args.categorical_x1 else "")
+         + f", {args.rows} rows, {args.rate:.0%} of x1's and "
          f"of y's cells hidden (x2 complete), {args.reps} replications per mechanism (seed r draws the same "
          f"complete table under both mechanisms), K = {args.k} imputations; OLS y ~ 1 + x1 + x2. Monte Carlo "
          f"standard error of a 95% coverage: {mc:.3f}. Protocol: the docstring of benchmarks/rubin_coverage.py."),

@@ -52,21 +52,23 @@ def cat_accuracy(filled: torch.Tensor, batch: dict) -> tuple[float, int]:
     return (float((filled[cells] == x[cells]).float().mean()) if n else float("nan")), n
 
 
-def _column_std(x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, 1, F) std over the complete data (or its observed cells)."""
-    if observed is None:
-        return x.std(1, keepdim=True).clamp(min=1e-8)
-    w = observed.to(x.dtype)
+def _column_std(x: torch.Tensor, observed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, F) std over the complete data (or its observed cells), and whether each column varies there (a
+    constant column has no scale: ``nrmse`` leaves it out)."""
+    w = torch.ones_like(x) if observed is None else observed.to(x.dtype)
     n = w.sum(1, keepdim=True).clamp(min=2)
     mean = (x * w).sum(1, keepdim=True) / n
-    return (((x - mean) ** 2 * w).sum(1, keepdim=True) / (n - 1)).sqrt().clamp(min=1e-8)
+    std = (((x - mean) ** 2 * w).sum(1, keepdim=True) / (n - 1)).sqrt()
+    return std.clamp(min=1e-8), std > 1e-9 * (1 + mean.abs())
 
 
 def nrmse(filled: torch.Tensor, batch: dict) -> float:
-    """RMSE over unknown numeric cells, each column scaled by its complete-data std."""
+    """RMSE over unknown numeric cells, each column scaled by its complete-data std. Columns that do not vary
+    (a flag that is 0 in every row of this table) have no scale and are not scored."""
     x, is_cat = batch["x"], batch["is_cat"].bool()
-    cells = _scored(batch) & ~is_cat[:, None, :]
-    err = ((filled - x) / _column_std(x, batch.get("observed")))[cells]
+    std, varies = _column_std(x, batch.get("observed"))
+    cells = _scored(batch) & ~is_cat[:, None, :] & varies
+    err = ((filled - x) / std)[cells]
     return float(err.pow(2).mean().sqrt()) if err.numel() else float("nan")
 
 

@@ -56,11 +56,12 @@ class FineTuneConfig:
     patience: int = 4  # validations without improvement before stopping early
     # Names (prefixes) of the only parameters trained; empty = all (as pretraining's ``optim.train_only``).
     train_only: tuple[str, ...] = ()
-    # One table only: train with the column (and level) identity vectors inference gives that table's columns
+    # Train with the column (and level) identity vectors inference gives the table's columns
     # (``Denoiser.column_embeddings`` / ``level_embeddings`` of the whole table, picked by each subset's column
-    # indices) instead of fresh random ones, so the model may learn what each column of the table is and how it
-    # relates to the others. The fine-tuned checkpoint is then specific to tables with that column order.
-    # Several tables: ignored (their columns differ; the held-out use is a new table).
+    # indices) instead of fresh random ones, so the model may learn what each column is and how it relates to
+    # the others. One table, or several of one schema (``shared_schema``: the same columns in the same order,
+    # as a hospital's lab-panel tables); tables of different schemas: ignored. The fine-tuned checkpoint is then
+    # specific to tables of that schema (inference gives identities by column position).
     table_identities: bool = False
     mask_kinds: tuple[str, ...] = MASK_KINDS  # masks of the user-table batches, drawn uniformly among these
     # The views of the table (``transforms.MEMBERS``) the user-table batches are drawn in, one per batch,
@@ -87,6 +88,16 @@ class FineTuneConfig:
     # are never kept, however well they fit the user's tables. None: no guard.
     max_forgetting: float | None = 0.02
     seed: int = 0
+
+
+def shared_schema(tables, max_classes: int) -> bool:
+    """Whether the tables (one, or a list) share one schema: the same column names in the same order, each of one
+    kind in every table, categorical ones with the same levels (so that a column's identity vectors, given by
+    position at inference, mean one thing in all of them)."""
+    tables = tables if isinstance(tables, (list, tuple)) else [tables]
+    schemas = {tuple((c.name, c.kind, tuple(c.categories or ())) for c in
+                     TablePreprocessor(max_classes).fit(as_table(table)).columns_) for table in tables}
+    return len(schemas) == 1
 
 
 def encode_tables(tables, max_classes: int) -> list[EncodedTable]:
@@ -374,10 +385,10 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     run_dir = out.parent / f"{out.name}.run"
     prior = PriorConfig(n_rows=cfg.rows, n_features=(2, cfg.max_features), max_cells=8192,
                         max_batch_size=cfg.batch_size)
-    one_table = cfg.table_identities and len(train_tables) == 1 and len(encoded) == 1
+    identities = cfg.table_identities and shared_schema(tables, start.model.cfg.max_classes)
     module = FineTuneLitModule(
-        n_features=encoded[0].x.shape[1] if one_table else 0,
-        n_levels=max(2, int(encoded[0].n_classes.max())) if one_table else 2, point_inputs=cfg.point_inputs,
+        n_features=encoded[0].x.shape[1] if identities else 0,
+        n_levels=max(2, *(int(e.n_classes.max()) for e in encoded)) if identities else 2, point_inputs=cfg.point_inputs,
         anchor=cfg.anchor, sampler=start.sampler,
         model=start.model.cfg, diffusion={"num_steps": start.diffusion.num_steps, "schedule": start.diffusion.schedule,
                                           "prediction": start.diffusion.prediction},

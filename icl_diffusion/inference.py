@@ -23,7 +23,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
-from .gaussian_feature import table_gaussian
+from .gaussian_feature import expand_table, one_hot_layout, table_gaussian
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
@@ -40,6 +40,7 @@ CALIBRATION_MIN_CELLS = 10
 CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
+TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
 # two views for the same blend (benchmarks/results/local_context.md).
 LOCAL_MEMBERS = ("identity",)
@@ -687,7 +688,7 @@ def impute(
                             ((1 - w) * x0 + w * local[0][rows]).to(x0.dtype))
         return torch.where(ks, xs, mixed), as_logits(probs).to(x0.dtype)
 
-    bar = hook = centre_sub = None
+    bar = hook = centre_sub = centre_logits = None
     if progress and not hasattr(progress, "update"):
         from tqdm.auto import tqdm
 
@@ -716,7 +717,7 @@ def impute(
             outputs = {"identity": first_call(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows,
                                               with_inputs)} if share else {}
             if share and center_draws and n_samples > 1:
-                centre_sub = point_estimate_of(outputs, table_views)[0]
+                centre_sub, centre_logits = point_estimate_of(outputs, table_views)
             gen = torch.Generator(device=dev).manual_seed(seed)
             out_sub = torch.empty(n_samples, *xs.shape, dtype=xs.dtype, device=dev)
             for i, member in enumerate(draw_views):
@@ -744,8 +745,18 @@ def impute(
                     pretrained, x, known, is_cat, n_classes, seed, keys.numpy(), progress=bar, method=method,
                     n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))
+                categorical = torch.as_tensor(~known & is_cat[None, :])
+                if centre_logits is not None and bool(categorical.any()):
+                    temperature = draw_temperature(pretrained, x, known, is_cat, n_classes, seed, keys.numpy(),
+                                                   progress=bar, **settings)
+                    logits = torch.zeros(N, *centre_logits.shape[1:], dtype=torch.float64)
+                    logits[rows] = centre_logits.double().cpu()
+                    levels = draw_levels(logits / temperature, n_classes, n_samples, seed)  # (S, N, F)
+                    out = torch.where(categorical, levels.to(out.dtype), out)
             if couple_draws:
-                out = torch.where(fixed, out, coupled(out, x, known, is_cat, keys.numpy(), model.cfg.gaussian_em_iters))
+                reference = calibration_cells(known, is_cat, keys.numpy(), seed) if calibrate_spread else None
+                out = torch.where(fixed, out, coupled(out, x, known, is_cat, n_classes, keys.numpy(),
+                                                      model.cfg.gaussian_em_iters, reference))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
         if snap_draws and not point:
             out = snap_to_support(out, x, known, is_cat)
@@ -762,52 +773,120 @@ def impute(
     return out.numpy()
 
 
-def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray,
-            em_iters: int, chunk_cells: int = 2**22) -> torch.Tensor:
-    """Draws (S, N, F) whose deviations from their mean over the S draws follow, within each row, the conditional
-    covariance of the row's unknown numeric cells given its known ones, under the Gaussian the network's
-    closed-form input fits to the key rows (``table_gaussian``):
+def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray,
+            key_rows: np.ndarray, em_iters: int, reference: tuple[np.ndarray, np.ndarray] | None = None,
+            chunk_cells: int = 2**22) -> torch.Tensor:
+    """Draws (S, N, F) whose numeric deviations from their mean over the S draws follow, within each row, the
+    conditional covariance of the row's unknown cells given its known ones, under the Gaussian the network's
+    closed-form input fits to the key rows (``table_gaussian`` over the table with its categorical columns one-hot,
+    as ``gaussian_feature.cell_estimates`` fits it):
 
-    - correlation: each cell's deviations divided by their spread (sd over the draws) are mixed by the Cholesky
-      factor of the row's unknown cells' conditional correlation, then scaled back;
-    - spread by pattern: a cell's deviations are then scaled by its conditional sd over the root mean square of
-      the conditional sds of its column's unknown cells, so a row whose other cells are known gets narrower draws
-      than one missing most of them, and the column's mean spread (the calibrated one) is kept.
+    - categories: a row's unknown categorical cells are drawn first (each draw holds its levels); each numeric
+      deviation gains the Gaussian's regression of the row's unknown numeric cells on those levels' indicators
+      (given the known cells), applied to the drawn indicators minus their mean over the draws, so a draw that
+      picks a level with high values of a column also has high values there (a regression coefficient of a
+      numeric column on a category, fitted on the completed tables, is not shrunk toward 0);
+    - correlation: the rest of each cell's deviations, divided by their spread (sd over the draws), are mixed by
+      the Cholesky factor of the row's unknown numeric cells' conditional correlation given the known cells and
+      the drawn levels, then scaled back, to what the categories leave of the cell's spread;
+    - spread by pattern: a cell's deviations are then scaled by its conditional sd given the known cells over the
+      root mean square of those of its column's unknown cells, so a row whose other cells are known gets narrower
+      draws than one missing most of them, and the column's mean spread is kept. ``reference`` (key rows (K,),
+      hidden (K, F) bool: ``calibration_cells``): the cells the spread was calibrated on, whose root mean square
+      is taken instead: the calibrated spread is that of cells missing as those are (one more cell in a row
+      whose own cells are missing as they are), and a column's unknown cells missing more of their row (a
+      category and a number skipped together) are drawn wider.
 
     Independent draws of one spread per column gain the Gaussian's dependence and its pattern-dependent widths.
-    Other cells unchanged. The conditional covariance of a row's unknown cells U given its known ones is the
-    inverse of the precision matrix's U block, so one inverse of the table's covariance serves every row's
-    missingness pattern."""
+    Other cells unchanged; the draws' mean over S is kept. With P the inverse of the fitted covariance, the
+    conditional covariance of a row's unknown slots V given the rest is the inverse of P's V block, and the
+    regression of the numeric slots U on the level slots C given the known ones is -(P_UU)^-1 P_UC: one inverse
+    of the table's covariance serves every row's missingness pattern."""
+    is_cat_t, n_classes_t = torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes)[None]
     unknown = torch.as_tensor(~known & ~is_cat[None, :])
     rows = unknown.any(1).nonzero().squeeze(1)
     if len(rows) == 0:
         return draws
     keys = np.sort(key_rows)
-    _, cov = table_gaussian(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None],
-                            torch.as_tensor(is_cat)[None], em_iters=em_iters)
-    precision = torch.linalg.inv(cov[0])  # (F, F) float64; categorical columns: unit variance, no covariance
+    layout = one_hot_layout(is_cat_t, n_classes_t)
+    x_e, known_e = expand_table(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None], layout)
+    _, cov = table_gaussian(x_e, known_e, torch.zeros(layout["src"].shape, dtype=torch.bool), em_iters=em_iters)
+    precision = torch.linalg.inv(cov[0])  # (E, E) float64
+    src, level = layout["src"][0], layout["level"][0]  # (E,)
+    slot = src[level == -1]  # (F_numeric,) the numeric columns, one slot each, in column order
+    num_slot = torch.full((len(is_cat),), -1, dtype=torch.long)
+    num_slot[slot] = (level == -1).nonzero().squeeze(1)
     eye = torch.eye(len(precision), dtype=precision.dtype)
     mean = draws.mean(0, keepdim=True)
     dev = (draws - mean).double()
     spread = dev.std(0, keepdim=True)
     out = dev.clone()
     cond_sd = torch.zeros(unknown.shape, dtype=torch.float64)  # (N, F), 0 at other cells
-    chunk = max(1, chunk_cells // len(precision) ** 2)  # rows per batch of (F, F) factors, ~32 MB of float64
+    chunk = max(1, chunk_cells // len(precision) ** 2)  # rows per batch of (E, E) factors, ~32 MB of float64
     for start in range(0, len(rows), chunk):
         r = rows[start : start + chunk]
-        u = unknown[r]  # (n, F)
-        block = torch.where(u[:, :, None] & u[:, None, :], precision, eye)  # precision's U block, identity elsewhere
-        cond = torch.linalg.inv(block)  # the conditional covariance of U given the rest, identity elsewhere
-        sd = cond.diagonal(dim1=1, dim2=2).sqrt()
-        cond_sd[r] = torch.where(u, sd, 0.0)
-        factor, failed = torch.linalg.cholesky_ex(cond / sd[:, :, None] / sd[:, None, :])  # (n, F, F)
+        u, c = unknown_slots(torch.as_tensor(known)[r], is_cat, layout)
+        given_levels = inv_block(precision, u, eye)  # Cov(U | known cells, levels), identity elsewhere
+        sd_all = inv_block(precision, u | c, eye).diagonal(dim1=1, dim2=2).sqrt()  # sd of U given known cells
+        regression = -given_levels @ torch.where(u[:, :, None] & c[:, None, :], precision, 0.0)  # (n, E, E): U <- C
+        codes = draws[:, r][:, :, src]  # (S, n, E): each slot's column's drawn value (a level's code at C)
+        hot = torch.where(c, (codes == level).double(), 0.0)
+        from_levels = torch.einsum("nij,snj->sni", regression, hot - hot.mean(0, keepdim=True))  # (S, n, E)
+        sd_left = given_levels.diagonal(dim1=1, dim2=2).sqrt()
+        factor, failed = torch.linalg.cholesky_ex(given_levels / sd_left[:, :, None] / sd_left[:, None, :])
         factor = torch.where(failed[:, None, None] > 0, eye, factor)  # a factor round-off broke: left uncoupled
-        s = spread[:, r]
-        z = torch.where(u & (s > 0), dev[:, r] / s.clamp(min=1e-12), torch.zeros_like(s))  # (S, n, F)
-        out[:, r] = torch.where(u, torch.einsum("nij,snj->sni", factor, z) * s, dev[:, r])
+        # Numeric cells in slot order: (S, n, E) with the numeric slots filled.
+        at = slot_values(dev[:, r], num_slot, len(precision))
+        s = slot_values(spread[:, r], num_slot, len(precision))
+        z = torch.where(u & (s > 0), at / s.clamp(min=1e-12), 0.0)
+        levels_part = from_levels * s / sd_all  # the Gaussian's deviations in the draws' calibrated units
+        part_var = levels_part.var(0, keepdim=True)
+        shrink = torch.where(part_var > s**2, s / part_var.sqrt().clamp(min=1e-300), 1.0)  # never wider than s
+        levels_part = levels_part * shrink
+        rest = (1 - (part_var * shrink**2) / (s**2).clamp(min=1e-300)).clamp(min=0).sqrt()
+        mixed = torch.einsum("nij,snj->sni", factor, z) * s * rest + levels_part
+        mixed = mixed[:, :, num_slot.clamp(min=0)]  # back to (S, n, F)
+        numeric = unknown[r]
+        out[:, r] = torch.where(numeric, mixed, dev[:, r])
+        cond_sd[r] = torch.where(numeric, sd_all[:, num_slot.clamp(min=0)], 0.0)
     rms = (cond_sd.square().sum(0) / unknown.sum(0).clamp(min=1)).sqrt()  # (F,)
+    if reference is not None:
+        ref_rows, hold = reference
+        hidden = torch.as_tensor(hold & ~is_cat[None, :])
+        measured = hidden.any(0)
+        ref_sd = torch.zeros(hidden.shape, dtype=torch.float64)
+        for start in range(0, len(ref_rows), chunk):
+            part = slice(start, start + chunk)
+            u, c = unknown_slots(torch.as_tensor(known[ref_rows[part]] & ~hold[part]), is_cat, layout)
+            sd = inv_block(precision, u | c, eye).diagonal(dim1=1, dim2=2).sqrt()
+            ref_sd[part] = torch.where(hidden[part], sd[:, num_slot.clamp(min=0)], 0.0)
+        ref_rms = (ref_sd.square().sum(0) / hidden.sum(0).clamp(min=1)).sqrt()
+        rms = torch.where(measured & (ref_rms > 0), ref_rms, rms)
     out = torch.where(unknown & (rms > 0), out * cond_sd / rms.clamp(min=1e-300), out)
     return mean + out.to(draws.dtype)
+
+
+def unknown_slots(known: torch.Tensor, is_cat: np.ndarray, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows' known cells (n, F) bool -> their unknown numeric slots and the level slots of their unknown categorical
+    cells in the expanded table of ``layout`` (batch of 1): two (n, E) bool."""
+    src, level = layout["src"][0], layout["level"][0]
+    unknown = ~known[:, src]
+    cat = torch.as_tensor(is_cat)[src]
+    return unknown & ~cat & (level == -1), unknown & cat & (level >= 0)
+
+
+def inv_block(precision: torch.Tensor, block: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """Per row, the inverse of ``precision`` (E, E) restricted to the slots ``block`` (n, E) bool, the identity
+    elsewhere: the conditional covariance of those slots given the others."""
+    return torch.linalg.inv(torch.where(block[:, :, None] & block[:, None, :], precision, eye))
+
+
+def slot_values(values: torch.Tensor, num_slot: torch.Tensor, width: int) -> torch.Tensor:
+    """Numeric columns' values (..., F) placed at their slots of the expanded table (..., E); 0 elsewhere."""
+    out = values.new_zeros(*values.shape[:-1], width)
+    numeric = num_slot >= 0
+    out[..., num_slot[numeric]] = values[..., numeric]
+    return out
 
 
 def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray) -> torch.Tensor:
@@ -880,6 +959,54 @@ def tilted_frequencies(p: torch.Tensor, v: torch.Tensor, m: torch.Tensor, precis
     return torch.softmax(base + a * v, -1)
 
 
+def calibration_cells(known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray, seed: int):
+    """The cells ``spread_scales`` hides and draws: (the key rows, sorted (K,); hidden (K, F) bool), a seeded
+    ``CALIBRATION_FRAC`` of the observed key-row cells of every numeric column with missing cells."""
+    rows = np.sort(key_rows)
+    return rows, hold_out(known[rows], ~is_cat & (~known).any(0), np.random.default_rng([seed, 1]))
+
+
+def draw_temperature(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
+                     n_classes: np.ndarray, seed: int, key_rows: np.ndarray, **settings) -> float:
+    """The softmax temperature of the categorical cells' draws: in-context calibration of their spread, as
+    ``spread_scales`` calibrates the numeric cells'. In every categorical column with missing cells,
+    ``CALIBRATION_FRAC`` of the observed cells of the key rows (seeded) are hidden as well and their levels'
+    logits read off the point estimate of the key rows alone (the centre's settings); the temperature (one
+    for the table, ``TEMPERATURE_GRID``) is the one of least log loss on their true levels. 1 where nothing was
+    measured. A network whose class probabilities are too flat (too sharp) draws levels too independent of
+    (too tied to) the row's other cells, and a coefficient fitted on the completed tables is shrunk (inflated).
+    """
+    rows = np.sort(key_rows)
+    x, known = x[rows], known[rows]
+    hold = hold_out(known, is_cat & (~known).any(0), np.random.default_rng([seed, 6]))
+    if not hold.any():
+        return 1.0
+    # The blend with the closed-form inputs moves numeric cells only: its calls are skipped.
+    _, logits = impute(pretrained, x, known & ~hold, is_cat, n_classes, seed=seed + 2, key_rows=np.arange(len(x)),
+                       return_logits=True, **{**settings, "blend_inputs": False})
+    held = np.nonzero(hold)
+    logits = torch.as_tensor(logits[held], dtype=torch.float64)  # (H, C)
+    valid = torch.arange(logits.shape[1]) < torch.as_tensor(n_classes[held[1]])[:, None]
+    target = torch.as_tensor(x[held], dtype=torch.long)
+    loss = [float(-torch.log_softmax((logits / t).masked_fill(~valid, -torch.inf), 1).gather(1, target[:, None]).mean())
+            for t in TEMPERATURE_GRID]
+    return float(TEMPERATURE_GRID[int(np.argmin(loss))])
+
+
+def draw_levels(logits: torch.Tensor, n_classes: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
+    """(S, N, F) level codes drawn independently per cell from the softmax of ``logits`` (N, F, C) over each
+    column's ``n_classes`` levels (0 at numeric columns), seeded."""
+    valid = torch.arange(logits.shape[-1]) < torch.as_tensor(n_classes)[:, None]  # (F, C)
+    probs = torch.softmax(logits.masked_fill(~valid, -torch.inf).nan_to_num(nan=0.0), -1)  # numeric columns: NaN
+    probs = torch.where(valid, probs.nan_to_num(nan=0.0), 0.0)
+    probs = torch.where(valid.any(-1)[:, None], probs, torch.nn.functional.one_hot(torch.zeros((), dtype=torch.long),
+                                                                                    logits.shape[-1]).double())
+    generator = torch.Generator().manual_seed(seed + 7)
+    flat = probs.reshape(-1, probs.shape[-1])
+    drawn = torch.multinomial(flat, n_samples, replacement=True, generator=generator)  # (N F, S)
+    return drawn.T.reshape(n_samples, *probs.shape[:2])
+
+
 def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
                   n_classes: np.ndarray, seed: int, key_rows: np.ndarray, **settings) -> np.ndarray:
     """Per-column factors (F,) for the draws' deviations from their mean: in-context calibration of their spread.
@@ -893,9 +1020,8 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     sqrt(sum r^2 / sum s^2 (1 + 1/D)), pulled toward the table's pooled factor by
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
     """
-    columns = ~is_cat & (~known).any(0)
-    x, known = x[np.sort(key_rows)], known[np.sort(key_rows)]
-    hold = hold_out(known, columns, np.random.default_rng([seed, 1]))
+    rows, hold = calibration_cells(known, is_cat, key_rows, seed)
+    x, known = x[rows], known[rows]
     scale = np.ones(x.shape[1])
     if not hold.any():
         return scale

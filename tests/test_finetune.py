@@ -214,6 +214,37 @@ def test_validation_imputes_as_the_estimator_does():
     assert got == pytest.approx(float(np.sqrt((err**2).mean())), rel=1e-3)
 
 
+def test_a_constant_column_does_not_swamp_the_validation_score():
+    """A flag that is 0 in every row of a validation table (DAAG's cps1 and psid1: no treated row) has no scale;
+    scored in its own std it turned the score into ~1e6 noise, which early stopping then followed. It is left
+    out: the score is the other columns' error, as the estimator's on the same cells."""
+    from icl_diffusion.estimators import _seed
+    from icl_diffusion.evaluation import evaluate_engine
+    from icl_diffusion.finetune import validation_batches
+
+    df = product_domain(0, n=120)
+    flagged = df.assign(flag=0.0)
+    scores = []
+    for table in (df, flagged):
+        batch = validation_batches(encode_tables(table, max_classes=100), seed=0)[0]
+        scores.append(evaluate_engine(load_pretrained(), [batch], seed=_seed(0))["user_nrmse"])
+        hide = (batch["observed"][0] & ~batch["known"][0]).numpy()
+    assert hide[:, 4].any()  # the flag's cells were hidden and imputed
+    assert np.isfinite(scores[1]) and scores[1] < 2 * scores[0]
+
+
+def test_table_identities_apply_to_tables_of_one_schema():
+    from icl_diffusion.finetune import shared_schema
+
+    a, b = product_domain(0, n=40), product_domain(1, n=60)
+    assert shared_schema([a, b], 100) and shared_schema(a, 100)
+    assert not shared_schema([a, b[["b", "a", "c", "d"]]], 100)  # another order
+    assert not shared_schema([a, b.rename(columns={"d": "e"})], 100)
+    kinds = [t.assign(k=np.where(t["a"] > 0, "p", "n")) for t in (a, b)]
+    assert shared_schema(kinds, 100)
+    assert not shared_schema([kinds[0], kinds[1].assign(k="p")], 100)  # one level only: other codes
+
+
 def test_one_table_validation_rows_are_imputed_with_the_training_rows_as_context():
     from icl_diffusion.finetune import split, validation_batches
 

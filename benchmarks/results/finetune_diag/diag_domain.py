@@ -1,4 +1,7 @@
-"""Diagnostic (b): validation score vs held-out mdvis NRMSE along fine-tuning on COUNT (no early stop)."""
+"""Diagnostic (b): validation score vs held-out NRMSE along fine-tuning on a domain (no early stop).
+
+    python benchmarks/results/finetune_diag/diag_domain.py '<JSON FineTuneConfig overrides>' TAG [DOMAIN (COUNT)]
+"""
 import sys, time, json
 import numpy as np, torch
 sys.path.insert(0, "benchmarks")
@@ -10,7 +13,8 @@ from icl_diffusion.checkpoint import Pretrained, load_pretrained
 torch.set_num_threads(1)
 overrides = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 tag = sys.argv[2] if len(sys.argv) > 2 else "dom"
-tables, name, df = load_domain("COUNT")
+domain = sys.argv[3] if len(sys.argv) > 3 else "COUNT"
+tables, name, df = load_domain(domain)
 z, mean, std = numeric_image(df)
 rng = np.random.default_rng(0)
 missing = make_mask(z, "mcar", 0.2, rng)
