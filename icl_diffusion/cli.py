@@ -162,7 +162,8 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                        "setting)")
         p.add_argument("--calibrate-spread", action=argparse.BooleanOptionalAction, default=None,
                        help="rescale several imputations of each numeric column so that their spread matches "
-                       "their errors on hidden observed cells (default: the checkpoint's setting)")
+                       "their errors on hidden observed cells, and draw categorical cells at a temperature fitted "
+                       "alike (default: the checkpoint's setting)")
         p.add_argument("--snap-draws", action=argparse.BooleanOptionalAction, default=None,
                        help=f"move each imputation of a discrete numeric column (at most {SNAP_MAX_VALUES} distinct "
                        f"observed values, each seen {SNAP_MIN_REPEATS} times on average) onto its observed values, in "

@@ -211,7 +211,8 @@ class DiffusionImputer(TransformerMixin, _Base):
         center_draws: shift several imputations of each numeric cell so that their mean is the point estimate.
         calibrate_spread: rescale several imputations of each numeric column about their mean so that their
             spread matches their errors on observed cells of this table hidden for the purpose
-            (``inference.spread_scales``; one more sampler run of a few draws).
+            (``inference.spread_scales``; one more sampler run of a few draws), and draw categorical cells from
+            the point estimate's class probabilities at a temperature fitted alike (``inference.draw_temperature``).
         ensemble: views of the table the point estimate is averaged over (``transforms.MEMBERS``): "identity"
             and "yeo_johnson" (numeric columns Gaussianized per column); one network call each.
         ensemble_draws: several imputations split among the ensemble's views (drawn in each view's units).

@@ -71,7 +71,9 @@ class SamplerConfig:
         the same posterior mean (benchmarks/results/draws.md). Costs one network call per view.
     calibrate_spread: rescale each numeric column's draws about their mean so that their spread matches
         their errors on cells of this table that were observed and hidden for the purpose
-        (``inference.spread_scales``); costs one more sampler run of ``inference.CALIBRATION_DRAWS`` draws.
+        (``inference.spread_scales``); costs one more sampler run of ``inference.CALIBRATION_DRAWS`` draws. With
+        ``center_draws``, categorical cells are drawn from the centre's class probabilities at a softmax
+        temperature fitted alike (``inference.draw_temperature``; one more point estimate of the key rows).
     ensemble: the point estimate (and the centre of the draws) averaged over these views of the table
         (``transforms.MEMBERS``: "identity", "yeo_johnson"); one network call each. Both: better numeric,
         categorical and target cells than "identity" alone on every benchmark, at twice the point estimate's
