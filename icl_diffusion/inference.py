@@ -41,6 +41,7 @@ CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
+TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
 # two views for the same blend (benchmarks/results/local_context.md).
 LOCAL_MEMBERS = ("identity",)
@@ -376,14 +377,15 @@ def as_logits(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(probs > 0, probs.log(), torch.full_like(probs, -1e4))
 
 
-def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator,
+             frac: float = CALIBRATION_FRAC) -> np.ndarray:
     """(N, F) bool: observed cells hidden to measure the engine on this table (``spread_scales``,
-    ``local_weights``): in each of the ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells (at
-    least ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``."""
+    ``local_weights``): in each of the ``columns`` (F,) bool, ``frac`` of its observed cells (at least
+    ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``."""
     hold = np.zeros_like(known)
     for j in np.flatnonzero(columns):
         observed = np.flatnonzero(known[:, j])
-        k = min(max(CALIBRATION_MIN_CELLS, round(CALIBRATION_FRAC * len(observed))), len(observed) - 2)
+        k = min(max(CALIBRATION_MIN_CELLS, round(frac * len(observed))), len(observed) - 2)
         if k > 0:
             hold[rng.choice(observed, k, replace=False), j] = True
     return hold
@@ -827,7 +829,8 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
         r = rows[start : start + chunk]
         u, c = unknown_slots(torch.as_tensor(known)[r], is_cat, layout)
         given_levels = inv_block(precision, u, eye)  # Cov(U | known cells, levels), identity elsewhere
-        sd_all = inv_block(precision, u | c, eye).diagonal(dim1=1, dim2=2).sqrt()  # sd of U given known cells
+        joint = inv_block(precision, u | c, eye) if bool(c.any()) else given_levels  # Cov(U, C | known cells)
+        sd_all = joint.diagonal(dim1=1, dim2=2).sqrt()  # sd of U given the known cells
         regression = -given_levels @ torch.where(u[:, :, None] & c[:, None, :], precision, 0.0)  # (n, E, E): U <- C
         codes = draws[:, r][:, :, src]  # (S, n, E): each slot's column's drawn value (a level's code at C)
         hot = torch.where(c, (codes == level).double(), 0.0)
@@ -970,7 +973,7 @@ def draw_temperature(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, i
                      n_classes: np.ndarray, seed: int, key_rows: np.ndarray, **settings) -> float:
     """The softmax temperature of the categorical cells' draws: in-context calibration of their spread, as
     ``spread_scales`` calibrates the numeric cells'. In every categorical column with missing cells,
-    ``CALIBRATION_FRAC`` of the observed cells of the key rows (seeded) are hidden as well and their levels'
+    ``TEMPERATURE_FRAC`` of the observed cells of the key rows (seeded) are hidden as well and their levels'
     logits read off the point estimate of the key rows alone (the centre's settings); the temperature (one
     for the table, ``TEMPERATURE_GRID``) is the one of least log loss on their true levels. 1 where nothing was
     measured. A network whose class probabilities are too flat (too sharp) draws levels too independent of
@@ -978,7 +981,7 @@ def draw_temperature(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, i
     """
     rows = np.sort(key_rows)
     x, known = x[rows], known[rows]
-    hold = hold_out(known, is_cat & (~known).any(0), np.random.default_rng([seed, 6]))
+    hold = hold_out(known, is_cat & (~known).any(0), np.random.default_rng([seed, 6]), TEMPERATURE_FRAC)
     if not hold.any():
         return 1.0
     # The blend with the closed-form inputs moves numeric cells only: its calls are skipped.
@@ -996,11 +999,9 @@ def draw_temperature(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, i
 def draw_levels(logits: torch.Tensor, n_classes: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
     """(S, N, F) level codes drawn independently per cell from the softmax of ``logits`` (N, F, C) over each
     column's ``n_classes`` levels (0 at numeric columns), seeded."""
-    valid = torch.arange(logits.shape[-1]) < torch.as_tensor(n_classes)[:, None]  # (F, C)
-    probs = torch.softmax(logits.masked_fill(~valid, -torch.inf).nan_to_num(nan=0.0), -1)  # numeric columns: NaN
-    probs = torch.where(valid, probs.nan_to_num(nan=0.0), 0.0)
-    probs = torch.where(valid.any(-1)[:, None], probs, torch.nn.functional.one_hot(torch.zeros((), dtype=torch.long),
-                                                                                    logits.shape[-1]).double())
+    levels = torch.arange(logits.shape[-1])
+    valid = levels < torch.as_tensor(n_classes)[:, None].clamp(min=1)  # (F, C); a numeric column: "level" 0
+    probs = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1)
     generator = torch.Generator().manual_seed(seed + 7)
     flat = probs.reshape(-1, probs.shape[-1])
     drawn = torch.multinomial(flat, n_samples, replacement=True, generator=generator)  # (N F, S)

@@ -101,9 +101,9 @@ def test_spread_follows_the_pattern_relative_to_the_calibration_cells():
 def test_multiple_imputation_keeps_a_categorys_coefficient(shipped):
     """The path users run (``DiffusionImputer.sample``): a category g and a number y = 2 g + 0.5 x1 + noise hidden in
     the same rows. Within a row, the draws of y must rise with the draws of g, and the regression coefficient of y
-    on g fitted on each completed table must stay near the complete data's. Session 22: within-row slope 1.10,
-    coefficient 1.67 against 1.92; the numbers coupled only among themselves (session 21): -0.03 and 1.31;
-    ``couple_draws=False``: the same -0.03 range, which fails here."""
+    on g fitted on each completed table must stay near the complete data's. Session 22: within-row slope 1.11,
+    coefficient 1.66 against 1.92; the numbers coupled only among themselves (session 21): -0.03 and 1.31;
+    ``couple_draws=False``: 0.00 and 1.51, which fail here."""
     rng = np.random.default_rng(0)
     n = 500
     g = rng.integers(0, 2, n)
@@ -176,4 +176,4 @@ def test_categorical_draws_follow_the_rows_known_cells(shipped):
     brier = float(np.mean(2 * (freq - truth) ** 2))
     marginal = float(np.mean(2 * ((holey["g"] == "b").sum() / holey["g"].notna().sum() - truth) ** 2))
     point = 2 * float(np.mean((imputer.transform(holey)["g"] == "b").to_numpy(float)[hide] != truth))
-    assert brier < 0.8 * marginal and brier <= point  # session 22: 0.359, marginal 0.500, point 0.422
+    assert brier < 0.8 * marginal and brier <= point  # session 22: 0.366, marginal 0.500, point 0.422
