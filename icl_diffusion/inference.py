@@ -753,7 +753,8 @@ def impute(
                                                    progress=bar, **settings)
                     logits = torch.zeros(N, *centre_logits.shape[1:], dtype=torch.float64)
                     logits[rows] = centre_logits.double().cpu()
-                    levels = draw_levels(logits / temperature, n_classes, n_samples, seed)  # (S, N, F)
+                    levels = coupled_levels(logits / temperature, x, known, is_cat, n_classes, keys.numpy(),
+                                            model.cfg.gaussian_em_iters, n_samples, seed)  # (S, N, F)
                     out = torch.where(categorical, levels.to(out.dtype), out)
             if couple_draws:
                 reference = calibration_cells(known, is_cat, keys.numpy(), seed) if calibrate_spread else None
@@ -804,16 +805,11 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
     conditional covariance of a row's unknown slots V given the rest is the inverse of P's V block, and the
     regression of the numeric slots U on the level slots C given the known ones is -(P_UU)^-1 P_UC: one inverse
     of the table's covariance serves every row's missingness pattern."""
-    is_cat_t, n_classes_t = torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes)[None]
     unknown = torch.as_tensor(~known & ~is_cat[None, :])
     rows = unknown.any(1).nonzero().squeeze(1)
     if len(rows) == 0:
         return draws
-    keys = np.sort(key_rows)
-    layout = one_hot_layout(is_cat_t, n_classes_t)
-    x_e, known_e = expand_table(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None], layout)
-    _, cov = table_gaussian(x_e, known_e, torch.zeros(layout["src"].shape, dtype=torch.bool), em_iters=em_iters)
-    precision = torch.linalg.inv(cov[0])  # (E, E) float64
+    layout, precision = expanded_precision(x, known, is_cat, n_classes, key_rows, em_iters)
     src, level = layout["src"][0], layout["level"][0]  # (E,)
     slot = src[level == -1]  # (F_numeric,) the numeric columns, one slot each, in column order
     num_slot = torch.full((len(is_cat),), -1, dtype=torch.long)
@@ -867,6 +863,73 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
         rms = torch.where(measured & (ref_rms > 0), ref_rms, rms)
     out = torch.where(unknown & (rms > 0), out * cond_sd / rms.clamp(min=1e-300), out)
     return mean + out.to(draws.dtype)
+
+
+def expanded_precision(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray,
+                       key_rows: np.ndarray, em_iters: int) -> tuple[dict, torch.Tensor]:
+    """(``one_hot_layout`` of the table (batch of 1), the inverse (E, E) float64 of the covariance of the Gaussian
+    fitted to the key rows with categorical columns one-hot, as the network's closed-form input fits it)."""
+    layout = one_hot_layout(torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes)[None])
+    keys = np.sort(key_rows)
+    x_e, known_e = expand_table(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None], layout)
+    _, cov = table_gaussian(x_e, known_e, torch.zeros(layout["src"].shape, dtype=torch.bool), em_iters=em_iters)
+    return layout, torch.linalg.inv(cov[0])
+
+
+def coupled_levels(logits: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
+                   n_classes: np.ndarray, key_rows: np.ndarray, em_iters: int, n_samples: int, seed: int,
+                   chunk_cells: int = 2**22) -> torch.Tensor:
+    """(S, N, F) level codes of the unknown categorical cells (0 elsewhere): ``draw_levels`` of ``logits`` (N, F, C),
+    except that a row's unknown categorical cells are drawn one after another (in column order), each from its
+    logits plus the shift the row's earlier drawn levels give its level scores under the Gaussian of
+    ``expanded_precision``: with m and C the mean and covariance of the column's indicators given the row's known
+    cells, a level c's score log N(e_c; m, C) moves by (C^-1 dm)_c when m moves by dm = B (h - mean h), B the
+    regression of the column's indicators on the earlier columns' (given the known cells) and h their drawn
+    indicators (centred over the draws, so the column's overall frequencies stay). Drawn independently, two
+    categories hidden in one row lost their association in the completed tables (two flags that agree in 85% of
+    the rows agreed in 53% of the rows where both were drawn)."""
+    levels = draw_levels(logits, n_classes, n_samples, seed)
+    categorical = torch.as_tensor(~known & is_cat[None, :])
+    rows = (categorical.sum(1) >= 2).nonzero().squeeze(1)
+    if len(rows) == 0:
+        return levels
+    layout, precision = expanded_precision(x, known, is_cat, n_classes, key_rows, em_iters)
+    src, level = layout["src"][0], layout["level"][0]
+    eye = torch.eye(len(precision), dtype=precision.dtype)
+    generator = torch.Generator().manual_seed(seed + 8)
+    n_levels = logits.shape[-1]
+    chunk = max(1, chunk_cells // len(precision) ** 2)
+    for start in range(0, len(rows), chunk):
+        r = rows[start : start + chunk]
+        u, c = unknown_slots(torch.as_tensor(known)[r], is_cat, layout)
+        given_known = inv_block(precision, u | c, eye)  # (n, E, E) covariance of the unknown slots given the known
+        order = categorical[r].long().cumsum(1) * categorical[r]  # (n, F): 1, 2, ... at a row's unknown categories
+        for step in range(2, int(order.max()) + 1):
+            at = order == step  # (n, F) the column drawn at this step (at most one per row)
+            busy = at.any(1)
+            target = at[:, src] & c  # (n, E) its level slots
+            before = ((order > 0) & (order < step))[:, src] & c  # the earlier columns' level slots
+            cov_tb = torch.where(target[:, :, None] & before[:, None, :], given_known, 0.0)
+            cov_bb = torch.where(before[:, :, None] & before[:, None, :], given_known, eye)
+            cov_tt = torch.where(target[:, :, None] & target[:, None, :], given_known, eye)
+            codes = levels[:, r][:, :, src]  # (S, n, E)
+            hot = torch.where(before, (codes == level).double(), 0.0)
+            centred = hot - hot.mean(0, keepdim=True)
+            shift = torch.linalg.solve(cov_bb, centred.permute(1, 2, 0))  # (n, E, S)
+            shift = torch.linalg.solve(cov_tt, cov_tb @ shift)  # C^-1 dm at the target slots
+            shift = torch.where(target[:, :, None], shift, 0.0)
+            # Scores by level: the target slots' shifts placed at their level index; (S, n, C).
+            delta = torch.zeros(len(r), n_levels, n_samples, dtype=torch.float64)
+            delta.scatter_add_(1, level.clamp(min=0)[None, :, None].expand(len(r), -1, n_samples), shift)
+            column = at.long().argmax(1)  # (n,) the drawn column (0 for rows done)
+            base = logits[r, column].double()  # (n, C)
+            valid = torch.arange(n_levels) < torch.as_tensor(n_classes)[column][:, None].clamp(min=1)
+            scores = (base[:, None, :] + delta.permute(0, 2, 1)).masked_fill(~valid[:, None, :], -torch.inf)
+            drawn = torch.multinomial(torch.softmax(scores, -1).reshape(-1, n_levels), 1,
+                                      generator=generator).view(len(r), n_samples)  # (n, S)
+            rows_now = busy.nonzero().squeeze(1)
+            levels[:, r[rows_now], column[rows_now]] = drawn[rows_now].T.to(levels.dtype)
+    return levels
 
 
 def unknown_slots(known: torch.Tensor, is_cat: np.ndarray, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
