@@ -23,8 +23,8 @@ Each section's rows go to ``--out-dir/<label>/<section>.csv`` and are reused whe
 screen resumes and a checkpoint is never run twice. Rows are those of the code that wrote them: after a change
 to the engine or the estimators, delete the stale sections (the reference's too) or screen under a new label
 (session 16: the regressor's cross-validated views made every cached R² row stale; session 18: its local
-contexts did again, and the reference's prediction rows were re-recorded; so did ``snap_draws`` its draws rows, and
-``couple_draws`` in session 19). The peers (MissForest, MICE, logistic regression...) are not
+contexts did again, and the reference's prediction rows were re-recorded; so did ``snap_draws`` its draws rows,
+``couple_draws`` in session 19, and in session 22 the coupling's pattern scaling against the calibration cells). The peers (MissForest, MICE, logistic regression...) are not
 rerun: they are in the full benchmarks, which an adopted checkpoint then reruns (README, "Reproduce").
 
     python benchmarks/screen.py runs/snaps/stage22_step2000.safetensors          # vs the shipped rows (~15 min)
