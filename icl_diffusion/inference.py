@@ -896,31 +896,34 @@ def coupled_levels(logits: torch.Tensor, x: np.ndarray, known: np.ndarray, is_ca
     layout, precision = expanded_precision(x, known, is_cat, n_classes, key_rows, em_iters)
     src, level = layout["src"][0], layout["level"][0]
     eye = torch.eye(len(precision), dtype=precision.dtype)
+    ls = (level >= 0).nonzero().squeeze(1)  # the level slots
+    eye_c = torch.eye(len(ls), dtype=precision.dtype)
     generator = torch.Generator().manual_seed(seed + 8)
     n_levels = logits.shape[-1]
     chunk = max(1, chunk_cells // len(precision) ** 2)
     for start in range(0, len(rows), chunk):
         r = rows[start : start + chunk]
         u, c = unknown_slots(torch.as_tensor(known)[r], is_cat, layout)
-        given_known = inv_block(precision, u | c, eye)  # (n, E, E) covariance of the unknown slots given the known
+        # The covariance of the unknown slots given the known cells, kept on the level slots only (ls, Ec of the E).
+        given_known = inv_block(precision, u | c, eye)[:, ls][:, :, ls]  # (n, Ec, Ec)
         order = categorical[r].long().cumsum(1) * categorical[r]  # (n, F): 1, 2, ... at a row's unknown categories
         for step in range(2, int(order.max()) + 1):
             at = order == step  # (n, F) the column drawn at this step (at most one per row)
             busy = at.any(1)
-            target = at[:, src] & c  # (n, E) its level slots
-            before = ((order > 0) & (order < step))[:, src] & c  # the earlier columns' level slots
+            target = (at[:, src] & c)[:, ls]  # (n, Ec) its level slots
+            before = (((order > 0) & (order < step))[:, src] & c)[:, ls]  # the earlier columns' level slots
             cov_tb = torch.where(target[:, :, None] & before[:, None, :], given_known, 0.0)
-            cov_bb = torch.where(before[:, :, None] & before[:, None, :], given_known, eye)
-            cov_tt = torch.where(target[:, :, None] & target[:, None, :], given_known, eye)
-            codes = levels[:, r][:, :, src]  # (S, n, E)
-            hot = torch.where(before, (codes == level).double(), 0.0)
+            cov_bb = torch.where(before[:, :, None] & before[:, None, :], given_known, eye_c)
+            cov_tt = torch.where(target[:, :, None] & target[:, None, :], given_known, eye_c)
+            codes = levels[:, r][:, :, src[ls]]  # (S, n, Ec)
+            hot = torch.where(before, (codes == level[ls]).double(), 0.0)
             centred = hot - hot.mean(0, keepdim=True)
-            shift = torch.linalg.solve(cov_bb, centred.permute(1, 2, 0))  # (n, E, S)
+            shift = torch.linalg.solve(cov_bb, centred.permute(1, 2, 0))  # (n, Ec, S)
             shift = torch.linalg.solve(cov_tt, cov_tb @ shift)  # C^-1 dm at the target slots
             shift = torch.where(target[:, :, None], shift, 0.0)
             # Scores by level: the target slots' shifts placed at their level index; (S, n, C).
             delta = torch.zeros(len(r), n_levels, n_samples, dtype=torch.float64)
-            delta.scatter_add_(1, level.clamp(min=0)[None, :, None].expand(len(r), -1, n_samples), shift)
+            delta.scatter_add_(1, level[ls][None, :, None].expand(len(r), -1, n_samples), shift)
             column = at.long().argmax(1)  # (n,) the drawn column (0 for rows done)
             base = logits[r, column].double()  # (n, C)
             valid = torch.arange(n_levels) < torch.as_tensor(n_classes)[column][:, None].clamp(min=1)
