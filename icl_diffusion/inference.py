@@ -636,6 +636,13 @@ def impute(
         return full
 
     weights = {}  # ``view_weights`` and ``input_weights``, computed once, for the point estimate or the draws' centre
+    fits = {}
+
+    def gaussian_fit() -> tuple[dict, torch.Tensor]:
+        """``expanded_precision`` of the key rows, fitted once for the draws' levels and their coupling."""
+        if "draws" not in fits:
+            fits["draws"] = expanded_precision(x, known, is_cat, n_classes, keys.numpy(), model.cfg.gaussian_em_iters)
+        return fits["draws"]
 
     def view_weights_of() -> torch.Tensor | None:
         if tuned.ensemble_folds and len(ensemble) == 2 and "views" not in weights:
@@ -753,13 +760,12 @@ def impute(
                                                    progress=bar, **settings)
                     logits = torch.zeros(N, *centre_logits.shape[1:], dtype=torch.float64)
                     logits[rows] = centre_logits.double().cpu()
-                    levels = coupled_levels(logits / temperature, x, known, is_cat, n_classes, keys.numpy(),
-                                            model.cfg.gaussian_em_iters, n_samples, seed)  # (S, N, F)
+                    levels = coupled_levels(logits / temperature, known, is_cat, n_classes, gaussian_fit(),
+                                            n_samples, seed)  # (S, N, F)
                     out = torch.where(categorical, levels.to(out.dtype), out)
             if couple_draws:
                 reference = calibration_cells(known, is_cat, keys.numpy(), seed) if calibrate_spread else None
-                out = torch.where(fixed, out, coupled(out, x, known, is_cat, n_classes, keys.numpy(),
-                                                      model.cfg.gaussian_em_iters, reference))
+                out = torch.where(fixed, out, coupled(out, known, is_cat, gaussian_fit(), reference))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
         if snap_draws and not point:
             out = snap_to_support(out, x, known, is_cat)
@@ -776,13 +782,12 @@ def impute(
     return out.numpy()
 
 
-def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray,
-            key_rows: np.ndarray, em_iters: int, reference: tuple[np.ndarray, np.ndarray] | None = None,
-            chunk_cells: int = 2**22) -> torch.Tensor:
+def coupled(draws: torch.Tensor, known: np.ndarray, is_cat: np.ndarray, fit: tuple[dict, torch.Tensor],
+            reference: tuple[np.ndarray, np.ndarray] | None = None, chunk_cells: int = 2**22) -> torch.Tensor:
     """Draws (S, N, F) whose numeric deviations from their mean over the S draws follow, within each row, the
     conditional covariance of the row's unknown cells given its known ones, under the Gaussian the network's
-    closed-form input fits to the key rows (``table_gaussian`` over the table with its categorical columns one-hot,
-    as ``gaussian_feature.cell_estimates`` fits it):
+    closed-form input fits to the key rows (``fit``: ``expanded_precision``'s, the table with its categorical
+    columns one-hot, as ``gaussian_feature.cell_estimates`` fits it):
 
     - categories: a row's unknown categorical cells are drawn first (each draw holds its levels); each numeric
       deviation gains the Gaussian's regression of the row's unknown numeric cells on those levels' indicators
@@ -809,11 +814,12 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
     rows = unknown.any(1).nonzero().squeeze(1)
     if len(rows) == 0:
         return draws
-    layout, precision = expanded_precision(x, known, is_cat, n_classes, key_rows, em_iters)
+    layout, precision = fit
     src, level = layout["src"][0], layout["level"][0]  # (E,)
     slot = src[level == -1]  # (F_numeric,) the numeric columns, one slot each, in column order
     num_slot = torch.full((len(is_cat),), -1, dtype=torch.long)
     num_slot[slot] = (level == -1).nonzero().squeeze(1)
+    numeric_slot = level == -1
     eye = torch.eye(len(precision), dtype=precision.dtype)
     mean = draws.mean(0, keepdim=True)
     dev = (draws - mean).double()
@@ -835,8 +841,8 @@ def coupled(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.nd
         factor, failed = torch.linalg.cholesky_ex(given_levels / sd_left[:, :, None] / sd_left[:, None, :])
         factor = torch.where(failed[:, None, None] > 0, eye, factor)  # a factor round-off broke: left uncoupled
         # Numeric cells in slot order: (S, n, E) with the numeric slots filled.
-        at = slot_values(dev[:, r], num_slot, len(precision))
-        s = slot_values(spread[:, r], num_slot, len(precision))
+        at = torch.where(numeric_slot, dev[:, r][:, :, src], 0.0)  # (S, n, E): numeric cells at their slots
+        s = torch.where(numeric_slot, spread[:, r][:, :, src], 0.0)
         z = torch.where(u & (s > 0), at / s.clamp(min=1e-12), 0.0)
         levels_part = from_levels * s / sd_all  # the Gaussian's deviations in the draws' calibrated units
         part_var = levels_part.var(0, keepdim=True)
@@ -876,13 +882,13 @@ def expanded_precision(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_c
     return layout, torch.linalg.inv(cov[0])
 
 
-def coupled_levels(logits: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
-                   n_classes: np.ndarray, key_rows: np.ndarray, em_iters: int, n_samples: int, seed: int,
+def coupled_levels(logits: torch.Tensor, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray,
+                   fit: tuple[dict, torch.Tensor], n_samples: int, seed: int,
                    chunk_cells: int = 2**22) -> torch.Tensor:
     """(S, N, F) level codes of the unknown categorical cells (0 elsewhere): ``draw_levels`` of ``logits`` (N, F, C),
     except that a row's unknown categorical cells are drawn one after another (in column order), each from its
-    logits plus the shift the row's earlier drawn levels give its level scores under the Gaussian of
-    ``expanded_precision``: with m and C the mean and covariance of the column's indicators given the row's known
+    logits plus the shift the row's earlier drawn levels give its level scores under the Gaussian ``fit``
+    (``expanded_precision``'s): with m and C the mean and covariance of the column's indicators given the row's known
     cells, a level c's score log N(e_c; m, C) moves by (C^-1 dm)_c when m moves by dm = B (h - mean h), B the
     regression of the column's indicators on the earlier columns' (given the known cells) and h their drawn
     indicators (centred over the draws, so the column's overall frequencies stay). Drawn independently, two
@@ -893,7 +899,7 @@ def coupled_levels(logits: torch.Tensor, x: np.ndarray, known: np.ndarray, is_ca
     rows = (categorical.sum(1) >= 2).nonzero().squeeze(1)
     if len(rows) == 0:
         return levels
-    layout, precision = expanded_precision(x, known, is_cat, n_classes, key_rows, em_iters)
+    layout, precision = fit
     src, level = layout["src"][0], layout["level"][0]
     eye = torch.eye(len(precision), dtype=precision.dtype)
     ls = (level >= 0).nonzero().squeeze(1)  # the level slots
@@ -948,14 +954,6 @@ def inv_block(precision: torch.Tensor, block: torch.Tensor, eye: torch.Tensor) -
     """Per row, the inverse of ``precision`` (E, E) restricted to the slots ``block`` (n, E) bool, the identity
     elsewhere: the conditional covariance of those slots given the others."""
     return torch.linalg.inv(torch.where(block[:, :, None] & block[:, None, :], precision, eye))
-
-
-def slot_values(values: torch.Tensor, num_slot: torch.Tensor, width: int) -> torch.Tensor:
-    """Numeric columns' values (..., F) placed at their slots of the expanded table (..., E); 0 elsewhere."""
-    out = values.new_zeros(*values.shape[:-1], width)
-    numeric = num_slot >= 0
-    out[..., num_slot[numeric]] = values[..., numeric]
-    return out
 
 
 def snap_to_support(draws: torch.Tensor, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray) -> torch.Tensor:

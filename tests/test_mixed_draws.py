@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from icl_diffusion import DiffusionImputer, load_pretrained
-from icl_diffusion.inference import TEMPERATURE_GRID, coupled, draw_levels, draw_temperature
+from icl_diffusion.inference import (
+    TEMPERATURE_GRID,
+    coupled,
+    draw_levels,
+    draw_temperature,
+    expanded_precision,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -54,7 +60,7 @@ def test_numbers_follow_the_rows_drawn_category():
     draws = torch.as_tensor(np.repeat(np.where(known, x, 0.0)[None], S, 0)).float()
     draws[:, both, 0] = torch.as_tensor(rng.integers(0, 2, (S, both.sum())), dtype=torch.float32)
     draws[:, both, 1] = torch.as_tensor(0.1 + rng.normal(size=(S, both.sum())), dtype=torch.float32)
-    out = coupled(draws, x, known, is_cat, n_classes, np.arange(len(x)), em_iters=10)
+    out = coupled(draws, known, is_cat, expanded_precision(x, known, is_cat, n_classes, np.arange(len(x)), 10))
     g, y = out[:, both, 0].numpy(), out[:, both, 1].numpy()
     complete = ~both
     table_slope = np.polyfit(x[complete, 0], x[complete, 1], 1)[0]
@@ -87,8 +93,9 @@ def test_spread_follows_the_pattern_relative_to_the_calibration_cells():
     keys = np.arange(n)
     hold = np.zeros(x.shape, dtype=bool)
     hold[np.flatnonzero(~rows)[:60], 0] = True  # column 0's calibration cells: the rest of their rows known
-    plain = coupled(draws, x, known, is_cat, n_classes, keys, em_iters=10)
-    wide = coupled(draws, x, known, is_cat, n_classes, keys, em_iters=10, reference=(keys, hold))
+    fit = expanded_precision(x, known, is_cat, n_classes, keys, 10)
+    plain = coupled(draws, known, is_cat, fit)
+    wide = coupled(draws, known, is_cat, fit, reference=(keys, hold))
     sd_plain, sd_wide = plain[:, rows, 0].std(0).mean(), wide[:, rows, 0].std(0).mean()
     assert float(sd_plain) == pytest.approx(float(draws[:, rows, 0].std(0).mean()), rel=0.02)
     cov = np.cov(x[~rows].T)
