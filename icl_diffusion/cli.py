@@ -9,7 +9,8 @@
 
 Tables are CSV (``.csv``, also compressed, e.g. ``.csv.gz``), TSV (``.tsv``) or Parquet (``.parquet``, needs
 pyarrow); another extension is refused before any work. In CSV/TSV input, columns of ISO dates (2020-01-31,
-2020-01-31 12:00) are dates, and numbers are numbers; output dates are written as ISO dates.
+2020-01-31 12:00) are dates, and numbers are numbers; output dates are written as ISO dates, booleans and
+whole numbers as they were read (TRUE, 2).
 ``impute`` with ``--n-imputations K > 1`` writes multiple imputations in one file, in long format: the K
 filled copies of the table stacked, with a first column ``_imputation`` = 1..K (as R's mice ``complete(...,
 "long")``). ``predict`` writes the query table with the target column filled in (plus ``proba_<class>``
@@ -23,12 +24,15 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from . import __version__
 from .inference import ENGINE_METHODS, SNAP_MAX_VALUES, SNAP_MIN_REPEATS
@@ -64,7 +68,9 @@ def table_format(path: str | Path) -> str:
 
 def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
     """A CSV, TSV or Parquet table; ``na_values``: extra comma-separated missing-value markers (CSV, TSV).
-    Columns whose every value is an ISO date become datetime64 columns."""
+    Columns whose every value is an ISO date become datetime64 columns; columns of booleans (TRUE, false, ...)
+    are kept as the strings they are written as, so that they are written back so. Header names are kept as
+    written (an empty one stays empty, not pandas' 'Unnamed: k')."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
@@ -83,9 +89,19 @@ def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
     if len(repeated):
         raise UserError(f"column name {repeated.iloc[0]!r} appears more than once in the header of {path}: give "
                         "every column its own name")
-    # One column: an empty line is a missing cell (as a spreadsheet writes it), not a line to skip.
-    table = pd.read_csv(path, sep=sep, na_values=na_values.split(",") if na_values else None,
-                        skip_blank_lines=len(header) > 1)
+    if len(header) == 1:
+        _check_separator(path, header.iloc[0], sep)
+    # One column: an empty line is a missing cell (as a spreadsheet writes it), not a line to skip. index_col=False:
+    # a row with more fields than the header would otherwise give its first field to the index, silently.
+    options = {"sep": sep, "na_values": na_values.split(",") if na_values else None,
+               "skip_blank_lines": len(header) > 1, "index_col": False}
+    table = _read_rows(path, options)
+    table.columns = header.tolist()
+    booleans = [j for j, (_, col) in enumerate(table.items()) if _booleans(col)]
+    if booleans:  # read again as the text they are: 'TRUE' would be written back 'True'
+        text = pd.read_csv(path, **options, usecols=booleans, dtype=str)
+        for k, j in enumerate(booleans):
+            table.isetitem(j, text.iloc[:, k])
     for name in table.columns:
         col = table[name]
         if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
@@ -106,6 +122,56 @@ def read_table(path: str | Path, na_values: str | None = None) -> pd.DataFrame:
         if len(values) and days and dates.notna().sum() == len(values):
             table[name] = dates
     return table
+
+
+# Separators a table file may use, by name: a file that reads as one column whose header holds another is refused.
+SEPARATORS = {",": "comma", "\t": "tab", ";": "';'", "|": "'|'"}
+
+
+def _check_separator(path: Path, name: str, sep: str) -> None:
+    """A one-column header holding another separator: the file is not separated as its extension says (a
+    ';'-separated .csv would be read as one column and written back mangled)."""
+    for other, called in SEPARATORS.items():
+        if other != sep and other in name:
+            fix = {",": "name it .csv", "\t": "name it .tsv"}.get(other, "write it comma-separated (.csv)")
+            raise UserError(f"{path} reads as one column named {name!r}: its fields look {called}-separated, but "
+                            f"a {path.suffix} file is read as {SEPARATORS[sep]}-separated; {fix}")
+
+
+def _read_rows(path: Path, options: dict) -> pd.DataFrame:
+    """The rows of a CSV/TSV file; a row with more fields than the header is a UserError naming its line."""
+    try:
+        with warnings.catch_warnings():
+            # index_col=False drops the extra fields of such a row with only this warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        if isinstance(err, pd.errors.ParserWarning):  # find the row: each must fit the header's width
+            try:
+                pd.read_csv(path, sep=options["sep"], header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=options["skip_blank_lines"])
+            except pd.errors.ParserError as located:
+                err = located
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if found is None and isinstance(err, pd.errors.ParserError):
+            raise UserError(f"{path}: {err}") from None  # e.g. an unclosed quote: pandas' own line
+        where = (f"line {found[2]} has {found[3]} fields, more than the header's {found[1]}" if found
+                 else "a row has more fields than the header")
+        raise UserError(f"{path}: {where} (a name missing from the header, or a separator inside an unquoted "
+                        "value?)") from None
+
+
+def _booleans(col: pd.Series) -> bool:
+    """A column pandas read as booleans (TRUE/false/...; object dtype when some cells are empty)."""
+    t = pd.api.types
+    return t.is_bool_dtype(col.dtype) or (t.is_object_dtype(col.dtype) and col.notna().any()
+                                          and infer_dtype(col.dropna(), skipna=False) == "boolean")
+
+
+def _blank_columns(table: pd.DataFrame) -> list:
+    """Columns with no name and no value: what a separator at the end of every line reads as. They are left out
+    of the model and written back as they were read."""
+    return [name for name in table.columns if name == "" and table[name].isna().all()]
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
@@ -130,14 +196,16 @@ def checkpoint_output(path: str) -> str:
 
 
 def as_integers(table: pd.DataFrame) -> pd.DataFrame:
-    """Float columns holding only whole numbers as int64: how a CSV of integers with holes reads again."""
-    return table.apply(lambda c: c.astype(np.int64) if _whole_numbers(c) else c)
+    """Float columns holding only whole numbers as integers: how a CSV of integers with holes reads (pandas
+    makes them floats), written back as it was (2, not 2.0): int64, or Int64 where cells are still missing (a
+    predict feature)."""
+    return table.apply(lambda c: c.astype(np.int64 if c.notna().all() else "Int64") if _whole_numbers(c) else c)
 
 
 def _whole_numbers(col: pd.Series) -> bool:
-    if col.dtype != np.float64 or not col.notna().all():
+    if col.dtype != np.float64:
         return False
-    v = col.to_numpy()
+    v = col.dropna().to_numpy()
     return bool(np.all(v == np.round(v)) and np.abs(v).max(initial=0) < 2**53)
 
 
@@ -321,19 +389,20 @@ def cmd_impute(args) -> None:
     if args.n_imputations > 1 and "_imputation" in table.columns:
         raise UserError("column '_imputation' has the name of the column --n-imputations adds (the imputation "
                         "number): rename it")
-    imputer = DiffusionImputer(**kwargs).fit(table)
+    data = table.drop(columns=_blank_columns(table))
+    imputer = DiffusionImputer(**kwargs).fit(data)
     if args.n_imputations == 1:
-        out = imputer.transform(table)
-        copies = [out]
+        copies = [imputer.transform(data)]
+        out = copies[0].reindex(columns=table.columns)
     else:
-        copies = imputer.sample(table, n_imputations=args.n_imputations)
+        copies = imputer.sample(data, n_imputations=args.n_imputations)
         out = pd.concat([c.assign(_imputation=k) for k, c in enumerate(copies, 1)], ignore_index=True)
-        out = out[["_imputation", *table.columns]]
+        out = out.reindex(columns=["_imputation", *table.columns])
     write_table(out, args.output)
     if args.plot:
         from .diagnostics import plot_imputations
 
-        plot_imputations(table, copies).savefig(args.plot, dpi=100)
+        plot_imputations(data, copies).savefig(args.plot, dpi=100)
 
 
 def _is_classification(y: pd.Series) -> bool:
@@ -352,11 +421,12 @@ def cmd_predict(args) -> None:
     train, test = read_table(args.train, args.na_values), read_table(args.test, args.na_values)
     if args.target not in train.columns:
         raise UserError(f"target column {args.target!r} not in {args.train} (columns: {list(train.columns)})")
+    train = train.drop(columns=_blank_columns(train))
     train = train[train[args.target].notna()]
     if len(train) == 0:
         raise UserError(f"no training row has a value in target column {args.target!r}")
     X, y = train.drop(columns=[args.target]), train[args.target]
-    Xq = test.drop(columns=[args.target], errors="ignore")
+    Xq = test.drop(columns=[args.target, *_blank_columns(test)], errors="ignore")
     if set(Xq.columns) == set(X.columns):  # the same named columns (unique in a header), in any order
         Xq = Xq[X.columns]
     if list(Xq.columns) != list(X.columns):

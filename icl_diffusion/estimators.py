@@ -35,7 +35,14 @@ from sklearn.utils.validation import (
 
 from .checkpoint import DEFAULT_CHECKPOINT, ENV_VAR, Pretrained, load_checkpoint
 from .inference import ENGINE_METHODS, check_ensemble_folds, impute
-from .preprocessing import TablePreprocessor, _moments, as_table, destandardized, standardized
+from .preprocessing import (
+    TablePreprocessor,
+    _moments,
+    as_table,
+    destandardized,
+    standardized,
+    temporal_values,
+)
 from .sampling import SamplerConfig
 from .transforms import check_members
 
@@ -102,6 +109,23 @@ REGRESSOR_LOCAL_CONTEXT_ROWS = 128
 PREDICTOR_BLEND_INPUTS = False
 
 
+def _check_count(name: str, value) -> None:
+    """A count (of imputations, samples, steps) is an int >= 1; a bool is not one (True would pass as 1)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _checked(estimator, X):
+    """X as a table with the columns the fitted ``estimator`` saw: a DataFrame's differing columns named in
+    one line (``TablePreprocessor.check_columns``) before scikit-learn's multi-line message; then scikit-learn's
+    checks (an array's column count, in one line; its warning when feature names come or go)."""
+    table = as_table(X)
+    if isinstance(table, pd.DataFrame):
+        estimator.preprocessor_.check_columns(table)
+    validate_data(estimator, table, reset=False, skip_check_array=True)
+    return table
+
+
 def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
@@ -147,8 +171,7 @@ class _Base(BaseEstimator):
             value = getattr(self, name, 1)
             if value is None and name in TUNED:
                 continue
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            _check_count(name, value)
         local = getattr(self, "local_context_rows", None)
         if local is not None and (not isinstance(local, (int, np.integer)) or isinstance(local, bool) or local < 0):
             raise ValueError(f"local_context_rows must be an integer >= 0 (0: off; or None: the checkpoint's), "
@@ -284,13 +307,14 @@ class DiffusionImputer(TransformerMixin, _Base):
         return self
 
     def _samples(self, X, n_samples: int, sampling: bool):
-        """(table, imputations (S, n, F) of its rows or None when nothing is missing)."""
+        """(table, imputations (S, n, F) of its rows or None when nothing is missing); an array is returned as
+        it came (a string array stays one), for ``inverse_transform`` to give back its dtype."""
         check_is_fitted(self)
-        table = as_table(X)
-        validate_data(self, table, reset=False, skip_check_array=True)
+        table = _checked(self, X)
         enc = self.preprocessor_.transform(table)
-        if enc.known.all():  # nothing to fill: an array comes back as it came (a string array stays one)
-            return (X if isinstance(X, np.ndarray) else table), None
+        source = X if isinstance(X, np.ndarray) else table
+        if enc.known.all():  # nothing to fill
+            return source, None
         x, known = enc.x, enc.known
         same = known.shape == self.known_fit_.shape and np.array_equal(known, self.known_fit_) and (
             np.array_equal(x, self.x_fit_))
@@ -303,7 +327,7 @@ class DiffusionImputer(TransformerMixin, _Base):
             x = np.concatenate([self.x_fit_[ctx], x])
             known = np.concatenate([self.known_fit_[ctx], known])
         out = self._run(x, known, enc.is_cat, enc.n_classes, n_samples=n_samples, sampling=sampling)
-        return table, out[:, len(x) - len(enc.x):]
+        return source, out[:, len(x) - len(enc.x):]
 
     def transform(self, X):
         """X with every missing cell imputed (same type, shape, index and dtypes; observed cells kept)."""
@@ -315,8 +339,7 @@ class DiffusionImputer(TransformerMixin, _Base):
     def sample(self, X, n_imputations: int = 5) -> list:
         """``n_imputations`` filled copies of X (multiple imputation): "point" (and one-step "ddim") are replaced
         by the checkpoint's draw sampler (``SamplerConfig.draw_method``, ``draw_steps``) so that they differ."""
-        if not isinstance(n_imputations, (int, np.integer)) or n_imputations < 1:
-            raise ValueError(f"n_imputations must be an integer >= 1, got {n_imputations!r}")
+        _check_count("n_imputations", n_imputations)
         table, samples = self._samples(X, n_imputations, sampling=True)
         if samples is None:
             return [table.copy() for _ in range(n_imputations)]
@@ -378,17 +401,15 @@ class _Predictor(_Base):
         y = np.asarray(y)
         if y.dtype.kind == "c":
             raise ValueError("Complex data not supported (y)")
-        if y.dtype.kind == "O" and pd.isna(y).any():  # float NaN gets scikit-learn's own message
-            raise ValueError(f"y has {int(pd.isna(y).sum())} missing values (None, NaN or pd.NA): drop those rows "
-                             "or fill them")
+        if y.dtype.kind in "OmM" and pd.isna(y).any():  # float NaN gets scikit-learn's own message
+            raise ValueError(f"y has {int(pd.isna(y).sum())} missing values (None, NaN, pd.NA or NaT): drop those "
+                             "rows or fill them")
         return table, column_or_1d(y, warn=True)
 
     def _joint(self, X):
         """The joint table [context rows; query rows with the target unknown] and the query row count."""
         check_is_fitted(self)
-        table = as_table(X)
-        validate_data(self, table, reset=False, skip_check_array=True)
-        enc = self.preprocessor_.transform(table)
+        enc = self.preprocessor_.transform(_checked(self, X))
         n = len(enc.x)
         x = np.concatenate([self.x_context_, np.concatenate([enc.x, np.zeros((n, 1), np.float32)], 1)])
         known = np.concatenate([self.known_context_, np.concatenate([enc.known, np.zeros((n, 1), bool)], 1)])
@@ -505,6 +526,8 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column);
             y_std_ is 0 for a constant target, which is then predicted as its value.
+        y_dtype_: the datetime64 / timedelta64 dtype of a date or duration target (regressed as its count of
+            ticks; predictions, draws and quantiles come back in it), else None.
         pretrained_, preprocessor_, x_context_, known_context_, is_cat_, n_classes_, n_features_in_,
             feature_names_in_: as ``DiffusionClassifier``.
     """
@@ -538,7 +561,12 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def fit(self, X, y):
         table, y = self._validate(X, y)
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        # A date or duration target is regressed as its count of ticks and predicted in its own dtype.
+        if y.dtype.kind in "mM" and np.datetime_data(y.dtype)[0] not in ("s", "ms", "us", "ns"):
+            y = y.astype(f"{y.dtype.kind}8[s]")  # days, weeks, ...: in seconds, a unit pandas also has
+        self.y_dtype_ = y.dtype if y.dtype.kind in "mM" else None
+        ticks = y.view(np.int64) if self.y_dtype_ is not None else y
+        y = check_array(ticks, ensure_2d=False, dtype=np.float64, input_name="y")
         # Scaled as a numeric feature column is: any spread is a scale (a target on a 1e-12 scale keeps its std).
         mean, std, constant = _moments(y)
         self.y_mean_, self.y_std_ = mean, 0.0 if constant else std  # a constant target is predicted as itself
@@ -548,17 +576,25 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     def _decode(self, z: np.ndarray) -> np.ndarray:
         return destandardized(z, self.y_mean_, self.y_std_)
 
+    def _as_target(self, values: np.ndarray) -> np.ndarray:
+        """Float predictions as y was: numbers, or dates / durations of y's dtype (whole ticks in its range)."""
+        return values if self.y_dtype_ is None else temporal_values(values, self.y_dtype_)
+
+    def _draws(self, X, n_samples: int) -> np.ndarray:
+        _check_count("n_samples", n_samples)
+        return self._decode(self._impute_target(X, n_samples=n_samples, sampling=True))
+
     def predict(self, X) -> np.ndarray:
         """(n,) point predictions: the mean of ``n_imputations`` imputations of the target."""
-        return self._decode(self._impute_target(X).mean(0))
+        return self._as_target(self._decode(self._impute_target(X).mean(0)))
 
     def predict_samples(self, X, n_samples: int = 100) -> np.ndarray:
         """(n_samples, n) draws from the predictive distribution (the checkpoint's draw sampler replaces "point")."""
-        return self._decode(self._impute_target(X, n_samples=n_samples, sampling=True))
+        return self._as_target(self._draws(X, n_samples))
 
     def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int = 100) -> np.ndarray:
         """(n, len(quantiles)) empirical quantiles of ``predict_samples``."""
         q = np.asarray(quantiles, dtype=np.float64)
         if q.ndim != 1 or ((q < 0) | (q > 1)).any():
             raise ValueError(f"quantiles must be a sequence of numbers in [0, 1], got {quantiles!r}")
-        return np.quantile(self.predict_samples(X, n_samples), q, axis=0).T
+        return self._as_target(np.quantile(self._draws(X, n_samples), q, axis=0).T)

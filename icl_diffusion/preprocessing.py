@@ -17,7 +17,7 @@ Column rules (decided at fit, from the observed values):
 - categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted
   observed levels; a pandas Categorical keeps its own order and may declare levels it does not use (the model
   chooses among the used ones, the output keeps every declared one); booleans are [False, True].
-Missing markers: NaN, None, pd.NA, pd.NaT.
+Missing markers: NaN, None, pd.NA, pd.NaT, and 'nan' in a numpy string array (how numpy writes NaN there).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class _Read:
 def as_table(X) -> pd.DataFrame | np.ndarray:
     """Check the container and return a DataFrame as is, anything else as a 2-D ndarray.
 
-    Lists and string arrays become object arrays (numpy would turn ``[[1.5, "a"]]`` into strings).
+    Lists and string arrays become object arrays (numpy would turn ``[[1.5, "a"]]`` into strings), lists of
+    numbers and None float64 arrays (as scikit-learn's imputers return them).
     """
     if scipy.sparse.issparse(X):
         raise TypeError("sparse input is not supported: pass a dense array or a pandas DataFrame")
@@ -119,8 +120,10 @@ def as_table(X) -> pd.DataFrame | np.ndarray:
         )
     else:
         table = np.asarray(X)
-        if table.dtype.kind in "USa":
-            table = np.asarray(X, dtype=object)
+        if table.dtype.kind in "US":
+            table = _strings_as_objects(X, table)
+        elif table.dtype.kind == "O" and not isinstance(X, np.ndarray):
+            table = _numbers_as_floats(table)
         if table.ndim != 2:
             raise ValueError(
                 f"Expected a 2D table, got a {table.ndim}D array instead. Reshape your data either using "
@@ -135,6 +138,29 @@ def as_table(X) -> pd.DataFrame | np.ndarray:
         raise ValueError(f"empty table: Found array with {what} (shape=({n}, {f})) while a minimum of 1 "
                          "is required.")
     return table
+
+
+def _strings_as_objects(X, strings: np.ndarray) -> np.ndarray:
+    """An object array of a list that numpy made strings, or of a string array: numpy writes NaN into a string
+    array as 'nan' (``np.array([[1.5, 'a'], [np.nan, 'b']])``), so those cells are missing; bytes are decoded."""
+    if not isinstance(X, np.ndarray):
+        return np.asarray(X, dtype=object)  # the list's own values: 1.5 stays a number, NaN stays NaN
+    table = (strings.astype(str) if strings.dtype.kind == "S" else strings).astype(object)
+    table[strings.astype(str) == "nan"] = np.nan
+    return table
+
+
+def _numbers_as_floats(table: np.ndarray) -> np.ndarray:
+    """A list's object array as float64 when it holds only numbers and missing cells (``[[1.5, None]]``)."""
+    missing = pd.isna(table)
+    if infer_dtype(table[~missing], skipna=False) not in {"integer", "floating", "mixed-integer-float"}:
+        return table
+    out = np.full(table.shape, np.nan)
+    try:
+        out[~missing] = table[~missing].astype(np.float64)
+    except OverflowError:  # an int beyond float64: the column's reader names it
+        return table
+    return out
 
 
 def missing_mask(table: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -163,7 +189,11 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
         return _Read("empty", missing, values)
     if inferred in _NUMERIC_INFERRED:
         out = np.full(len(values), np.nan)
-        out[~missing] = obs.astype(np.float64)
+        try:
+            out[~missing] = obs.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{label} holds an integer too large for a float (beyond 1.8e308): scale it or "
+                             "store it as text") from None
         return _Read("numeric", missing, out)
     if inferred == "string":
         numbers = pd.to_numeric(obs, errors="coerce")
@@ -243,15 +273,17 @@ def _columns(table: pd.DataFrame | np.ndarray):
 
 def _moments(values: np.ndarray) -> tuple[float, float, bool]:
     """(mean, std, constant) of observed values, float64, the population std as ``scaling.standardize`` takes
-    it. Any spread is a scale, however small (a column of values near 1e-12 keeps its own std); a column is
-    constant only when its spread is rounding noise next to its mean, and then gets std 1 (shift only)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(values.mean()), float(values.std())
-    if not np.isfinite([mean, std]).all():  # beyond ~1e154 the squares overflow (beyond ~1e308 the sum)
-        scale = float(np.abs(values).max())
-        mean, std = float((values / scale).mean()) * scale, float((values / scale).std()) * scale
-    constant = not std > 1e-12 * abs(mean)
-    return mean, (1.0 if constant else std), constant
+    it. Any spread is a scale, however small next to the mean (1e12 + 0/1, timestamps a microsecond apart) or
+    however tiny (1e-200, whose squares underflow): a column is constant only when its observed values are all
+    equal, and then gets std 1 (shift only). The values are scaled by the power of two nearest their largest
+    magnitude first, so that neither the sum nor the squares leave the float64 range; a power of two is exact,
+    so on ordinary scales the result is bit for bit ``values.mean()``, ``values.std()``."""
+    if values.min() == values.max():
+        return float(values[0]), 1.0, True
+    scale = np.ldexp(1.0, int(np.frexp(np.abs(values).max())[1]) - 1)  # the largest |values| / scale in [1, 2)
+    u = values / scale
+    std = float(u.std() * scale) or float(np.finfo(np.float64).smallest_subnormal)  # two neighbouring subnormals
+    return float(u.mean() * scale), std, False
 
 
 def standardized(v: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -339,24 +371,29 @@ class TablePreprocessor:
     def n_features_(self) -> int:
         return len(self.columns_)
 
-    def _check_columns(self, table) -> bool:
+    def check_columns(self, table: pd.DataFrame | np.ndarray) -> bool:
+        """Raise a one-line ValueError unless ``table`` (from ``as_table``) has the fitted columns: by count, and
+        by name when both are DataFrames (saying which are missing, which unexpected, or the order). Returns
+        whether the table is a DataFrame."""
         framed = isinstance(table, pd.DataFrame)
+        names = list(table.columns) if framed and self.feature_names_ is not None else self.feature_names_
+        missing = [c for c in self.feature_names_ or [] if c not in names]
+        extra = [c for c in names or [] if c not in self.feature_names_]
+        which = f"missing {missing}, unexpected {extra}"
         if table.shape[1] != self.n_features_:
             raise ValueError(f"the table has {table.shape[1]} columns but the preprocessor was fitted on "
-                             f"{self.n_features_}")
-        if framed and self.feature_names_ is not None and list(table.columns) != self.feature_names_:
-            names = list(table.columns)
-            missing = [c for c in self.feature_names_ if c not in names]
-            extra = [c for c in names if c not in self.feature_names_]
-            if missing or extra:
-                raise ValueError(f"columns differ from fit: missing {missing}, unexpected {extra}")
-            raise ValueError(f"columns are in a different order than at fit: expected {self.feature_names_}")
+                             f"{self.n_features_}" + (f": {which}" if missing or extra else ""))
+        if missing or extra:
+            raise ValueError(f"columns differ from fit: {which}")
+        if names != self.feature_names_:
+            raise ValueError(f"columns are in a different order than at fit: got {names}, expected "
+                             f"{self.feature_names_}")
         return framed
 
     def transform(self, X) -> EncodedTable:
         """Encode a table with the fitted columns. Missing cells get x = 0 and known = False."""
         table = as_table(X)
-        framed = self._check_columns(table)
+        framed = self.check_columns(table)
         n = table.shape[0]
         x = np.zeros((n, self.n_features_), dtype=np.float32)
         known = np.zeros((n, self.n_features_), dtype=bool)
@@ -419,7 +456,7 @@ class TablePreprocessor:
         ints/floats, or strings where the observed numbers were strings ('25.3' -> '26.1', '7' -> '8').
         """
         table = as_table(X)
-        framed = self._check_columns(table)
+        framed = self.check_columns(table)
         x = np.asarray(x)
         if x.shape != table.shape:
             raise ValueError(f"imputations have shape {x.shape}, the table {table.shape}")
@@ -427,9 +464,11 @@ class TablePreprocessor:
         if framed:
             out = table.copy()
             for j, spec in enumerate(self.columns_):
-                if miss[:, j].any():
-                    out.isetitem(j, self._fill_series(table.iloc[:, j], miss[:, j], self.decode(j, x[miss[:, j], j]),
-                                                      spec))
+                rows = miss[:, j]
+                if rows.any():
+                    col = table.iloc[:, j]
+                    fill = _held(self.decode(j, x[rows, j]), col.dtype, spec)
+                    out.isetitem(j, self._fill_series(col, rows, fill, spec))
             return out
         needs_object = any(s.kind == "categorical" and miss[:, j].any() for j, s in enumerate(self.columns_))
         out = table.astype(object) if needs_object and table.dtype.kind != "O" else table.copy()
@@ -437,11 +476,14 @@ class TablePreprocessor:
             rows = miss[:, j]
             if not rows.any():
                 continue
-            fill = self.decode(j, x[rows, j])
-            if out.dtype.kind in "OmM":  # datetime64 / timedelta64 arrays: the Timestamps' / Timedeltas' values
+            fill = _held(self.decode(j, x[rows, j]), out.dtype, spec)
+            if out.dtype.kind in "mM":
+                fill = _temporal(fill, spec, _tick(out.dtype))
+            elif out.dtype.kind == "O":
                 fill = _objects(fill, spec, text=spec.text)
-                fill = pd.array(fill).to_numpy() if out.dtype.kind != "O" else fill
             out[rows, j] = fill
+        if isinstance(X, np.ndarray) and X.dtype.kind in "US":  # a string array stays one ('nan' cells filled)
+            return out.astype(X.dtype.kind)
         return out
 
     @staticmethod
@@ -454,24 +496,80 @@ class TablePreprocessor:
             return pd.Series(arr, index=s.index, name=s.name)
         holds_text = pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
         obj = s.to_numpy(dtype=object, copy=True)
-        obj[rows] = _objects(fill, spec, text=spec.text if holds_text else None, tz=getattr(dtype, "tz", None))
+        obj[rows] = _objects(fill, spec, text=spec.text if holds_text else None, tz=getattr(dtype, "tz", None),
+                             tick=_tick(dtype))
         values = _as_dtype(obj, dtype, spec)
         return pd.Series(values, index=s.index, name=s.name, dtype=values.dtype)  # pandas would infer str
 
 
-def _objects(fill: np.ndarray, spec: ColumnSpec, text: str | None = None, tz=None) -> np.ndarray:
-    """Decoded values of a column as Python objects: labels, Timestamps / Timedeltas (in time zone ``tz``),
-    numbers as ints (integer columns) or floats, or as strings in the format ``text``."""
+def _objects(fill: np.ndarray, spec: ColumnSpec, text: str | None = None, tz=None, tick: str = "ns") -> np.ndarray:
+    """Decoded values of a column as Python objects: labels, Timestamps / Timedeltas (in time zone ``tz``, unit
+    ``tick``), numbers as ints (integer columns) or floats, or as strings in the format ``text``."""
     out = np.empty(len(fill), dtype=object)
-    if spec.temporal is not None:
-        steps = pd.to_timedelta(fill.astype(np.int64), unit=spec.unit)
-        out[:] = list(steps + pd.Timestamp(0, tz=tz) if spec.temporal == "datetime" else steps)
+    if spec.temporal == "datetime":
+        stamps = pd.DatetimeIndex(_temporal(fill, spec, tick))
+        out[:] = list(stamps if tz is None else stamps.tz_localize("UTC").tz_convert(tz))
+    elif spec.temporal == "timedelta":
+        out[:] = list(pd.TimedeltaIndex(_temporal(fill, spec, tick)))
     elif spec.kind == "numeric":
         numbers = [int(v) if spec.integer else float(v) for v in fill]
         out[:] = numbers if text is None else [format(v, text) for v in numbers]
     else:
         out[:] = list(fill)
     return out
+
+
+def _temporal(fill: np.ndarray, spec: ColumnSpec, tick: str) -> np.ndarray:
+    """Decoded counts of ``spec.unit`` as datetime64 (UTC wall times) / timedelta64 in the column's unit
+    ``tick``; built in numpy, not through a nanosecond Timedelta, so that dates beyond 2262 in a coarser unit
+    fit (``_held`` has held the counts within the unit's range)."""
+    tick_ns, unit_ns = _UNITS_NS[tick], _UNITS_NS[spec.unit]
+    counts = fill.astype(np.int64)
+    ticks = counts * (unit_ns // tick_ns) if unit_ns >= tick_ns else counts // (tick_ns // unit_ns)
+    steps = ticks.astype(f"m8[{tick}]")
+    return steps + np.datetime64(0, tick) if spec.temporal == "datetime" else steps
+
+
+def temporal_values(counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float counts of the ticks of a datetime64 / timedelta64 ``dtype`` as values of it: rounded and held
+    within its range (NaT excluded), as imputations of such a column are (``DiffusionRegressor``'s target)."""
+    tick = _tick(dtype)
+    spec = ColumnSpec("", "numeric", integer=True, temporal="datetime" if dtype.kind == "M" else "timedelta",
+                      unit=tick)
+    return _temporal(_held(np.round(counts), dtype, spec), spec, tick)
+
+
+def _tick(dtype) -> str:
+    """The unit (s, ms, us, ns) dates and durations of a column of ``dtype`` are built in: its own; seconds for
+    numpy's coarser units (m, h, D, ...) and ns for its finer ones, which numpy casts to on assignment; pandas'
+    ns for a column of another dtype."""
+    if isinstance(dtype, np.dtype) and dtype.kind in "mM":
+        unit = np.datetime_data(dtype)[0]
+        return unit if unit in ("s", "ms", "us", "ns") else "ns" if unit in ("ps", "fs", "as") else "s"
+    return getattr(dtype, "unit", None) or "ns"  # DatetimeTZDtype
+
+
+def _below(n: int) -> float:
+    """The largest float64 not above the integer ``n`` (float(2**63 - 1) rounds up to 2**63, out of int64)."""
+    f = float(n)
+    return f if f <= n else float(np.nextafter(f, -np.inf))
+
+
+def _held(fill: np.ndarray, dtype, spec: ColumnSpec) -> np.ndarray:
+    """Decoded values of a numeric column held within what its ``dtype`` stores: an imputation beyond an
+    integer dtype's range would raise deep in pandas (UInt8 below 0), beyond float16/float32's become inf, and
+    dates and durations beyond the int64 ticks of their unit NaT. Observed cells never pass here."""
+    if spec.kind != "numeric":
+        return fill
+    if spec.temporal is not None:  # counts of spec.unit whose ticks fit in int64, NaT (its minimum) excluded
+        tick_ns, unit_ns = _UNITS_NS[_tick(dtype)], _UNITS_NS[spec.unit]
+        most = np.iinfo(np.int64).max // max(unit_ns // tick_ns, 1)
+        return np.clip(fill, -_below(most), _below(most))
+    storage = getattr(dtype, "numpy_dtype", dtype)  # nullable Int/UInt/Float: their numpy dtype
+    if not isinstance(storage, np.dtype) or storage.kind not in "iuf":
+        return fill  # object and string columns hold Python numbers of any size
+    info = np.iinfo(storage) if storage.kind in "iu" else np.finfo(storage)
+    return np.clip(fill, float(info.min), _below(int(info.max)) if storage.kind in "iu" else float(info.max))
 
 
 def _as_dtype(obj: np.ndarray, dtype, spec: ColumnSpec):
