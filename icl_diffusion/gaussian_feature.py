@@ -138,14 +138,21 @@ def _observed(known: torch.Tensor, is_cat: torch.Tensor, key_mask: torch.Tensor 
 
 
 def _shrink(cov: torch.Tensor, n_rows: torch.Tensor) -> torch.Tensor:
-    """Shrink off-diagonal entries toward 0, harder when rows are few compared with features (Ledoit-Wolf-like).
+    """Shrink off-diagonal entries toward 0 by F / (F + N), harder when rows are few compared with features
+    (Ledoit-Wolf-like), at most by half.
 
-    Zero or tiny variances (all-unknown, constant or categorical columns) become 1.
+    Zero or tiny variances (all-unknown, constant or categorical columns) become 1. Until session 23 the
+    shrinkage was at least 5%, which on tables of many more rows than columns biased every conditional mean
+    toward the correlated columns' common direction: on 300 x 3 tables (benchmarks/rubin_coverage.py's) the
+    estimate's slope of y on x1 was 0.90 against the data's 0.98 (0.97 without the floor), and a regression
+    coefficient fitted on the multiple imputations was shrunk with it; the shipped network on the floorless
+    input: Gaussian tables 1.023 -> 1.014 times the exact conditional mean's error, real tables 0.7934 -> 0.7924
+    (benchmarks/results/imputation.md, session 23).
     """
     n_features = cov.shape[-1]
     var = cov.diagonal(dim1=1, dim2=2)
     var = torch.where(var > 1e-6, var, torch.ones_like(var))
-    lam = (n_features / (n_features + n_rows)).clamp(0.05, 0.5)[:, None, None]
+    lam = (n_features / (n_features + n_rows)).clamp(max=0.5)[:, None, None]
     off = cov - torch.diag_embed(cov.diagonal(dim1=1, dim2=2))
     return (1 - lam) * off + torch.diag_embed(var)
 

@@ -99,7 +99,8 @@ def test_spread_follows_the_pattern_relative_to_the_calibration_cells():
     sd_plain, sd_wide = plain[:, rows, 0].std(0).mean(), wide[:, rows, 0].std(0).mean()
     assert float(sd_plain) == pytest.approx(float(draws[:, rows, 0].std(0).mean()), rel=0.02)
     cov = np.cov(x[~rows].T)
-    cov = 0.95 * cov + 0.05 * np.diag(np.diag(cov))  # the fit's shrinkage toward the diagonal (few columns: 5%)
+    lam = 3 / (3 + (~rows).sum())  # the fit's shrinkage toward the diagonal (gaussian_feature._shrink)
+    cov = (1 - lam) * cov + lam * np.diag(np.diag(cov))
     given_rest = cov[0, 0] - cov[0, 1:] @ np.linalg.solve(cov[1:, 1:], cov[1:, 0])
     assert float(sd_wide / sd_plain) == pytest.approx(np.sqrt(cov[0, 0] / given_rest), rel=0.15)
     assert torch.equal(wide[:, rows, 1], plain[:, rows, 1])  # no calibration cells in column 1: unchanged
