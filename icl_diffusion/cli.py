@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="name of the target column")
     p.add_argument("-o", "--output", required=True, help="where to write the predictions")
     p.add_argument("--task", default="auto", choices=("auto", "classification", "regression"),
-                   help="auto: classification for non-numeric targets and integer targets with at most "
-                   f"{AUTO_MAX_CLASSES} distinct values, else regression")
+                   help="auto: classification for text and boolean targets and integer targets with at most "
+                   f"{AUTO_MAX_CLASSES} distinct values; regression for other numbers and for dates")
     p.add_argument("--proba", action="store_true", help="classification: add proba_<class> columns")
     p.add_argument("--quantiles", default=None, help="regression: comma-separated quantiles, e.g. 0.05,0.95, "
                    "added as <target>_q<q> columns")
@@ -406,7 +406,10 @@ def cmd_impute(args) -> None:
 
 
 def _is_classification(y: pd.Series) -> bool:
+    """--task auto: a target of text, booleans or few whole numbers is a class; numbers and dates are numbers."""
     t = pd.api.types
+    if t.is_datetime64_any_dtype(y.dtype):
+        return False
     if not t.is_numeric_dtype(y.dtype) or t.is_bool_dtype(y.dtype):
         return True
     v = y.to_numpy(dtype=np.float64)
@@ -450,7 +453,8 @@ def cmd_predict(args) -> None:
         kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common and k != "couple_draws"}
         if args.ensemble_folds is not None:
             kw["ensemble_folds"] = args.ensemble_folds
-        est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy(dtype=np.float64))
+        dates = pd.api.types.is_datetime64_any_dtype(y.dtype)  # the regressor predicts dates as dates
+        est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy() if dates else y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
         if qs:
             added = {f"{args.target}_q{q:g}": col for q, col in zip(qs, est.predict_quantiles(Xq, qs).T)}

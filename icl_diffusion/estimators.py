@@ -41,6 +41,7 @@ from .preprocessing import (
     as_table,
     destandardized,
     standardized,
+    temporal_counts,
     temporal_values,
 )
 from .sampling import SamplerConfig
@@ -526,8 +527,10 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column);
             y_std_ is 0 for a constant target, which is then predicted as its value.
-        y_dtype_: the datetime64 / timedelta64 dtype of a date or duration target (regressed as its count of
-            ticks; predictions, draws and quantiles come back in it), else None.
+        y_dtype_: the datetime64 / timedelta64 dtype of a date or duration target, else None. It is regressed
+            as its count of ``y_unit_``, the coarsest unit every training value is a whole multiple of (daily
+            dates: days); predictions, draws and quantiles come back in whole such units, in that dtype.
+        y_unit_: that unit (a pandas unit name: D, h, min, s, ms, us, ns), else None.
         pretrained_, preprocessor_, x_context_, known_context_, is_cat_, n_classes_, n_features_in_,
             feature_names_in_: as ``DiffusionClassifier``.
     """
@@ -565,8 +568,10 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         if y.dtype.kind in "mM" and np.datetime_data(y.dtype)[0] not in ("s", "ms", "us", "ns"):
             y = y.astype(f"{y.dtype.kind}8[s]")  # days, weeks, ...: in seconds, a unit pandas also has
         self.y_dtype_ = y.dtype if y.dtype.kind in "mM" else None
-        ticks = y.view(np.int64) if self.y_dtype_ is not None else y
-        y = check_array(ticks, ensure_2d=False, dtype=np.float64, input_name="y")
+        self.y_unit_ = None
+        if self.y_dtype_ is not None:  # counts of the coarsest unit (daily dates: days), as a feature's are
+            y, self.y_unit_ = temporal_counts(y)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         # Scaled as a numeric feature column is: any spread is a scale (a target on a 1e-12 scale keeps its std).
         mean, std, constant = _moments(y)
         self.y_mean_, self.y_std_ = mean, 0.0 if constant else std  # a constant target is predicted as itself
@@ -578,7 +583,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def _as_target(self, values: np.ndarray) -> np.ndarray:
         """Float predictions as y was: numbers, or dates / durations of y's dtype (whole ticks in its range)."""
-        return values if self.y_dtype_ is None else temporal_values(values, self.y_dtype_)
+        return values if self.y_dtype_ is None else temporal_values(values, self.y_dtype_, self.y_unit_)
 
     def _draws(self, X, n_samples: int) -> np.ndarray:
         _check_count("n_samples", n_samples)

@@ -530,13 +530,23 @@ def _temporal(fill: np.ndarray, spec: ColumnSpec, tick: str) -> np.ndarray:
     return steps + np.datetime64(0, tick) if spec.temporal == "datetime" else steps
 
 
-def temporal_values(counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float counts of the ticks of a datetime64 / timedelta64 ``dtype`` as values of it: rounded and held
-    within its range (NaT excluded), as imputations of such a column are (``DiffusionRegressor``'s target)."""
+def temporal_values(counts: np.ndarray, dtype: np.dtype, unit: str | None = None) -> np.ndarray:
+    """Float counts of ``unit`` (a key of ``_UNITS_NS``; None: the ticks of a datetime64 / timedelta64 ``dtype``)
+    as values of that dtype: rounded to whole units and held within its range (NaT excluded), as imputations of
+    such a column are (``DiffusionRegressor``'s target)."""
     tick = _tick(dtype)
     spec = ColumnSpec("", "numeric", integer=True, temporal="datetime" if dtype.kind == "M" else "timedelta",
-                      unit=tick)
+                      unit=unit or tick)
     return _temporal(_held(np.round(counts), dtype, spec), spec, tick)
+
+
+def temporal_counts(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Complete datetime64 / timedelta64 ``values`` as float64 counts of their resolution, and that unit: the
+    coarsest unit every value is a whole multiple of (daily dates count days), as a feature column's are."""
+    read = _Read("numeric", np.zeros(len(values), dtype=bool), values.view(np.int64),
+                 temporal="datetime" if values.dtype.kind == "M" else "timedelta", tick=_tick(values.dtype))
+    unit = read.resolution()
+    return read.numbers(unit), unit
 
 
 def _tick(dtype) -> str:

@@ -284,3 +284,36 @@ def test_regressor_predicts_dates_for_a_date_target(unit):
     bands = reg.predict_quantiles(query, (0.1, 0.9), n_samples=8)
     assert bands.dtype == y.dtype and bands.shape == (2, 2)
     assert reg.predict_samples(query, n_samples=3).dtype == y.dtype
+    # Daily dates are regressed as days and predicted as whole days, as an imputed date column is.
+    assert reg.y_unit_ == "D"
+    for values in (pred, bands.ravel()):
+        assert (values == values.astype("M8[D]").astype(y.dtype)).all()
+
+
+def test_regressor_keeps_a_finer_resolution_of_its_date_target():
+    """Timestamps to the second are regressed and predicted in seconds, not rounded to days."""
+    y = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.round(X * 1e5) + 1, unit="s")).to_numpy()
+    reg = DiffusionRegressor(random_state=0).fit(pd.DataFrame({"x": X}), y)
+    assert reg.y_unit_ == "s"
+    pred = reg.predict(pd.DataFrame({"x": np.linspace(-1, 1, 7)}))
+    assert (pred != pred.astype("M8[D]").astype(pred.dtype)).any()
+
+
+def test_cli_predicts_a_date_target_as_dates(tmp_path):
+    """--task auto took an ISO-date target for classes: every prediction one of the training dates."""
+    from icl_diffusion.cli import main
+
+    days = np.round(X * 60)
+    when = (pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d")
+    table = pd.DataFrame({"x": X, "when": when})
+    table.iloc[:40].to_csv(tmp_path / "train.csv", index=False)
+    table.iloc[40:, :1].to_csv(tmp_path / "test.csv", index=False)
+    main(["predict", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+          "--target", "when", "-o", str(tmp_path / "out.csv")])
+    written = pd.read_csv(tmp_path / "out.csv", dtype=str)["when"]
+    assert written.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()  # whole dates, as the training ones
+    pred = pd.to_datetime(written).to_numpy()
+    truth = pd.to_datetime(table["when"].iloc[40:]).to_numpy()
+    # A regression interpolates: new dates, close to the truth (the target is a function of x).
+    assert not set(written) <= set(table["when"].iloc[:40])
+    assert np.abs((pred - truth) / np.timedelta64(1, "D")).mean() < 0.25 * days.std()
