@@ -65,23 +65,30 @@ class ClosedFormDenoiser(Denoiser):
 
 
 class NeighbourDenoiser(Denoiser):
-    """Outputs the smooth nearest-rows estimates as its x0 prediction and their log-probabilities as logits
-    (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
+    """Outputs the smooth nearest-rows estimates (``sharp``: the sharp ones) as its x0 prediction and the smooth
+    ones' log-probabilities as logits (x0-prediction diffusions only, like ``ClosedFormDenoiser``)."""
 
     closed_form_inputs = ()
+    sharp = False
 
     def forward(self, x, t, known, is_cat, n_classes, key_mask=None, col_mask=None, context=None,
                 return_context=False, col_embed=None, gaussian_fit=None, level_embed=None, return_inputs=False):
         seen = known if col_mask is None else known & col_mask[:, None, :]
         n_levels = max(2, int(n_classes.max()))
         keys = None if context is None else context["rows"]
-        smooth, _, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask,
-                                                  kernel=self.cfg.neighbour_kernel)
-        out = (smooth, _log_probabilities(probs, n_classes))
+        smooth, sharp, probs, _ = neighbour_estimates(x, seen, is_cat, n_classes, n_levels, keys, key_mask,
+                                                      kernel=self.cfg.neighbour_kernel)
+        out = (sharp if self.sharp else smooth, _log_probabilities(probs, n_classes))
         return _outputs(x, out, return_inputs, {"kv": [None] * len(self.blocks), "rows": (x, seen)} if return_context else None)
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         return None
+
+
+class SharpNeighbourDenoiser(NeighbourDenoiser):
+    """``NeighbourDenoiser`` at the sharp bandwidth (the nearest row's distance: near-duplicate rows)."""
+
+    sharp = True
 
 
 class NoisyGaussianDenoiser(Denoiser):

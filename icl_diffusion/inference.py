@@ -40,6 +40,17 @@ CALIBRATION_MIN_CELLS = 10
 CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
+# Missingness-matched held cells of the blend's weights (``missingness_odds``): ridge penalty and Newton steps of
+# the logistic fit, and the range of the odds relative to their median (the most a cell's chance of being held
+# can move). Session 24: 1/3..3 / 1/10..10 / 1/30..30 / 1/100..100 gained 0.0041 / 0.0064 / 0.0079 / 0.0075 of
+# real-grid NRMSE with the sharp estimate offered (benchmarks/results/imputation.md).
+MATCH_RIDGE = 1.0
+# The sharp nearest-rows estimate joins the blend only where it lowers the table's pooled held-out loss by this
+# share (``input_weights``): session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables'
+# numeric cells +0.0014 / +0.0017 / -0.0009 (benchmarks/results/imputation.md).
+SHARP_MIN_GAIN = 0.05
+MATCH_NEWTON_STEPS = 8
+MATCH_ODDS_RANGE = (1 / 30, 30.0)
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -273,9 +284,9 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
 
 def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...]) -> list[torch.Tensor]:
     """The numeric estimates (N, F) of the network's closed-form inputs (``Denoiser.closed_form_inputs``: the
-    Gaussian conditional mean, the nearest-rows estimate), read off the ``members``' first calls (``outputs``,
-    made with ``ensemble_point(inputs=True)``) and averaged over their views (``table_views``) in the table's
-    units with equal weights; known cells as they are."""
+    Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
+    calls (``outputs``, made with ``ensemble_point(inputs=True)``) and averaged over their views
+    (``table_views``) in the table's units with equal weights; known cells as they are."""
     per_member = []
     for member in members:
         transform, x_m = table_views[member]
@@ -333,7 +344,7 @@ def input_grid(n: int) -> torch.Tensor:
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
-                  bar=None) -> torch.Tensor | None:
+                  bar=None, odds: np.ndarray | None = None) -> torch.Tensor | None:
     """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
     (``Denoiser.closed_form_inputs``), chosen on the key rows alone (x, known): in each numeric one of the
     ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well and imputed by the
@@ -341,9 +352,13 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
     shifted to the network's level where used, so their level is not theirs to win on), plus
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. The network's alone
-    where nothing was measured; None without inputs."""
+    where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
+    lowers the table's pooled held-out loss by ``SHARP_MIN_GAIN`` (tables of near-duplicate rows). ``odds``
+    (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
+    table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
-    hold = torch.as_tensor(hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5])), device=x.device)
+    hold = hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5]), weights=odds)
+    hold = torch.as_tensor(hold, device=x.device)
     if not bool(hold.any()) or not model.closed_form_inputs:
         return None
     seen = known & ~hold
@@ -360,6 +375,13 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
     loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
     measured = cells > 0
+    if "sharp" in model.closed_form_inputs and bool(measured.any()):
+        # The sharp estimate serves tables of near-duplicate rows: offered only where it lowers the table's
+        # pooled held-out loss by SHARP_MIN_GAIN, so that elsewhere its noise does not win columns by chance.
+        sharp = grid[:, 1 + model.closed_form_inputs.index("sharp")] > 0  # (W,)
+        pooled = loss[:, measured].sum(1)
+        if bool(pooled[sharp].min() > (1 - SHARP_MIN_GAIN) * pooled[~sharp].min()):
+            loss = torch.where(sharp[:, None], torch.inf, loss)
     choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
     return torch.where(measured[:, None], grid[choice], grid[0])
 
@@ -378,17 +400,49 @@ def as_logits(probs: torch.Tensor) -> torch.Tensor:
 
 
 def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator,
-             frac: float = CALIBRATION_FRAC) -> np.ndarray:
+             frac: float = CALIBRATION_FRAC, weights: np.ndarray | None = None) -> np.ndarray:
     """(N, F) bool: observed cells hidden to measure the engine on this table (``spread_scales``,
-    ``local_weights``): in each of the ``columns`` (F,) bool, ``frac`` of its observed cells (at least
-    ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``."""
+    ``local_weights``, ``input_weights``): in each of the ``columns`` (F,) bool, ``frac`` of its observed cells
+    (at least ``CALIBRATION_MIN_CELLS``, always leaving two observed), drawn with ``rng``, uniformly or with
+    probabilities proportional to ``weights`` (N, F) (``missingness_odds``)."""
     hold = np.zeros_like(known)
     for j in np.flatnonzero(columns):
         observed = np.flatnonzero(known[:, j])
         k = min(max(CALIBRATION_MIN_CELLS, round(frac * len(observed))), len(observed) - 2)
         if k > 0:
-            hold[rng.choice(observed, k, replace=False), j] = True
+            p = None if weights is None else weights[observed, j] / weights[observed, j].sum()
+            hold[rng.choice(observed, k, replace=False, p=p), j] = True
     return hold
+
+
+def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(N, F) weights under which a column's observed cells look like its missing ones: in each of the
+    ``columns`` (F,) bool, the odds P(missing | row) / P(observed | row) of a ridge logistic regression of the
+    column's missingness on the row's other numeric cells (standardized ``x``, unknown cells at 0), clipped to
+    ``MATCH_ODDS_RANGE`` times their median over the column's observed cells. Cells held with these weights
+    (``hold_out``) sit where the table's missing cells sit when the missingness depends on what is observed
+    (MAR: the rows whose other values are extreme); under MCAR the fit is flat and they are held about
+    uniformly. 1 elsewhere."""
+    weights = np.ones(x.shape, dtype=np.float64)
+    numeric = np.flatnonzero(~is_cat)
+    z = np.where(known, x, 0.0)[:, numeric].astype(np.float64)
+    for j in np.flatnonzero(columns):
+        missing = ~known[:, j]
+        if not missing.any() or missing.all():
+            continue
+        design = np.column_stack([np.ones(len(z)), np.delete(z, np.flatnonzero(numeric == j), axis=1)])
+        beta = np.zeros(design.shape[1])
+        penalty = np.full(design.shape[1], MATCH_RIDGE)
+        penalty[0] = 0.0  # the intercept is not shrunk
+        for _ in range(MATCH_NEWTON_STEPS):  # Newton's method on the penalized log-likelihood
+            p = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30, 30)))
+            grad = design.T @ (missing - p) - penalty * beta
+            hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
+            beta += np.linalg.solve(hess, grad)
+        odds = np.exp(np.clip(design @ beta, -30, 30))
+        median = np.median(odds[known[:, j]])
+        weights[:, j] = odds.clip(median * MATCH_ODDS_RANGE[0], median * MATCH_ODDS_RANGE[1])
+    return weights
 
 
 def _extend(bar, passes: int) -> None:
@@ -656,8 +710,10 @@ def impute(
     def input_weights_of() -> torch.Tensor | None:
         if blend and "inputs" not in weights:
             kx = keys_sub.to(dev)
+            # The held cells' odds are fitted on every row (the key rows may be the complete ones).
+            odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0))[keys.numpy()]
             weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
-                                              ensemble, view_weights_of(), seed, bar)
+                                              ensemble, view_weights_of(), seed, bar, odds)
         return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):

@@ -388,7 +388,8 @@ class Denoiser(nn.Module):
             kvs.append(kv)
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
         if return_inputs:
-            found = {"gaussian": gauss, "neighbours": None if neighbours is None else neighbours[0]}
+            found = {"gaussian": gauss, "neighbours": None if neighbours is None else neighbours[0],
+                     "sharp": None if neighbours is None else neighbours[1]}
             estimates = [found[name] for name in self.closed_form_inputs]  # their one order
             out = (*out, torch.stack(estimates, -1) if estimates else x.new_zeros(*x.shape, 0))
         if not return_context:
@@ -399,10 +400,11 @@ class Denoiser(nn.Module):
     @property
     def closed_form_inputs(self) -> tuple[str, ...]:
         """The closed-form estimates of numeric cells the network is handed, in ``forward(return_inputs=True)``'s
-        order: the Gaussian conditional mean (``gaussian_feature``) and the smooth nearest-rows estimate
-        (``neighbour_feature``), those the config computes."""
+        order: the Gaussian conditional mean (``gaussian_feature``) and the smooth and the sharp nearest-rows
+        estimates (``neighbour_feature``), those the config computes."""
         return tuple(name for name, on in (("gaussian", self.cfg.gaussian_feature),
-                                           ("neighbours", self.cfg.neighbour_feature)) if on)
+                                           ("neighbours", self.cfg.neighbour_feature),
+                                           ("sharp", self.cfg.neighbour_feature)) if on)
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded

@@ -79,21 +79,21 @@ def test_the_inputs_blended_are_those_the_network_was_handed():
     """``forward(return_inputs=True)`` returns the closed-form estimates the network computed for its input (no
     second fit): on a table without point masses, exactly the closed-form and nearest-rows baselines' outputs
     for the same call, through the key-row pass and a query pass alike."""
-    from icl_diffusion.baselines import ClosedFormDenoiser, NeighbourDenoiser
+    from icl_diffusion.baselines import ClosedFormDenoiser, NeighbourDenoiser, SharpNeighbourDenoiser
     from icl_diffusion.inference import first_call
 
     cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
                          neighbour_feature=True)
     torch.manual_seed(0)
     net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
-    assert net.closed_form_inputs == ("gaussian", "neighbours")
+    assert net.closed_form_inputs == ("gaussian", "neighbours", "sharp")
     x, missing = _linear_table(n=120)
     x, known = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(~missing)
     is_cat, n_classes = torch.zeros(6, dtype=torch.bool), torch.zeros(6, dtype=torch.long)
     keys = torch.arange(0, 120, 2)  # half the rows key rows: the rest go through a query pass
     out = first_call(net, diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32, return_inputs=True)
-    assert out[2].shape == (1, 120, 6, 2)
-    for k, cls in enumerate((ClosedFormDenoiser, NeighbourDenoiser)):
+    assert out[2].shape == (1, 120, 6, 3)
+    for k, cls in enumerate((ClosedFormDenoiser, NeighbourDenoiser, SharpNeighbourDenoiser)):
         alone = first_call(cls(cfg).eval(), diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32)
         assert torch.allclose(out[2][..., k], alone[0], atol=1e-6), cls.__name__
     plain = first_call(net, diffusion, x, known, is_cat, n_classes, keys, chunk_rows=32)
@@ -115,3 +115,61 @@ def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_numeric_cel
 def test_blend_inputs_must_be_a_flag():
     with pytest.raises(ValueError, match="blend_inputs"):
         DiffusionImputer(blend_inputs="yes").fit(np.ones((5, 2)))
+
+
+def test_held_cells_sit_where_the_missing_cells_sit():
+    """``missingness_odds``: a column missing where another is large (MAR) gets its held cells, drawn with the
+    odds (``hold_out``), among the rows where that other column is large; under MCAR the odds are nearly flat,
+    so the held cells are about a uniform draw's. What the blend's weights are chosen on (``input_weights``)."""
+    from icl_diffusion.inference import MATCH_ODDS_RANGE, hold_out, missingness_odds
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 4))
+    is_cat = np.zeros(4, dtype=bool)
+    mar = np.ones_like(x, dtype=bool)
+    mar[:, 0] = ~(x[:, 1] + 0.5 * rng.logistic(size=2000) > 1.0)  # column 0 lost where column 1 is large
+    columns = np.array([True, False, False, False])
+    odds = missingness_odds(x, mar, is_cat, columns)
+    assert np.all(odds[:, 1:] == 1.0)
+    lo, hi = np.median(odds[mar[:, 0], 0]) * np.array(MATCH_ODDS_RANGE)
+    assert odds[:, 0].min() >= lo * (1 - 1e-9) and odds[:, 0].max() <= hi * (1 + 1e-9)
+    matched = hold_out(mar, columns, np.random.default_rng(1), weights=odds)[:, 0]
+    uniform = hold_out(mar, columns, np.random.default_rng(1))[:, 0]
+    assert matched.sum() == uniform.sum() and not (matched & ~mar[:, 0]).any()  # observed cells only
+    lost, held, drawn = x[~mar[:, 0], 1].mean(), x[uniform, 1].mean(), x[matched, 1].mean()
+    assert drawn > held + 0.5 * (lost - held), (held, drawn, lost)  # at least halfway to the missing cells
+    mcar = rng.random(x.shape) > 0.2
+    flat = missingness_odds(x, mcar, is_cat, np.ones(4, dtype=bool))
+    assert flat.max() / flat.min() < 4.0 and odds[:, 0].max() / odds[:, 0].min() > 100.0
+
+
+def test_the_sharp_estimate_is_offered_only_to_tables_of_near_duplicate_rows(monkeypatch):
+    """``input_weights`` with a random-init network: on a Gaussian table the sharp nearest-rows estimate gets no
+    weight anywhere; on a table of near-duplicate rows (each row twice, a nonlinear column) it lowers the pooled
+    held-out loss by more than ``SHARP_MIN_GAIN`` and takes weight, and none where the bar is above its gain."""
+    from icl_diffusion import inference
+    from icl_diffusion.inference import input_weights
+
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
+                         neighbour_feature=True)
+    torch.manual_seed(0)
+    net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
+    sharp = 1 + net.closed_form_inputs.index("sharp")
+    rng = np.random.default_rng(0)
+    gaussian = rng.standard_normal((200, 1)) @ rng.standard_normal((1, 5)) + rng.standard_normal((200, 5))
+    z = rng.uniform(-2, 2, (100, 4))
+    panel = np.column_stack([z, np.sin(3 * z[:, 0]) * np.cos(3 * z[:, 1])])
+    panel = np.repeat(panel, 2, axis=0) + 0.01 * rng.standard_normal((200, 5))
+    weights = []
+    for table in (gaussian, panel):
+        x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
+        known = torch.as_tensor(rng.random(x.shape) > 0.1)
+        x = torch.where(known, x, 0.0)
+        w = input_weights(net, diffusion, x, known, torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
+                          torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
+        weights.append(w[:, sharp])
+    assert bool((weights[0] == 0).all()) and bool((weights[1] > 0).any()), weights
+    monkeypatch.setattr(inference, "SHARP_MIN_GAIN", 0.999)
+    w = input_weights(net, diffusion, x, known, torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
+                      torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
+    assert bool((w[:, sharp] == 0).all()) and torch.allclose(w.sum(1), torch.ones(5, dtype=w.dtype))
