@@ -26,7 +26,6 @@ from .diffusion import MASK, GaussianDiffusion
 from .gaussian_feature import expand_table, one_hot_layout, table_gaussian
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
-from .neighbour_feature import filled_neighbours
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
@@ -46,16 +45,12 @@ CALIBRATION_RANGE = (0.5, 4.0)
 # can move). Session 24: 1/3..3 / 1/10..10 / 1/30..30 / 1/100..100 gained 0.0041 / 0.0064 / 0.0079 / 0.0075 of
 # real-grid NRMSE with the sharp estimate offered (benchmarks/results/imputation.md).
 MATCH_RIDGE = 1.0
+# The sharp nearest-rows estimate joins the blend only where it lowers the table's pooled held-out loss by this
+# share (``input_weights``): session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables'
+# numeric cells +0.0014 / +0.0017 / -0.0009 (benchmarks/results/imputation.md).
+SHARP_MIN_GAIN = 0.05
 MATCH_NEWTON_STEPS = 8
 MATCH_ODDS_RANGE = (1 / 30, 30.0)
-# The blend also offers the nearest-rows estimate over the table filled by the network's estimate
-# (``neighbour_feature.filled_neighbours``, session 24).
-FILLED_INPUT = True
-# The nearest-rows estimates join the blend only where they lower the table's pooled held-out loss by this share
-# (``input_weights``), so that elsewhere their noise does not win columns by chance. Session 24, the sharp one at
-# 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables' numeric cells +0.0014 / +0.0017 /
-# -0.0009 (benchmarks/results/imputation.md).
-INPUT_MIN_GAIN = {"sharp": 0.05, "filled": 0.1}
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -308,14 +303,11 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
                   table_views: dict, outputs: dict, view_weights: torch.Tensor | None,
                   input_weights: torch.Tensor | None, level_rows: torch.Tensor | None = None):
     """``ensemble_point``'s estimate and logits, its numeric estimates blended with the network's closed-form
-    inputs (``blend_with_inputs``, read off the same calls: ``input_point``) and, with ``FILLED_INPUT``, the
-    nearest-rows estimate over the table it fills (``filled_neighbours``), by ``input_weights`` unless None."""
+    inputs by ``input_weights`` (``blend_with_inputs``, read off the same calls: ``input_point``) unless None."""
     x0, logits = ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members, outputs,
                                 table_views, view_weights, inputs=input_weights is not None)
     if input_weights is not None:
         others = input_point(outputs, table_views, x, known, members)
-        if FILLED_INPUT:
-            others.append(filled_neighbours(x0, known, is_cat, key_rows.to(x.device)))
         x0 = blend_with_inputs(x0, others, known, is_cat, input_weights, level_rows)
     return x0, logits
 
@@ -353,17 +345,15 @@ def input_grid(n: int) -> torch.Tensor:
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
                   bar=None, odds: np.ndarray | None = None) -> torch.Tensor | None:
-    """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's closed-form inputs
-    (``Denoiser.closed_form_inputs``) and, with ``FILLED_INPUT``, the nearest-rows estimate over the table filled
-    by the network's estimate (``filled_neighbours``), chosen on the key rows alone (x, known): in each numeric one of the
+    """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
+    (``Denoiser.closed_form_inputs``), chosen on the key rows alone (x, known): in each numeric one of the
     ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well and imputed by the
     network (its views weighted by ``view_weights``) and by each input (``input_point``: the same calls); a
     column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
     shifted to the network's level where used, so their level is not theirs to win on), plus
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. The network's alone
-    where nothing was measured; None without inputs. The sharp and the filled nearest-rows estimates are each
-    offered only where they lower the table's pooled held-out loss by their ``INPUT_MIN_GAIN`` (tables of near
-    rows). ``odds``
+    where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
+    lowers the table's pooled held-out loss by ``SHARP_MIN_GAIN`` (tables of near-duplicate rows). ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
@@ -378,8 +368,6 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
                             table_views, view_weights, inputs=True)
     others = input_point(outputs, table_views, x, seen, members)
-    if FILLED_INPUT:
-        others.append(filled_neighbours(net, seen, is_cat, keys))
     grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
     estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
     error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
@@ -387,16 +375,13 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
     loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
     measured = cells > 0
-    names = model.closed_form_inputs + (("filled",) if FILLED_INPUT else ())
-    for k, name in enumerate(names, 1):
-        if name not in INPUT_MIN_GAIN or not bool(measured.any()):
-            continue
-        # The nearest-rows estimates serve tables of near rows: each is offered only where it lowers the table's
-        # pooled held-out loss by its INPUT_MIN_GAIN, so that elsewhere its noise does not win columns by chance.
-        uses = grid[:, k] > 0  # (W,)
+    if "sharp" in model.closed_form_inputs and bool(measured.any()):
+        # The sharp estimate serves tables of near-duplicate rows: offered only where it lowers the table's
+        # pooled held-out loss by SHARP_MIN_GAIN, so that elsewhere its noise does not win columns by chance.
+        sharp = grid[:, 1 + model.closed_form_inputs.index("sharp")] > 0  # (W,)
         pooled = loss[:, measured].sum(1)
-        if bool(pooled[uses].min() > (1 - INPUT_MIN_GAIN[name]) * pooled[~uses].min()):
-            loss = torch.where(uses[:, None], torch.inf, loss)
+        if bool(pooled[sharp].min() > (1 - SHARP_MIN_GAIN) * pooled[~sharp].min()):
+            loss = torch.where(sharp[:, None], torch.inf, loss)
     choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
     return torch.where(measured[:, None], grid[choice], grid[0])
 

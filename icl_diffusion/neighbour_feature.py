@@ -27,7 +27,6 @@ import torch
 from .gaussian_feature import collapse, expand_table, numeric_part, one_hot_layout
 
 NEIGHBOURS = 10
-FILLED_NEIGHBOURS = 5  # filled_neighbours: the nearest rows averaged
 _MIN_WEIGHT = 1e-6  # total weight below this: no neighbour knows the column
 
 
@@ -89,32 +88,3 @@ def neighbour_estimates(
     num, probs = collapse(est, scores, layout, is_cat, n_levels)
     sharp_num = numeric_part(sharp_est, layout, is_cat.shape[1])
     return num.float(), sharp_num.float(), probs.float(), taus[1].log()
-
-
-def filled_neighbours(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, keys: torch.Tensor,
-                      neighbours: int = FILLED_NEIGHBOURS) -> torch.Tensor:
-    """Nearest-rows estimates of the numeric cells of a table whose unknown cells hold a point estimate: the
-    rows' distances over every numeric column of ``filled`` (N, F) (standardized; no pattern of shared known
-    columns), each unknown cell the sharp-kernel average of its column's observed values in the ``neighbours``
-    nearest ``keys`` (K,) rows that observe it (a row is never its own neighbour). What a second pass of a
-    nearest-rows imputer does with the first one's answer: near rows found through the cells neither knows.
-    Known and categorical cells as they are (float32, (N, F))."""
-    numeric = ~is_cat
-    if not bool(numeric.any()) or len(keys) < 2:
-        return filled.float()
-    z = filled[:, numeric].double()
-    zk = z[keys]
-    d = ((z**2).sum(1, keepdim=True) + (zk**2).sum(1)[None, :] - 2 * z @ zk.T).clamp(min=0) / z.shape[1]  # (N, K)
-    d[keys, torch.arange(len(keys), device=d.device)] = float("inf")  # not its own neighbour
-    out = filled.double().clone()
-    for j in (numeric & (~known).any(0)).nonzero().squeeze(1).tolist():
-        dj = torch.where(known[keys, j][None, :], d, float("inf"))
-        near, idx = torch.topk(dj, min(neighbours, len(keys)), dim=1, largest=False)  # (N, k)
-        finite = torch.isfinite(near)
-        tau = near[:, :1].clamp(min=1e-4)
-        w = torch.where(finite, torch.exp(-(near - near[:, :1]) / tau), 0.0)
-        values = filled[keys, j].double()[idx]
-        est = (w * values).sum(1) / w.sum(1).clamp(min=1e-12)
-        rows = ~known[:, j] & finite[:, 0]
-        out[rows, j] = est[rows]
-    return out.float()

