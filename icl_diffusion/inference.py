@@ -41,16 +41,18 @@ CALIBRATION_DRAWS = 5
 CALIBRATION_PRIOR_CELLS = 20
 CALIBRATION_RANGE = (0.5, 4.0)
 # Missingness-matched held cells of the blend's weights (``missingness_odds``): ridge penalty and Newton steps of
-# the logistic fit, and the range of the odds relative to their median (the most a cell's chance of being held
+# the logistic fit, the most rows it is fitted on (a seeded subsample beyond: 10,000 x 100 took 6.4 s on all rows,
+# about 1 s on 2,000), and the range of the odds relative to their median (the most a cell's chance of being held
 # can move). Session 24: 1/3..3 / 1/10..10 / 1/30..30 / 1/100..100 gained 0.0041 / 0.0064 / 0.0079 / 0.0075 of
 # real-grid NRMSE with the sharp estimate offered (benchmarks/results/imputation.md).
 MATCH_RIDGE = 1.0
+MATCH_NEWTON_STEPS = 8
+MATCH_FIT_ROWS = 2000
+MATCH_ODDS_RANGE = (1 / 30, 30.0)
 # The sharp nearest-rows estimate joins the blend only where it lowers the table's pooled held-out loss by this
 # share (``input_weights``): session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables'
 # numeric cells +0.0014 / +0.0017 / -0.0009 (benchmarks/results/imputation.md).
 SHARP_MIN_GAIN = 0.05
-MATCH_NEWTON_STEPS = 8
-MATCH_ODDS_RANGE = (1 / 30, 30.0)
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -415,29 +417,34 @@ def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator,
     return hold
 
 
-def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray,
+                     seed: int = 0) -> np.ndarray:
     """(N, F) weights under which a column's observed cells look like its missing ones: in each of the
     ``columns`` (F,) bool, the odds P(missing | row) / P(observed | row) of a ridge logistic regression of the
     column's missingness on the row's other numeric cells (standardized ``x``, unknown cells at 0), clipped to
     ``MATCH_ODDS_RANGE`` times their median over the column's observed cells. Cells held with these weights
     (``hold_out``) sit where the table's missing cells sit when the missingness depends on what is observed
     (MAR: the rows whose other values are extreme); under MCAR the fit is flat and they are held about
-    uniformly. 1 elsewhere."""
+    uniformly. 1 elsewhere. Fitted on at most ``MATCH_FIT_ROWS`` rows (a subsample drawn with ``seed``)."""
     weights = np.ones(x.shape, dtype=np.float64)
     numeric = np.flatnonzero(~is_cat)
     z = np.where(known, x, 0.0)[:, numeric].astype(np.float64)
+    fit = np.arange(len(z))
+    if len(z) > MATCH_FIT_ROWS:
+        fit = np.sort(np.random.default_rng([seed, 7]).choice(len(z), MATCH_FIT_ROWS, replace=False))
     for j in np.flatnonzero(columns):
         missing = ~known[:, j]
-        if not missing.any() or missing.all():
+        if not missing[fit].any() or missing[fit].all():
             continue
         design = np.column_stack([np.ones(len(z)), np.delete(z, np.flatnonzero(numeric == j), axis=1)])
         beta = np.zeros(design.shape[1])
         penalty = np.full(design.shape[1], MATCH_RIDGE)
         penalty[0] = 0.0  # the intercept is not shrunk
+        d, m = design[fit], missing[fit]
         for _ in range(MATCH_NEWTON_STEPS):  # Newton's method on the penalized log-likelihood
-            p = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30, 30)))
-            grad = design.T @ (missing - p) - penalty * beta
-            hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
+            p = 1.0 / (1.0 + np.exp(-np.clip(d @ beta, -30, 30)))
+            grad = d.T @ (m - p) - penalty * beta
+            hess = (d * (p * (1 - p))[:, None]).T @ d + np.diag(penalty)
             beta += np.linalg.solve(hess, grad)
         odds = np.exp(np.clip(design @ beta, -30, 30))
         median = np.median(odds[known[:, j]])
@@ -711,7 +718,7 @@ def impute(
         if blend and "inputs" not in weights:
             kx = keys_sub.to(dev)
             # The held cells' odds are fitted on every row (the key rows may be the complete ones).
-            odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0))[keys.numpy()]
+            odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[keys.numpy()]
             weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
                                               ensemble, view_weights_of(), seed, bar, odds)
         return weights.get("inputs")

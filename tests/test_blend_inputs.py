@@ -138,6 +138,16 @@ def test_held_cells_sit_where_the_missing_cells_sit():
     assert matched.sum() == uniform.sum() and not (matched & ~mar[:, 0]).any()  # observed cells only
     lost, held, drawn = x[~mar[:, 0], 1].mean(), x[uniform, 1].mean(), x[matched, 1].mean()
     assert drawn > held + 0.5 * (lost - held), (held, drawn, lost)  # at least halfway to the missing cells
+    # Fitted on a subsample of the rows (large tables), the odds still find them.
+    import icl_diffusion.inference as engine
+
+    fit_rows = engine.MATCH_FIT_ROWS
+    engine.MATCH_FIT_ROWS = 300
+    try:
+        sub = missingness_odds(x, mar, is_cat, columns)
+    finally:
+        engine.MATCH_FIT_ROWS = fit_rows
+    assert not np.array_equal(sub, odds) and np.corrcoef(np.log(sub[:, 0]), np.log(odds[:, 0]))[0, 1] > 0.9
     mcar = rng.random(x.shape) > 0.2
     flat = missingness_odds(x, mcar, is_cat, np.ones(4, dtype=bool))
     assert flat.max() / flat.min() < 4.0 and odds[:, 0].max() / odds[:, 0].min() > 100.0
