@@ -23,7 +23,7 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
-from .gaussian_feature import expand_table, one_hot_layout, table_gaussian
+from .gaussian_feature import converged_em, expand_table, one_hot_layout, table_gaussian
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
@@ -937,11 +937,12 @@ def coupled(draws: torch.Tensor, known: np.ndarray, is_cat: np.ndarray, fit: tup
 def expanded_precision(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray,
                        key_rows: np.ndarray, em_iters: int) -> tuple[dict, torch.Tensor]:
     """(``one_hot_layout`` of the table (batch of 1), the inverse (E, E) float64 of the covariance of the Gaussian
-    fitted to the key rows with categorical columns one-hot, as the network's closed-form input fits it)."""
+    fitted to the key rows with categorical columns one-hot, as the network's closed-form input fits it at inference:
+    EM run to convergence for a network trained on ``em_iters`` iterations)."""
     layout = one_hot_layout(torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes)[None])
     keys = np.sort(key_rows)
     x_e, known_e = expand_table(torch.as_tensor(x[keys])[None], torch.as_tensor(known[keys])[None], layout)
-    _, cov = table_gaussian(x_e, known_e, torch.zeros(layout["src"].shape, dtype=torch.bool), em_iters=em_iters)
+    _, cov = table_gaussian(x_e, known_e, torch.zeros(layout["src"].shape, dtype=torch.bool), **converged_em(em_iters))
     return layout, torch.linalg.inv(cov[0])
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import MASK, schedule_alphas_cumprod
-from .gaussian_feature import cell_estimates
+from .gaussian_feature import cell_estimates, converged_em
 from .neighbour_feature import neighbour_estimates
 from .noisy_feature import denoised_estimates, noisy_cells
 
@@ -408,11 +408,14 @@ class Denoiser(nn.Module):
 
     def fit_gaussian(self, x, known, is_cat, n_classes, key_mask=None, col_mask=None):
         """The Gaussian fit of the input feature (see ``forward``'s ``gaussian_fit``) on the table expanded
-        with one-hot level columns: mean (B, E), cov (B, E, E)."""
+        with one-hot level columns: mean (B, E), cov (B, E, E). Inference's: its EM runs until it converges
+        (``converged_em``), where training's stops after ``gaussian_em_iters``."""
         seen = known if col_mask is None else known & col_mask[:, None, :]
         n_levels = max(2, int(n_classes.max()))
-        return cell_estimates(x, seen, is_cat, n_classes, n_levels, None, key_mask, self.cfg.gaussian_em_iters,
-                              self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature)[2]
+        em = converged_em(self.cfg.gaussian_em_iters)
+        return cell_estimates(x, seen, is_cat, n_classes, n_levels, None, key_mask, em["em_iters"],
+                              self.cfg.categorical_feature, point_mass=self.cfg.point_mass_feature,
+                              em_tol=em["em_tol"])[2]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -144,3 +144,26 @@ def imputation_nrmse(pretrained: Pretrained, x: np.ndarray, missing: np.ndarray,
     """DiffusionImputer's RMSE over the hidden cells, each column scaled by its complete-data std."""
     filled = DiffusionImputer(checkpoint=pretrained, random_state=0, **params).fit_transform(np.where(missing, np.nan, x))
     return float(np.sqrt(((((filled - x) / x.std(0))[missing]) ** 2).mean()))
+
+
+def mar_gaussian_ratio(pretrained: Pretrained, seed: int, n_rows: int = 500, n_features: int = 10,
+                       rate: float = 0.5) -> float:
+    """The point estimate's RMSE over the missing cells of a Gaussian table (a 3-factor correlation matrix)
+    missing ``rate`` of its cells at random given its observed ones (MAR: three columns always observed, each
+    other column missing its cells where a random direction of those three is highest), over the exact
+    conditional mean's."""
+    g = np.random.default_rng(100 + seed)
+    w = g.normal(size=(n_features, 3))
+    cov = w @ w.T + np.diag(g.uniform(0.1, 0.5, n_features))
+    cov /= np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    x = g.multivariate_normal(np.zeros(n_features), cov, size=n_rows)
+    missing = np.zeros_like(x, dtype=bool)
+    drivers = x[:, :3]
+    per_column = round(rate * x.size / (n_features - 3))
+    for j in range(3, n_features):
+        score = drivers @ g.normal(size=3)
+        score = score / score.std() * 2 + g.logistic(size=n_rows)
+        missing[np.argsort(-score)[:per_column], j] = True
+    exact, _ = exact_conditional(x, missing, cov)
+    filled = DiffusionImputer(checkpoint=pretrained, random_state=0).fit_transform(np.where(missing, np.nan, x))
+    return float(np.sqrt(((filled - x)[missing] ** 2).mean() / ((exact - x)[missing] ** 2).mean()))

@@ -2,9 +2,12 @@ import pytest
 import torch
 
 from icl_diffusion.gaussian_feature import (
+    EM_MAX_ITERS,
+    EM_TOL,
     _cholesky_solve,
     _inverse_by_solves,
     cell_estimates,
+    converged_em,
     gaussian_estimate,
     table_covariance,
     table_gaussian,
@@ -90,6 +93,26 @@ def test_em_fit_with_zero_iterations_is_the_pairwise_fit():
     is_cat = torch.zeros(1, x.shape[2], dtype=torch.bool)
     mean, cov = table_gaussian(x, known, is_cat)
     assert torch.equal(cov, table_covariance(x, known, is_cat)) and torch.equal(mean, torch.zeros_like(mean))
+
+
+def test_em_with_a_tolerance_stops_at_its_fixed_point():
+    """``em_tol``: EM stops once an iteration moves no entry by more than it, short of ``em_iters``; what it
+    stops at is the fixed point that many more iterations reach, and a loose tolerance stops after one."""
+    x, _, known = _mar_table()
+    is_cat = torch.zeros(1, x.shape[2], dtype=torch.bool)
+    far_mean, far_cov = table_gaussian(x, known, is_cat, em_iters=400)
+    mean, cov = table_gaussian(x, known, is_cat, em_iters=400, em_tol=1e-6)
+    assert (cov - far_cov).abs().max() < 1e-4 and (mean - far_mean).abs().max() < 1e-4
+    _, ten_cov = table_gaussian(x, known, is_cat, em_iters=10)
+    assert (ten_cov - far_cov).abs().max() > 1e-3  # ten iterations are not there yet on this table
+    one = table_gaussian(x, known, is_cat, em_iters=1)
+    loose = table_gaussian(x, known, is_cat, em_iters=400, em_tol=10.0)
+    assert all(torch.equal(a, b) for a, b in zip(one, loose))
+
+
+def test_inference_runs_em_to_convergence_for_networks_trained_on_em():
+    assert converged_em(10) == {"em_iters": EM_MAX_ITERS, "em_tol": EM_TOL}
+    assert converged_em(0) == {"em_iters": 0, "em_tol": 0.0}  # trained on the pairwise fit: it stays pairwise
 
 
 def test_em_fit_ignores_categorical_non_key_rows_and_empty_columns():

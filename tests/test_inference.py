@@ -104,13 +104,16 @@ class CountForwards:
 
 
 def _joint_denoiser(model, key_rows, N):
-    """All rows in one forward pass; rows attend only to the key rows (key_mask): the unchunked reference."""
+    """All rows in one forward pass; rows attend only to the key rows (key_mask): the unchunked reference. The
+    Gaussian input's fit is inference's (``fit_gaussian``: EM run to convergence) on the key rows, as the engine's."""
 
     def den(x_t, t, known):
         S = x_t.shape[0]
         key_mask = torch.zeros(S, N, dtype=torch.bool)
         key_mask[:, key_rows] = True
-        return model(x_t, t, known, IS_CAT.expand(S, -1), N_CLASSES.expand(S, -1), key_mask=key_mask)
+        fit = model.fit_gaussian(x_t[:1, key_rows], known[:1, key_rows], IS_CAT[None], N_CLASSES[None])
+        return model(x_t, t, known, IS_CAT.expand(S, -1), N_CLASSES.expand(S, -1), key_mask=key_mask,
+                     gaussian_fit=fit)
 
     return den
 

@@ -1,23 +1,79 @@
-"""Experiment (session 11): the 500 x 10 Gaussian tables of imputation.py (3 seeds, MCAR / MAR / MNAR at 10/30/50%):
-ratio to the exact conditional mean with more EM iterations in the closed-form Gaussian fit (the shipped model
-uses 10). Run from the repository root: python benchmarks/results/em_iters.py 30,100 closed_form,icl_point"""
-import sys
+"""Experiment: inference's EM settings (``gaussian_feature.EM_MAX_ITERS``, ``EM_TOL``), patched for one run.
 
-sys.path.insert(0, 'benchmarks')
+Run from the repository root, one thread:
+
+    python benchmarks/results/em_iters.py screen MAX TOL SECTIONS OUT_DIR   # screen.py's sections -> OUT_DIR/*.csv
+    python benchmarks/results/em_iters.py grid MAX TOL SEEDS OUT_CSV        # imputation.py's real grid, icl_point
+    python benchmarks/results/em_iters.py cost                              # seconds: 10 iterations vs the constants
+
+``MAX 10 TOL 0`` is the engine before session 26 (10 iterations, as training runs them). Session 26:
+``screen 30 1e-4 grid,gaussian,draws,categorical,prediction,categorical_fresh runs/em/it30_tol1e-4``, compared by
+``python benchmarks/screen.py it30_tol1e-4=checkpoints/icl_diffusion_small.safetensors --sections ... --out-dir
+runs/em``; ``grid 10 0 3,4,5`` and ``grid 30 1e-4 3,4,5`` for the fresh seeds (benchmarks/results/imputation.md).
+Session 11 ran an earlier version of this script (fixed ``gaussian_em_iters`` in the model config; git history).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, "benchmarks")
+import numpy as np
 import torch
 
 torch.set_num_threads(1)
-import imputation as I
+import screen
+from common import diffusion_imputer, gaussian_table, load_real_table, make_mask
 
-from icl_diffusion import load_checkpoint
+from icl_diffusion import gaussian_feature
+from icl_diffusion.checkpoint import load_checkpoint
 
-its = [int(v) for v in sys.argv[1].split(",")]
-methods = sys.argv[2] if len(sys.argv) > 2 else "closed_form,icl_point"
-for it in its:
-    pre = load_checkpoint('checkpoints/icl_diffusion_small.safetensors')
-    pre.model.cfg.gaussian_em_iters = it
-    args = I.parse_args(["--datasets", "gaussian", "--methods", methods, "--threads", "1"])
-    runs = I.run(args, pre)
-    runs.to_csv(f"em{it}.runs.csv", index=False)
-    print("EM", it, flush=True)
-    print(runs.groupby(["mechanism", "rate", "method"]).ratio.mean().unstack().round(3).to_string(), flush=True)
+CHECKPOINT = "checkpoints/icl_diffusion_small.safetensors"
+
+
+def patch(max_iters: str, tol: str) -> None:
+    gaussian_feature.EM_MAX_ITERS, gaussian_feature.EM_TOL = int(max_iters), float(tol)
+
+
+def cost() -> None:
+    """Seconds per point estimate, 10 iterations (tol 0) and the module's constants alternating on each mask."""
+    imputer = diffusion_imputer(load_checkpoint(CHECKPOINT), max_context_rows=512)
+    warm = np.random.default_rng(0).normal(size=(40, 4))
+    imputer(np.where(np.random.default_rng(1).random(warm.shape) < 0.2, np.nan, warm), 0)
+    settings = [(10, 0.0), (gaussian_feature.EM_MAX_ITERS, gaussian_feature.EM_TOL)]
+    seconds = {s: [] for s in settings}
+    for name in ("gaussian", "boston", "college", "guns", "quakes", "close_college", "auto"):
+        table = gaussian_table(500, 10, seed=0) if name == "gaussian" else load_real_table(name)
+        for mech in ("mcar", "mar", "mnar"):
+            for rate in (0.1, 0.3, 0.5):
+                x = np.where(make_mask(table.x, mech, rate, np.random.default_rng(0)), np.nan, table.x)
+                for s in settings:
+                    gaussian_feature.EM_MAX_ITERS, gaussian_feature.EM_TOL = s
+                    start = time.perf_counter()
+                    imputer(x, 0)
+                    seconds[s].append(time.perf_counter() - start)
+        print(name, {s: round(float(np.mean(v[-9:])), 3) for s, v in seconds.items()}, flush=True)
+    print("mean", {s: round(float(np.mean(v)), 3) for s, v in seconds.items()})
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "cost":
+        return cost()
+    mode, max_iters, tol, what, out = argv
+    patch(max_iters, tol)
+    pretrained = load_checkpoint(CHECKPOINT)
+    if mode == "grid":
+        screen.grid_rows(pretrained, ",".join(screen.REAL_TABLES), what).to_csv(out, index=False)
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for section in what.split(","):
+        if not (folder / f"{section}.csv").exists():
+            screen.section_rows(section, pretrained).to_csv(folder / f"{section}.csv", index=False)
+            print("done", section, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
