@@ -17,6 +17,7 @@ import itertools
 import math
 from dataclasses import replace
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +54,11 @@ MATCH_ODDS_RANGE = (1 / 30, 30.0)
 # share (``input_weights``): session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables'
 # numeric cells +0.0014 / +0.0017 / -0.0009 (benchmarks/results/imputation.md).
 SHARP_MIN_GAIN = 0.05
+# ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
+# within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
+# a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
+# 0.2: real grid +0.0056 / +0.0072, MNAR 50% -0.0011 / -0.0073 (benchmarks/results/imputation.md).
+LEVEL_AGREEMENT = 0.1
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -303,34 +309,38 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
 @torch.no_grad()
 def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
                   table_views: dict, outputs: dict, view_weights: torch.Tensor | None,
-                  input_weights: torch.Tensor | None, level_rows: torch.Tensor | None = None):
+                  blend: InputBlend | None, level_rows: torch.Tensor | None = None):
     """``ensemble_point``'s estimate and logits, its numeric estimates blended with the network's closed-form
-    inputs by ``input_weights`` (``blend_with_inputs``, read off the same calls: ``input_point``) unless None."""
+    inputs as ``blend`` says (``input_weights``, ``blend_with_inputs``, read off the same calls: ``input_point``)
+    unless None."""
     x0, logits = ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members, outputs,
-                                table_views, view_weights, inputs=input_weights is not None)
-    if input_weights is not None:
+                                table_views, view_weights, inputs=blend is not None)
+    if blend is not None:
         others = input_point(outputs, table_views, x, known, members)
-        x0 = blend_with_inputs(x0, others, known, is_cat, input_weights, level_rows)
+        x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level)
     return x0, logits
 
 
 def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch.Tensor, is_cat: torch.Tensor,
-                      weights: torch.Tensor, level_rows: torch.Tensor | None = None) -> torch.Tensor:
+                      weights: torch.Tensor, level_rows: torch.Tensor | None = None,
+                      own_level: torch.Tensor | None = None) -> torch.Tensor:
     """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_point``) by
     ``weights`` (F, 1 + len(inputs)), each input first shifted so that its mean over the column's unknown cells
-    is the network's: the blend takes the inputs' shape of the relation, never their level. The network reads
+    is the network's: the blend takes the inputs' shape of the relation, not their level. The network reads
     the level off the missingness itself (a column missing its high values under MNAR), which no estimate
-    fitted to the observed cells can. ``level_rows`` (N,) bool: the rows whose unknown cells measure the level
-    (None: all); a column with none there keeps the network's estimate."""
+    fitted to the observed cells can. Where ``own_level`` (F,) bool is set (``input_weights``: the network read
+    no such shift there) the inputs keep their own levels. ``level_rows`` (N,) bool: the rows whose unknown cells
+    measure the level (None: all); a column with none there keeps the network's estimate."""
     unknown = ~known if level_rows is None else ~known & level_rows[:, None]
     count = unknown.sum(0)
 
     def level(e: torch.Tensor) -> torch.Tensor:
         return torch.where(unknown, e.double(), 0.0).sum(0) / count.clamp(min=1)
 
+    own = torch.zeros(x0.shape[1], dtype=torch.bool, device=x0.device) if own_level is None else own_level
     out = weights[:, 0] * x0.double()
     for k, est in enumerate(inputs, 1):
-        out = out + weights[:, k] * (est.double() - level(est) + level(x0))
+        out = out + weights[:, k] * (est.double() - torch.where(own, 0.0, level(est) - level(x0)))
     keep = known | is_cat[None, :] | (count == 0)[None, :]
     return torch.where(keep, x0, out.to(x0.dtype))
 
@@ -343,18 +353,30 @@ def input_grid(n: int) -> torch.Tensor:
     return torch.tensor(grid, dtype=torch.float64) / steps
 
 
+class InputBlend(NamedTuple):
+    """How ``blend_with_inputs`` blends each column (``input_weights``): weights (F, 1 + k) of the network's estimate
+    and its k closed-form inputs, and own_level (F,) bool, the columns whose inputs keep their own levels."""
+
+    weights: torch.Tensor
+    own_level: torch.Tensor
+
+
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
-                  bar=None, odds: np.ndarray | None = None) -> torch.Tensor | None:
+                  bar=None, odds: np.ndarray | None = None) -> InputBlend | None:
     """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
     (``Denoiser.closed_form_inputs``), chosen on the key rows alone (x, known): in each numeric one of the
     ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well and imputed by the
     network (its views weighted by ``view_weights``) and by each input (``input_point``: the same calls); a
     column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
     shifted to the network's level where used, so their level is not theirs to win on), plus
-    ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. The network's alone
-    where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
+    ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. Where the network's mean
+    over the column's unknown cells is within ``LEVEL_AGREEMENT`` of the Gaussian estimate's (it read no shift off
+    the missingness), the inputs keep their own levels (``own_level``) and the plain squared error chooses: a
+    column missing where the other columns are extreme (MAR) is then filled at the level of the estimate that
+    extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). The
+    network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
     lowers the table's pooled held-out loss by ``SHARP_MIN_GAIN`` (tables of near-duplicate rows). ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
@@ -377,6 +399,16 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
     loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
     measured = cells > 0
+    own_level = torch.zeros_like(measured)
+    if "gaussian" in model.closed_form_inputs:
+        # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
+        # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
+        unknown = ~seen & ~is_cat[None, :]
+        gaussian = estimates[1 + model.closed_form_inputs.index("gaussian")]
+        gap = torch.where(unknown, estimates[0] - gaussian, 0.0).sum(0) / unknown.sum(0).clamp(min=1)
+        own_level = (gap.abs() <= LEVEL_AGREEMENT) & measured
+        plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
+        loss = torch.where(own_level[None], plain, loss)
     if "sharp" in model.closed_form_inputs and bool(measured.any()):
         # The sharp estimate serves tables of near-duplicate rows: offered only where it lowers the table's
         # pooled held-out loss by SHARP_MIN_GAIN, so that elsewhere its noise does not win columns by chance.
@@ -385,7 +417,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         if bool(pooled[sharp].min() > (1 - SHARP_MIN_GAIN) * pooled[~sharp].min()):
             loss = torch.where(sharp[:, None], torch.inf, loss)
     choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
-    return torch.where(measured[:, None], grid[choice], grid[0])
+    return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level)
 
 
 def check_ensemble_folds(folds) -> None:
@@ -490,7 +522,7 @@ def local_point(model, diffusion, x, known, is_cat, n_classes, global_x0, candid
 def local_weights(model, diffusion, x, known, is_cat, n_classes, columns: np.ndarray, global_members: tuple[str, ...],
                   chunk_rows: int, members: tuple[str, ...], context_rows: int, query_rows: int, seed: int,
                   bar=None, view_weights: torch.Tensor | None = None,
-                  inputs: torch.Tensor | None = None) -> torch.Tensor:
+                  inputs: InputBlend | None = None) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate against the global one, chosen on the context: on the key
     rows alone (x, known), ``CALIBRATION_FRAC`` of the observed cells of each of the ``columns`` (those with
     cells to impute) are hidden as well and imputed both ways: globally as the estimate the weights will blend
@@ -714,7 +746,7 @@ def impute(
 
     blend = bool(tuned.blend_inputs and model.closed_form_inputs)
 
-    def input_weights_of() -> torch.Tensor | None:
+    def input_weights_of() -> InputBlend | None:
         if blend and "inputs" not in weights:
             kx = keys_sub.to(dev)
             # The held cells' odds are fitted on every row (the key rows may be the complete ones).

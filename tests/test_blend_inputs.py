@@ -41,6 +41,26 @@ def test_blend_keeps_the_network_level_known_and_categorical_cells():
     assert torch.equal(blend_with_inputs(net, inputs, known, IS_CAT, alone), net)
 
 
+def test_columns_of_own_level_take_the_inputs_level():
+    """``own_level``: there the blend is the plain weighted sum, the inputs at their own levels; elsewhere as above."""
+    g = torch.Generator().manual_seed(0)
+    x, known = make_table(3, N=50)
+    x = torch.nan_to_num(x)
+    net = torch.where(known, x, torch.randn(50, 5, generator=g) + 2.0)
+    inputs = [torch.where(known, x, torch.randn(50, 5, generator=g)) for _ in range(2)]
+    weights = torch.tensor([[0.0, 0.5, 0.5]] * 5, dtype=torch.float64)
+    own = torch.tensor([True, False, True, False, True])
+    out = blend_with_inputs(net, inputs, known, IS_CAT, weights, own_level=own)
+    shifted = blend_with_inputs(net, inputs, known, IS_CAT, weights)
+    for j in torch.nonzero(~IS_CAT).squeeze(1).tolist():
+        rows = ~known[:, j]
+        if own[j]:
+            assert torch.allclose(out[rows, j], 0.5 * inputs[0][rows, j] + 0.5 * inputs[1][rows, j])
+        else:
+            assert torch.equal(out[:, j], shifted[:, j])
+    assert torch.equal(out[known], net[known]) and torch.equal(out[:, IS_CAT], net[:, IS_CAT])
+
+
 def _linear_table(n=300, seed=0):
     """Numeric columns all near-exact linear functions of one factor, 30% MCAR."""
     rng = np.random.default_rng(seed)
@@ -177,9 +197,9 @@ def test_the_sharp_estimate_is_offered_only_to_tables_of_near_duplicate_rows(mon
         x = torch.where(known, x, 0.0)
         w = input_weights(net, diffusion, x, known, torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
                           torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
-        weights.append(w[:, sharp])
+        weights.append(w.weights[:, sharp])
     assert bool((weights[0] == 0).all()) and bool((weights[1] > 0).any()), weights
     monkeypatch.setattr(inference, "SHARP_MIN_GAIN", 0.999)
     w = input_weights(net, diffusion, x, known, torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
                       torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
-    assert bool((w[:, sharp] == 0).all()) and torch.allclose(w.sum(1), torch.ones(5, dtype=w.dtype))
+    assert bool((w.weights[:, sharp] == 0).all()) and torch.allclose(w.weights.sum(1), torch.ones(5, dtype=torch.float64))
