@@ -66,8 +66,11 @@ def test_fine_tuning_learns_a_domain_and_writes_an_inference_checkpoint(tmp_path
     # The network itself learns the domain (its estimate alone, not blended with its closed-form inputs)...
     before, after = heldout_nrmse(None, blend_inputs=False), heldout_nrmse(str(out), blend_inputs=False)
     assert after < 0.93 * before, (before, after)
-    # ... and what users get by default improves with it (the blend's nearest-rows input already reads a * b).
-    assert heldout_nrmse(str(out)) < heldout_nrmse(None)
+    # ... and what users get by default does not get worse with it. Here it does not move: the blend's nearest-rows
+    # input reads a * b far better (0.19) than even the fine-tuned network (0.92 -> 0.79), and since session 26 the
+    # blend takes it at its own level (``inference.LEVEL_AGREEMENT``), before and after (0.188; with the network's
+    # level 0.199 -> 0.188).
+    assert heldout_nrmse(str(out)) <= heldout_nrmse(None)
     info = load_checkpoint(out).info["fine_tuned"]
     assert info["source"] == "shipped" and info["tables"] == [[400, 4]] * 3
     assert info["config"]["views"] == list(load_pretrained().sampler.ensemble)  # None: the checkpoint's
