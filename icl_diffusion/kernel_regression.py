@@ -24,7 +24,7 @@ FEATURES = 64
 PENALTIES = (0.01, 0.1, 1.0, 10.0)
 BANDWIDTH_ROWS = 200
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
-COLUMN_BATCH = 16
+COLUMN_BATCH = 8
 
 
 def kernel_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
@@ -53,26 +53,21 @@ def kernel_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
         distances = diff @ others.T  # (S, S, C)
         bandwidth = torch.stack([d[d > 0].median() if bool((d > 0).any()) else d.new_tensor(1.0)
                                  for d in distances.unbind(-1)])  # (C,)
-        scale = others[:, :, None] / torch.sqrt(bandwidth / 2)[:, None, None]
-        phi = math.sqrt(2 / FEATURES) * torch.cos(z[None] @ (w[cols] * scale) + b[cols])  # (C, N, M)
-        # The other columns themselves too (scaled to a kernel of about the same size): far from the key rows the
-        # random features fade and the estimate follows the linear part, as a missing-at-random cell in a row
-        # extreme in the other columns needs (a kernel alone would fall back to the column mean there).
-        linear = z[None] * (others / math.sqrt(max(z.shape[1] - 1, 1)))[:, None, :]  # (C, N, D)
-        phi = torch.cat([phi, linear], -1)
+        scale = others[:, :, None] / torch.sqrt(bandwidth / 2)[:, None, None]  # (C, D, 1)
+        linear = others / math.sqrt(max(z.shape[1] - 1, 1))  # (C, D)
         rows = train[key_rows][:, cols].T.double()  # (C, K): the key rows that know each column
-        p = phi[:, key_rows] * rows[..., None]
+        p = _features(z[key_rows], w[cols], scale, b[cols], linear) * rows[..., None]  # (C, K, M + D)
         y = z[key_rows][:, cols].T  # (C, K)
         count = rows.sum(1)
         mean = (y * rows).sum(1) / count
         yc = (y - mean[:, None]) * rows
         eig, u = torch.linalg.eigh(p.transpose(1, 2) @ p)  # (C, M), (C, M, M)
-        pu = p @ u  # (C, N, M)
+        pu = p @ u  # (C, K, M)
         uy = (pu * yc[..., None]).sum(1)  # (C, M)
         best, coef = None, None
         for penalty in PENALTIES:
             inv = 1 / (eig.clamp(min=0) + penalty)
-            fit = pu @ (inv * uy)[..., None]  # (C, N, 1)
+            fit = pu @ (inv * uy)[..., None]  # (C, K, 1)
             leverage = (pu.square() @ inv[..., None]).clamp(max=1 - 1e-6)
             loo = (((yc[..., None] - fit) / (1 - leverage)).square().squeeze(-1) * rows).sum(1) / count  # (C,)
             c = u @ (inv * uy)[..., None]  # (C, M, 1)
@@ -81,7 +76,19 @@ def kernel_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
             else:
                 better = loo < best
                 best, coef = torch.where(better, loo, best), torch.where(better[:, None, None], c, coef)
-        estimate = (mean[:, None] + (phi @ coef).squeeze(-1)).T.to(out.dtype)  # (N, C)
-        j = numeric[cols]
-        out[:, j] = torch.where(known[:, j], filled[:, j], estimate)
+        for c, j in enumerate(numeric[cols].tolist()):  # each column's estimate in its unknown cells only
+            unknown = (~known[:, j]).nonzero().squeeze(1)
+            phi = _features(z[unknown], w[cols[c : c + 1]], scale[c : c + 1], b[cols[c : c + 1]], linear[c : c + 1])[0]
+            out[unknown, j] = (mean[c] + phi @ coef[c, :, 0]).to(out.dtype)
     return out
+
+
+def _features(z: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, b: torch.Tensor,
+              linear: torch.Tensor) -> torch.Tensor:
+    """(C, R, M + D) features of the rows z (R, D) for C columns: the random Fourier features (frequencies w (C, D,
+    M) times ``scale`` (C, D, 1), phases b (C, 1, M)) and, times ``linear`` (C, D) (the column itself at 0, the rest
+    scaled to a kernel of about the same size), the other columns themselves: far from the key rows the random
+    features fade and the estimate follows the linear part, as a missing-at-random cell in a row extreme in the
+    other columns needs (a kernel alone would fall back to the column mean there)."""
+    fourier = math.sqrt(2 / FEATURES) * torch.cos(z[None] @ (w * scale) + b)
+    return torch.cat([fourier, z[None] * linear[:, None, :]], -1)
