@@ -762,9 +762,17 @@ def impute(
     def input_weights_of() -> InputBlend | None:
         if blend and "inputs" not in weights:
             kx = keys_sub.to(dev)
-            # The held cells' odds are fitted on every row (the key rows may be the complete ones).
-            odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[keys.numpy()]
-            weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, (~ks).any(0), chunk_rows,
+            if key_rows is None:
+                # The held cells' odds are fitted on every row (the key rows may be the complete ones).
+                columns = (~ks).any(0)
+                odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[keys.numpy()]
+            else:
+                # Rows imputed against fitted ones: the weights from those alone, every numeric column held, so that
+                # a row's imputation does not depend on the other rows imputed with it.
+                columns = ~cat
+                fitted = keys.numpy()
+                odds = missingness_odds(x[fitted], known[fitted], is_cat, ~is_cat & (~known[fitted]).any(0), seed)
+            weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, columns, chunk_rows,
                                               ensemble, view_weights_of(), seed, bar, odds)
         return weights.get("inputs")
 
