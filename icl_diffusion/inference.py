@@ -31,6 +31,7 @@ from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
+from .tree_regression import fit_rows, tree_estimates
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -54,17 +55,19 @@ MATCH_ODDS_RANGE = (1 / 30, 30.0)
 # Inputs that join the blend only where they lower the table's pooled held-out loss by this share (``input_weights``),
 # so that elsewhere their noise does not win columns by chance. The sharp nearest-rows estimate (tables of
 # near-duplicate rows), session 24, 0.05 / 0.15 / none: real grid +0.0075 / +0.0067 / +0.0073, mixed tables' numeric
-# cells +0.0014 / +0.0017 / -0.0009; the kernel regression (smooth nonlinear relations), session 26
+# cells +0.0014 / +0.0017 / -0.0009; the kernel regression (smooth nonlinear relations), session 26; the trees,
+# session 27, 0.02 / 0.03 / 0.05: real grid +0.0076 / +0.0072 / +0.0061, Gaussian tables -0.0007 / -0.0001 / -0.0000
 # (benchmarks/results/imputation.md).
-INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02}
+INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02, "trees": 0.03}
 # ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
 # within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
 # a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
 # 0.2: real grid +0.0056 / +0.0072, MNAR 50% -0.0011 / -0.0073 (benchmarks/results/imputation.md).
 LEVEL_AGREEMENT = 0.1
 # The blend's inputs the engine computes itself, after the network's (``input_point``): "kernel", a kernel ridge
-# regression of each column on the row's other cells (``kernel_regression.py``).
-ENGINE_INPUTS = ("kernel",)
+# regression of each column on the row's other cells (``kernel_regression.py``, session 26); "trees", extremely
+# randomized trees per column (``tree_regression.py``, session 27).
+ENGINE_INPUTS = ("kernel", "trees")
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 # The views of the local contexts' calls (``local_point``): the plain table only, half the cost of the ensemble's
@@ -297,23 +300,34 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
 
 
 def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...], names: tuple[str, ...],
-                is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
+                is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0, tree_rows: torch.Tensor | None = None,
+                fitted: tuple[str, ...] | None = None) -> list[torch.Tensor]:
     """The numeric estimates (N, F) of the network's closed-form inputs (``names``, its ``closed_form_inputs``: the
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
-    (``ENGINE_INPUTS``: the kernel ridge regression over the table filled by the Gaussian estimate, fitted on the
-    ``key_rows``), each averaged over the views (``table_views``) in the table's units with equal weights; known
-    cells as they are."""
-    per_member = []
+    (``ENGINE_INPUTS``: the kernel ridge regression and the trees over the table filled by the Gaussian estimate,
+    fitted on the ``key_rows``; the trees once, in the table's units, for every view), each averaged over the views
+    (``table_views``) in the table's units with equal weights; known cells as they are. ``tree_rows``: the rows the
+    trees are fitted on (default the ``key_rows``). ``fitted``: the engine's inputs to fit (default all); the others
+    stand in as the Gaussian estimate (for a blend that gives them no weight)."""
+    fitted = ENGINE_INPUTS if fitted is None else fitted
+    per_member, trees = [], None
     for member in members:
         transform, x_m = table_views[member]
         estimates = outputs[member][2][0].unbind(-1)  # k of (N, F), in the view's units
         estimates = [torch.where(known, x_m, e) for e in estimates]
-        if "kernel" in ENGINE_INPUTS and "gaussian" in names:
-            filled = estimates[names.index("gaussian")]
-            estimates.append(kernel_estimates(filled, known, is_cat, key_rows.to(x.device), seed))
+        filled = estimates[names.index("gaussian")] if "gaussian" in names else None
+        if "kernel" in ENGINE_INPUTS and filled is not None:
+            kernel = "kernel" in fitted
+            estimates.append(kernel_estimates(filled, known, is_cat, key_rows.to(x.device), seed) if kernel else filled)
         if transform is not None:
             estimates = [torch.where(known, x, transform.inverse(e)) for e in estimates]
+        if "trees" in ENGINE_INPUTS and filled is not None:
+            filled = estimates[names.index("gaussian")]  # in the table's units
+            if trees is None and "trees" in fitted:  # one fit for every view: trees do not see monotone transforms
+                rows = key_rows if tree_rows is None else tree_rows
+                trees = tree_estimates(filled, known, is_cat, rows.to(x.device), seed)
+            estimates.append(filled if trees is None else trees)
         per_member.append(estimates)
     return [sum(same) / len(members) for same in zip(*per_member)]
 
@@ -321,14 +335,18 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
 @torch.no_grad()
 def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows: int, members: tuple[str, ...],
                   table_views: dict, outputs: dict, view_weights: torch.Tensor | None,
-                  blend: InputBlend | None, level_rows: torch.Tensor | None = None):
+                  blend: InputBlend | None, level_rows: torch.Tensor | None = None,
+                  tree_rows: torch.Tensor | None = None):
     """``ensemble_point``'s estimate and logits, its numeric estimates blended with the network's closed-form
-    inputs as ``blend`` says (``input_weights``, ``blend_with_inputs``, read off the same calls: ``input_point``)
-    unless None."""
+    inputs as ``blend`` says (``input_weights``, ``blend_with_inputs``, read off the same calls: ``input_point``,
+    the trees fitted on ``tree_rows``) unless None."""
     x0, logits = ensemble_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk_rows, members, outputs,
                                 table_views, view_weights, inputs=blend is not None)
     if blend is not None:
-        others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows)
+        taken = blend.weights[:, 1 + len(model.closed_form_inputs):].ne(0).any(0).tolist()
+        fitted = tuple(name for name, used in zip(ENGINE_INPUTS, taken) if used)  # none fitted for no weight
+        others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows,
+                             tree_rows=tree_rows, fitted=fitted)
         x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level)
     return x0, logits
 
@@ -390,7 +408,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). The
     network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
     lowers the table's pooled held-out loss by its ``INPUT_MIN_GAIN`` (tables of near-duplicate rows), the kernel
-    regression likewise. ``odds``
+    regression and the trees likewise. ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
@@ -789,8 +807,11 @@ def impute(
         if key_rows is not None:
             level_rows = torch.zeros(len(rows), dtype=torch.bool, device=dev)
             level_rows[keys_sub.to(dev)] = True
+        # A table imputed as a whole: the trees may learn from every row of the call, as MissForest's forests do
+        # (at most ``tree_regression.MAX_ROWS``). Rows imputed against fitted ones: from those alone.
+        tree_rows = None if key_rows is not None else fit_rows(len(rows), keys_sub, seed)
         x0, logits = blended_point(model, diffusion, xs, ks, cat, ncl, keys_sub, chunk_rows, ensemble, table_views,
-                                   {} if outputs is None else outputs, v_weights, i_weights, level_rows)
+                                   {} if outputs is None else outputs, v_weights, i_weights, level_rows, tree_rows)
         if not local_context_rows:
             return x0, logits
         # A table imputed as a whole: every row may be context. Rows imputed against fitted ones (key_rows

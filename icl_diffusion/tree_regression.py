@@ -1,0 +1,70 @@
+"""Extremely randomized trees regressing each numeric column on the row's other cells: a nonlinear estimate the
+point estimate's blend may take (``inference.input_weights``), computed at inference only.
+
+Why: the network's inputs are linear (the Gaussian conditional mean), smooth (the kernel ridge regression) or
+isotropic local averages (the nearest-rows estimates). A tree partitions the rows on the columns that matter for
+the one it predicts: steps and thresholds, interactions, heavy-tailed columns whose extreme rows it keeps apart,
+groups named by a categorical column. This is what MissForest's random forests read and the network does not learn.
+
+Definitions: every unknown numeric cell of the table is first filled with the Gaussian conditional mean (the
+network's input); for numeric column j an ``ExtraTreesRegressor`` of ``TREES`` trees (every feature a split
+candidate, leaves of ``LEAF_ROWS`` rows or more) is fitted on the key rows that know column j, its features the
+row's other numeric columns so filled and its categorical columns' codes (-1 where unknown: a level of its own),
+and predicts column j in its unknown cells. Unlike the kernel regression it does not extrapolate (a leaf's value
+is an average of key rows): the blend judges it on held cells drawn where the table's missing cells are. Trees
+do not see monotone transforms of their features, so the engine fits them once, in the table's units, for every
+view. A linear part (trees on the residuals of a least-squares fit) was worse on the real grid (session 27).
+Seeded: the same table gets the same estimate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.ensemble import ExtraTreesRegressor
+
+TREES = 30
+LEAF_ROWS = 1
+CATEGORICAL = True  # categorical columns' codes as features (-1 where unknown)
+MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
+MAX_ROWS = 2048  # fit_rows: most rows a forest is fitted on
+
+
+def fit_rows(n_rows: int, key_rows: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """(R,) sorted rows of a table of ``n_rows`` for the trees of a table imputed as a whole: every row, or where
+    they are more than ``MAX_ROWS`` the ``key_rows`` and a seeded choice of the others up to that number."""
+    if n_rows <= MAX_ROWS:
+        return torch.arange(n_rows)
+    others = torch.ones(n_rows, dtype=torch.bool)
+    others[key_rows.cpu()] = False
+    others = others.nonzero().squeeze(1)
+    extra = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))]
+    return torch.cat([key_rows.cpu(), extra[: max(MAX_ROWS - len(key_rows), 0)]]).sort().values
+
+
+def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
+                   seed: int = 0) -> torch.Tensor:
+    """(N, F) estimates of every numeric cell with unknown cells in its column: ``filled`` (N, F) (known cells as
+    they are, the others the Gaussian estimate) where known or where no forest is fitted; categorical columns as
+    filled. ``key_rows`` (K,): the rows a forest is fitted on."""
+    out = filled.clone()
+    numeric = (~is_cat).nonzero().squeeze(1).tolist()
+    if len(numeric) + int(is_cat.sum()) < 2:  # no other column to read
+        return out
+    z = filled[:, numeric].double().cpu().numpy()  # (N, D)
+    seen = known[:, numeric].cpu().numpy()
+    keys = np.sort(key_rows.cpu().numpy())
+    levels = torch.where(known, filled, -1.0)[:, is_cat].double().cpu().numpy()  # (N, C): codes, -1 unknown
+    if not CATEGORICAL:
+        levels = levels[:, :0]
+    for d, j in enumerate(numeric):
+        unknown = np.flatnonzero(~seen[:, d])
+        train = keys[seen[keys, d]]
+        if len(unknown) == 0 or len(train) < MIN_ROWS:
+            continue
+        features = np.column_stack([np.delete(z, d, axis=1), levels])
+        forest = ExtraTreesRegressor(TREES, max_features=1.0, min_samples_leaf=LEAF_ROWS, random_state=seed + d)
+        forest.fit(features[train], z[train, d])
+        estimate = torch.as_tensor(forest.predict(features[unknown]), dtype=out.dtype, device=out.device)
+        out[torch.as_tensor(unknown, device=out.device), j] = estimate
+    return out

@@ -1,0 +1,78 @@
+"""The extremely randomized trees the point estimate's blend may take (icl_diffusion.tree_regression)."""
+
+import torch
+
+from icl_diffusion import tree_regression
+from icl_diffusion.tree_regression import MIN_ROWS, fit_rows, tree_estimates
+
+
+def _table(n=400, seed=0):
+    """a uniform on [-2, 2]; b = a step in a (1 where a > 0.5; no linear fit reads it); c = 2a + noise;
+    30% of b and of c unknown; standardized."""
+    g = torch.Generator().manual_seed(seed)
+    a = 4 * torch.rand(n, generator=g, dtype=torch.float64) - 2
+    x = torch.stack([a, (a > 0.5).double() + 0.05 * torch.randn(n, generator=g, dtype=torch.float64),
+                     2 * a + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)], 1)
+    x = (x - x.mean(0)) / x.std(0)
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[:, 1:] = torch.rand(n, 2, generator=g) > 0.3
+    return x, known
+
+
+def _rmse(out, x, cells):
+    return float((out[cells] - x[cells]).square().mean().sqrt())
+
+
+def test_it_learns_a_step_and_keeps_known_cells():
+    x, known = _table()
+    filled = torch.where(known, x, 0.0)
+    numeric = torch.zeros(3, dtype=torch.bool)
+    out = tree_estimates(filled, known, numeric, torch.arange(len(x)))
+    hidden = ~known[:, 1]
+    assert _rmse(out[:, 1], x[:, 1], hidden) < 0.2  # a linear fit on a: ~0.5, the column mean: ~1
+    assert torch.equal(out[known], x[known])
+    assert torch.equal(out, tree_estimates(filled, known, numeric, torch.arange(len(x))))  # seeded
+
+
+def test_it_fits_on_the_key_rows_only_and_leaves_categorical_and_thin_columns_alone():
+    x, known = _table()
+    filled = torch.where(known, x, 0.0)
+    keys = torch.arange(200)
+    numeric = torch.zeros(3, dtype=torch.bool)
+    out = tree_estimates(filled, known, numeric, keys)
+    moved = torch.where(known, x, 0.0)
+    moved[200:] = torch.where(known[200:], -x[200:], 0.0)  # non-key rows' own values changed
+    out2 = tree_estimates(moved, known, numeric, keys)
+    assert torch.equal(out[:200], out2[:200])  # key rows' estimates: only key rows fitted them
+    cat = torch.tensor([False, True, False])
+    assert torch.equal(tree_estimates(filled, known, cat, keys)[:, 1], filled[:, 1])
+    few = torch.arange(MIN_ROWS - 1)
+    assert torch.equal(tree_estimates(filled, known, numeric, few), filled)
+
+
+def test_it_reads_categorical_columns_by_their_codes():
+    """A numeric column that is its row's group mean (a categorical column of 6 levels, in no order) plus noise."""
+    g = torch.Generator().manual_seed(1)
+    n = 400
+    group = torch.randint(0, 6, (n,), generator=g).double()
+    means = torch.tensor([2.0, -1.0, 0.5, -2.0, 1.5, 0.0], dtype=torch.float64)
+    x = torch.stack([group, means[group.long()] + 0.1 * torch.randn(n, generator=g, dtype=torch.float64),
+                     torch.randn(n, generator=g, dtype=torch.float64)], 1)
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[:, 1] = torch.rand(n, generator=g) > 0.3
+    known[:20, 0] = False  # unknown levels are read as a level of their own
+    filled = torch.where(known, x, 0.0)
+    cat = torch.tensor([True, False, False])
+    out = tree_estimates(filled, known, cat, torch.arange(n))
+    hidden = ~known[:, 1] & known[:, 0]
+    assert _rmse(out[:, 1], x[:, 1], hidden) < 0.2  # the column's sd: ~1.4
+    assert torch.equal(out[:, 0], filled[:, 0])
+
+
+def test_a_whole_table_s_trees_learn_from_every_row_up_to_a_cap_that_keeps_the_key_rows(monkeypatch):
+    keys = torch.tensor([3, 50, 7, 99])
+    assert torch.equal(fit_rows(100, keys), torch.arange(100))
+    monkeypatch.setattr(tree_regression, "MAX_ROWS", 10)
+    rows = fit_rows(100, keys, seed=1)
+    assert len(rows) == 10 and bool((rows[1:] > rows[:-1]).all()) and set(keys.tolist()) <= set(rows.tolist())
+    assert torch.equal(rows, fit_rows(100, keys, seed=1)) and not torch.equal(rows, fit_rows(100, keys, seed=2))
