@@ -7,8 +7,8 @@ the one it predicts: steps and thresholds, interactions, heavy-tailed columns wh
 groups named by a categorical column. This is what MissForest's random forests read and the network does not learn.
 
 Definitions: every unknown numeric cell of the table is first filled with the Gaussian conditional mean (the
-network's input); for numeric column j an ``ExtraTreesRegressor`` of ``TREES`` trees (every feature a split
-candidate, leaves of ``LEAF_ROWS`` rows or more) is fitted on the key rows that know column j, its features the
+network's input); for numeric column j an ``ExtraTreesRegressor`` of ``TREES`` trees (up to ``MAX_FEATURES``
+split candidates a node, leaves of ``LEAF_ROWS`` rows or more) is fitted on the key rows that know column j, its features the
 row's other numeric columns so filled and its categorical columns' codes (-1 where unknown: a level of its own),
 and predicts column j in its unknown cells. Unlike the kernel regression it does not extrapolate (a leaf's value
 is an average of key rows): the blend judges it on held cells drawn where the table's missing cells are. Trees
@@ -25,6 +25,9 @@ from sklearn.ensemble import ExtraTreesRegressor
 
 TREES = 30
 LEAF_ROWS = 1
+# Split candidates per node: every feature up to this many (the real grid's tables have at most 16), a random
+# subset of this many beyond (a forest's time grows with them: 2,048 rows x 100 columns, 67 -> 11 s a fit).
+MAX_FEATURES = 16
 CATEGORICAL = True  # categorical columns' codes as features (-1 where unknown)
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
 MAX_ROWS = 2048  # fit_rows: most rows a forest is fitted on
@@ -63,7 +66,8 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
         if len(unknown) == 0 or len(train) < MIN_ROWS:
             continue
         features = np.column_stack([np.delete(z, d, axis=1), levels])
-        forest = ExtraTreesRegressor(TREES, max_features=1.0, min_samples_leaf=LEAF_ROWS, random_state=seed + d)
+        forest = ExtraTreesRegressor(TREES, max_features=min(MAX_FEATURES, features.shape[1]),
+                                     min_samples_leaf=LEAF_ROWS, random_state=seed + d)
         forest.fit(features[train], z[train, d])
         estimate = torch.as_tensor(forest.predict(features[unknown]), dtype=out.dtype, device=out.device)
         out[torch.as_tensor(unknown, device=out.device), j] = estimate
