@@ -34,6 +34,22 @@ def test_it_learns_a_step_and_keeps_known_cells():
     assert torch.equal(out, tree_estimates(filled, known, numeric, torch.arange(len(x))))  # seeded
 
 
+def test_beyond_the_range_the_trees_saw_the_gaussian_estimate_stands_where_asked(monkeypatch):
+    """Trees cannot predict past the largest value they were fitted on: with ``BEYOND_RANGE`` (off by default: worse
+    on the real grid) cells whose Gaussian estimate (the filled value) lies beyond the fitted rows' range keep it."""
+    monkeypatch.setattr(tree_regression, "BEYOND_RANGE", True)
+    x, known = _table()
+    keys = (x[:, 0] < 0.8).nonzero().squeeze(1)  # the fitted rows stop short of the largest a, so of c
+    filled = torch.where(known, x, 0.0)
+    filled[:, 2] = torch.where(known[:, 2], x[:, 2], x[:, 0] * x[:, 2].std() / x[:, 0].std())  # a linear fit's guess
+    out = tree_estimates(filled, known, torch.zeros(3, dtype=torch.bool), keys)
+    top = x[keys, 2][known[keys, 2]].max()
+    beyond = ~known[:, 2] & (filled[:, 2] > top)
+    assert int(beyond.sum()) >= 10
+    assert torch.equal(out[beyond, 2], filled[beyond, 2])
+    assert _rmse(out[:, 2], x[:, 2], beyond) < 0.15  # the trees alone stop at the fitted rows' largest c
+
+
 def test_it_fits_on_the_key_rows_only_and_leaves_categorical_and_thin_columns_alone():
     x, known = _table()
     filled = torch.where(known, x, 0.0)

@@ -9,7 +9,8 @@ INPUTS: the engine's inputs, comma-separated (``kernel`` is session 26's engine,
 GAIN: the trees' gate (0: ungated); TREES: trees per forest; ROWS: ``tree_regression.MAX_ROWS``, most rows the
 trees of a table imputed as a whole learn from (0: the key rows only). ``TREE_CATEGORICAL=0`` in the environment:
 categorical columns are not the trees' features (``tree_regression.CATEGORICAL``); ``TREE_LEAF_ROWS=N``: leaves of
-at least N rows (``tree_regression.LEAF_ROWS``). Run from the repository root;
+at least N rows (``tree_regression.LEAF_ROWS``); ``TREE_BEYOND_RANGE=1``: the Gaussian estimate where it leaves the
+fitted values' range (``tree_regression.BEYOND_RANGE``). Run from the repository root;
 benchmarks/results/imputation.md, session 27, has the runs.
 """
 
@@ -37,6 +38,7 @@ if __name__ == "__main__":
     tree_regression.TREES, tree_regression.MAX_ROWS = int(trees), int(rows)
     tree_regression.CATEGORICAL = os.environ.get("TREE_CATEGORICAL", "1") == "1"
     tree_regression.LEAF_ROWS = int(os.environ.get("TREE_LEAF_ROWS", tree_regression.LEAF_ROWS))
+    tree_regression.BEYOND_RANGE = os.environ.get("TREE_BEYOND_RANGE", "0") == "1"
     if rest[0] == "cost":
         cost(inputs)
     else:
