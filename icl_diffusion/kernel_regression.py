@@ -22,9 +22,6 @@ import torch
 
 FEATURES = 64
 PENALTIES = (0.01, 0.1, 1.0, 10.0)
-# Squared bandwidths tried, times the median squared distance, chosen per column with the penalty by leave-one-out.
-# Session 27, 0.25 / 1 / 4: real grid level (benchmarks/results/kernel_bandwidth.py, imputation.md).
-BANDWIDTH_SCALES = (1.0,)
 BANDWIDTH_ROWS = 200
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
 COLUMN_BATCH = 8
@@ -56,31 +53,29 @@ def kernel_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
         distances = diff @ others.T  # (S, S, C)
         bandwidth = torch.stack([d[d > 0].median() if bool((d > 0).any()) else d.new_tensor(1.0)
                                  for d in distances.unbind(-1)])  # (C,)
+        scale = others[:, :, None] / torch.sqrt(bandwidth / 2)[:, None, None]  # (C, D, 1)
         linear = others / math.sqrt(max(z.shape[1] - 1, 1))  # (C, D)
         rows = train[key_rows][:, cols].T.double()  # (C, K): the key rows that know each column
+        p = _features(z[key_rows], w[cols], scale, b[cols], linear) * rows[..., None]  # (C, K, M + D)
         y = z[key_rows][:, cols].T  # (C, K)
         count = rows.sum(1)
         mean = (y * rows).sum(1) / count
         yc = (y - mean[:, None]) * rows
-        best, coef, scale = None, None, None
-        for factor in BANDWIDTH_SCALES:
-            s = others[:, :, None] / torch.sqrt(factor * bandwidth / 2)[:, None, None]  # (C, D, 1)
-            p = _features(z[key_rows], w[cols], s, b[cols], linear) * rows[..., None]  # (C, K, M + D)
-            eig, u = torch.linalg.eigh(p.transpose(1, 2) @ p)  # (C, M), (C, M, M)
-            pu = p @ u  # (C, K, M)
-            uy = (pu * yc[..., None]).sum(1)  # (C, M)
-            for penalty in PENALTIES:
-                inv = 1 / (eig.clamp(min=0) + penalty)
-                fit = pu @ (inv * uy)[..., None]  # (C, K, 1)
-                leverage = (pu.square() @ inv[..., None]).clamp(max=1 - 1e-6)
-                loo = (((yc[..., None] - fit) / (1 - leverage)).square().squeeze(-1) * rows).sum(1) / count  # (C,)
-                c = u @ (inv * uy)[..., None]  # (C, M, 1)
-                if best is None:
-                    best, coef, scale = loo, c, s
-                else:
-                    better = loo < best
-                    best, coef = torch.where(better, loo, best), torch.where(better[:, None, None], c, coef)
-                    scale = torch.where(better[:, None, None], s, scale)
+        eig, u = torch.linalg.eigh(p.transpose(1, 2) @ p)  # (C, M), (C, M, M)
+        pu = p @ u  # (C, K, M)
+        uy = (pu * yc[..., None]).sum(1)  # (C, M)
+        best, coef = None, None
+        for penalty in PENALTIES:
+            inv = 1 / (eig.clamp(min=0) + penalty)
+            fit = pu @ (inv * uy)[..., None]  # (C, K, 1)
+            leverage = (pu.square() @ inv[..., None]).clamp(max=1 - 1e-6)
+            loo = (((yc[..., None] - fit) / (1 - leverage)).square().squeeze(-1) * rows).sum(1) / count  # (C,)
+            c = u @ (inv * uy)[..., None]  # (C, M, 1)
+            if best is None:
+                best, coef = loo, c
+            else:
+                better = loo < best
+                best, coef = torch.where(better, loo, best), torch.where(better[:, None, None], c, coef)
         for c, j in enumerate(numeric[cols].tolist()):  # each column's estimate in its unknown cells only
             unknown = (~known[:, j]).nonzero().squeeze(1)
             phi = _features(z[unknown], w[cols[c : c + 1]], scale[c : c + 1], b[cols[c : c + 1]], linear[c : c + 1])[0]

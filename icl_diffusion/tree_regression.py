@@ -13,10 +13,10 @@ the row's other numeric columns so filled and its categorical columns' codes (-1
 own), and predicts column j in its unknown cells. Trees do not extrapolate (a leaf's value is an average of fitted
 rows). ``BEYOND_RANGE`` (off): a cell whose Gaussian estimate lies beyond the range of the column's fitted values
 keeps that estimate. It mends a column missing in its most extreme rows under MAR, which the blend's held cells
-may not show (AER/Guns MAR 10%, 0.690 -> 0.454), and costs more elsewhere (real grid 0.7582 -> 0.7614). Trees do not see monotone transforms of their features, so the engine fits them
-once, in the table's units, for every view. A linear part (trees on the residuals of a least-squares fit) was worse
-on the real grid (session 27).
-Seeded: the same table gets the same estimate.
+may not show (AER/Guns MAR 10%, 0.690 -> 0.454), and costs more elsewhere (real grid 0.7582 -> 0.7614). Trees do
+not see monotone transforms of their features, so the engine fits them once, in the table's units, for every view.
+A linear part (trees on the residuals of a least-squares fit) was worse on the real grid (session 27). Seeded: the
+same table gets the same estimate.
 """
 
 from __future__ import annotations
