@@ -240,6 +240,10 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
                        help="couple the imputations of a row's missing numeric cells by their conditional "
                        "covariance under a Gaussian fitted to the table: correlated, and as wide as the row's "
                        "known cells leave them (impute; default: the checkpoint's setting)")
+        p.add_argument("--parameter-draws", action=argparse.BooleanOptionalAction, default=None,
+                       help="shift each imputation of the numeric cells by a bootstrap of the table's fitted "
+                       "Gaussian, so that the completed tables carry the uncertainty of its relations (impute; "
+                       "default: the checkpoint's setting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
@@ -278,7 +282,8 @@ def _sampler_kwargs(args) -> dict:
     return {**_common_kwargs(args), "method": args.method, "n_steps": args.n_steps,
             "jump_length": args.jump_length, "jump_n_sample": args.jump_n_sample, "variance_mix": args.variance_mix,
             "center_draws": args.center_draws, "calibrate_spread": args.calibrate_spread,
-            "ensemble_draws": args.ensemble_draws, "snap_draws": args.snap_draws, "couple_draws": args.couple_draws}
+            "ensemble_draws": args.ensemble_draws, "snap_draws": args.snap_draws, "couple_draws": args.couple_draws,
+            "parameter_draws": args.parameter_draws}
 
 
 def _common_kwargs(args) -> dict:
@@ -449,8 +454,9 @@ def cmd_predict(args) -> None:
         if args.proba:
             added = {f"proba_{c}": proba[:, k] for k, c in enumerate(est.classes_)}
     else:
-        # couple_draws: a prediction draws one cell per row (the target), nothing to couple
-        kw = {k: v for k, v in _sampler_kwargs(args).items() if k not in common and k != "couple_draws"}
+        # couple_draws, parameter_draws: settings of several imputations of a table, which a prediction's are not
+        kw = {k: v for k, v in _sampler_kwargs(args).items()
+              if k not in common and k not in ("couple_draws", "parameter_draws")}
         if args.ensemble_folds is not None:
             kw["ensemble_folds"] = args.ensemble_folds
         dates = pd.api.types.is_datetime64_any_dtype(y.dtype)  # the regressor predicts dates as dates

@@ -91,7 +91,7 @@ TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibr
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
          "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
          "ensemble_folds": "ensemble_folds", "blend_inputs": "blend_inputs", "snap_draws": "snap_draws",
-         "couple_draws": "couple_draws"}
+         "couple_draws": "couple_draws", "parameter_draws": "parameter_draws"}
 # DiffusionRegressor: folds of the cross-validation that weighs the ensemble's two views for the target (as
 # RidgeCV chooses its penalty). Stage 15, 9 tables x 30 splits: mean R² 0.651 -> 0.653 (hitters 0.431 -> 0.455),
 # fit + predict 0.55 -> 0.83 s on average (benchmarks/results/regression.md, session 16).
@@ -180,7 +180,8 @@ class _Base(BaseEstimator):
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")
-        for name in ("center_draws", "calibrate_spread", "ensemble_draws", "blend_inputs", "snap_draws", "couple_draws"):
+        for name in ("center_draws", "calibrate_spread", "ensemble_draws", "blend_inputs", "snap_draws", "couple_draws",
+                     "parameter_draws"):
             flag = getattr(self, name, None)
             if flag is not None and not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
@@ -211,7 +212,8 @@ class _Base(BaseEstimator):
             blend_inputs=self._setting("blend_inputs"), seed=_seed(self.random_state), progress=self.progress,
             # Draws returned as such (``sample``, quantiles) are snapped; those averaged into one estimate are not.
             snap_draws=bool(sampling and self._setting("snap_draws")),
-            couple_draws=bool(sampling and self._setting("couple_draws")), **kw,
+            couple_draws=bool(sampling and self._setting("couple_draws")),
+            parameter_draws=bool(sampling and self._setting("parameter_draws")), **kw,
         )
 
     def __sklearn_tags__(self):
@@ -255,11 +257,15 @@ class DiffusionImputer(TransformerMixin, _Base):
             spread scaled by how uncertain the row's known cells leave it (its column keeps its calibrated mean
             spread). The network's own draws of two cells of a row are nearly independent and of one width per
             column.
+        parameter_draws: ``sample``'s imputations of numeric cells each shifted by how much a Gaussian fitted to a
+            bootstrap resample of the table moves their conditional mean (``inference.parameter_shifts``), so that
+            the completed tables differ as much as the uncertainty of the table's relations says (a proper multiple
+            imputation: Rubin's rules' intervals cover as they claim).
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
             variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, local_context_rows,
-            blend_inputs, snap_draws, couple_draws, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
+            blend_inputs, snap_draws, couple_draws, parameter_draws, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
             ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -274,7 +280,7 @@ class DiffusionImputer(TransformerMixin, _Base):
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
                  ensemble_draws=None, local_context_rows=None, blend_inputs=None, snap_draws=None,
-                 couple_draws=None):
+                 couple_draws=None, parameter_draws=None):
         self.checkpoint = checkpoint
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
@@ -282,6 +288,7 @@ class DiffusionImputer(TransformerMixin, _Base):
         self.blend_inputs = blend_inputs
         self.snap_draws = snap_draws
         self.couple_draws = couple_draws
+        self.parameter_draws = parameter_draws
         self.method = method
         self.n_steps = n_steps
         self.jump_length = jump_length

@@ -99,6 +99,7 @@ def table_gaussian(
     key_mask: torch.Tensor | None = None,
     em_iters: int = 0,
     em_tol: float = 0.0,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (B, F) and covariance (B, F, F), float64, fitted to the key rows' known numeric cells.
 
@@ -106,10 +107,15 @@ def table_gaussian(
     known cells); each EM iteration replaces the unknown cells by their conditional mean and adds their
     conditional covariance, then re-estimates (with the same shrinkage toward the diagonal). With ``em_tol > 0``
     EM stops before ``em_iters`` once no entry of the mean or the covariance moves by more than ``em_tol`` in
-    an iteration (``converged_em``); the check reads the device, so training leaves it off.
+    an iteration (``converged_em``); the check reads the device, so training leaves it off. ``init``: the mean
+    (F,) and covariance (F, F) EM starts from (a fit of similar rows, e.g. ``inference.parameter_shifts``' bootstrap
+    resamples of the rows it was fitted to), instead of the pairwise covariance.
     """
-    cov = table_covariance(x, known, is_cat, key_mask)
-    mean = torch.zeros(cov.shape[:2], dtype=torch.float64, device=x.device)
+    if init is None:
+        cov = table_covariance(x, known, is_cat, key_mask)
+        mean = torch.zeros(cov.shape[:2], dtype=torch.float64, device=x.device)
+    else:
+        mean, cov = (v.to(x.device, torch.float64).expand(x.shape[0], *v.shape[-v.dim():]) for v in init)
     if em_iters == 0:
         return mean, cov
     w = _observed(known, is_cat, key_mask)

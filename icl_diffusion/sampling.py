@@ -120,6 +120,14 @@ class SamplerConfig:
         whose row misses most (the correlation of the draws' sd with the exact conditional sd, per column,
         0.42 on a Gaussian table; 0.10 uncoupled at 3 steps, 0.01 at 2); CRPS 0-0.5% lower on Boston, Auto
         and Gaussian tables (benchmarks/results/draws.md).
+    parameter_draws: each draw's unknown numeric cells shifted by how much the Gaussian conditional mean moves
+        when the Gaussian is fitted to a bootstrap resample of the key rows (``inference.parameter_shifts``; one
+        resample per draw): the draws carry the uncertainty of the fitted relations, coherently across the table,
+        as a proper multiple imputation's do (MICE draws its regressions' coefficients, Amelia fits EM to
+        bootstrap resamples). Without it the draws are centred on one point estimate, and a coefficient fitted
+        on the completed tables varies less between draws than between tables: the pooled 95% intervals of
+        ``benchmarks/rubin_coverage.py`` under MAR covered 88% / 74% (a category's coefficient and its covariate's);
+        with it 96% / 95% (session 28, benchmarks/results/rubin_coverage.md); not RePaint's.
     """
 
     draw_method: str = "conditional"
@@ -139,6 +147,7 @@ class SamplerConfig:
     blend_inputs: bool = True
     snap_draws: bool = True
     couple_draws: bool = True
+    parameter_draws: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a list when read back from JSON

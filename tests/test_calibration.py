@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from quality import exact_conditional, gaussian_table
 
-from icl_diffusion import DiffusionImputer
+from icl_diffusion import DiffusionImputer, inference
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -86,3 +86,50 @@ def test_repaint_draws_stay_as_drawn(tiny_checkpoint):
                               n_steps=3, center_draws=flag, calibrate_spread=flag).fit(df).sample(df, n_imputations=3)
              for flag in (False, True)]
     assert all(a.equals(b) for a, b in zip(*draws))
+
+
+def _mar_heteroscedastic(n=400, seed=0):
+    """y = x + noise whose sd grows with x (0.2 at the low end, ~1.4 at the high end), y missing mostly where x
+    is high (MAR: x is always observed): the missing cells' errors are larger than those of uniformly chosen
+    observed cells."""
+    g = np.random.default_rng(seed)
+    x = g.normal(size=n)
+    y = x + (0.2 + 0.5 * np.exp(x / 2)) * g.normal(size=n)
+    missing = g.random(n) < 1 / (1 + np.exp(-(1.5 * x - 1.5)))
+    return np.column_stack([x, y]), missing
+
+
+def test_calibration_cells_sit_where_the_missing_cells_sit():
+    """``calibration_cells`` draws its held cells with the column's missingness odds: under MAR they sit in the rows
+    the missing cells sit in (high x), not uniformly among the observed ones."""
+    table, missing = _mar_heteroscedastic()
+    known = np.ones(table.shape, dtype=bool)
+    known[missing, 1] = False
+    is_cat = np.zeros(2, dtype=bool)
+    keys = np.arange(len(table))
+    mean_x = {}
+    for flag in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(inference, "CALIBRATION_MATCHED", flag)
+            rows, hold = inference.calibration_cells(table, known, is_cat, keys, seed=0)
+        assert not hold[:, 0].any() and (known[rows] | ~hold).all()  # observed cells of the column with holes
+        mean_x[flag] = table[rows][hold[:, 1], 0].mean()
+    observed_x = table[~missing, 0].mean()
+    assert abs(mean_x[False] - observed_x) < 0.3
+    assert mean_x[True] > observed_x + 0.5, mean_x  # toward the missing rows' x (their mean: about 1)
+
+
+def test_draws_cover_cells_missing_at_random_where_errors_are_larger():
+    """The path users run (``DiffusionImputer.sample``), shipped model: y's cells are missing where x is high, where
+    y is noisier. Calibrated on held cells that sit where the missing ones sit, the 20 draws' 90% ranges cover the
+    true values about as often as they should (a perfect 20-draw sampler's 5%-95% range covers ~82%); calibrated on
+    uniformly held cells (``CALIBRATION_MATCHED`` off) they are too narrow (measured: 0.52 against 0.82; seeds 1
+    and 2 of the table: 0.65 / 0.72 against 0.85 / 0.79)."""
+    table, missing = _mar_heteroscedastic()
+    holey = table.copy()
+    holey[missing, 1] = np.nan
+    draws = np.stack(DiffusionImputer(device="cpu", random_state=0).fit(holey).sample(holey, n_imputations=20))
+    low, high = np.quantile(draws[:, missing, 1], [0.05, 0.95], axis=0)
+    truth = table[missing, 1]
+    cover = float(((truth >= low) & (truth <= high)).mean())
+    assert cover > 0.75, cover
