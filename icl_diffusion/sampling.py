@@ -127,7 +127,8 @@ class SamplerConfig:
         bootstrap resamples). Without it the draws are centred on one point estimate, and a coefficient fitted
         on the completed tables varies less between draws than between tables: the pooled 95% intervals of
         ``benchmarks/rubin_coverage.py`` under MAR covered 88% / 74% (a category's coefficient and its covariate's);
-        with it 96% / 95% (session 28, benchmarks/results/rubin_coverage.md); not RePaint's.
+        with it 95% / 93% (session 28, benchmarks/results/rubin_coverage.md; no coverage there below 91%, some
+        intervals wider than MICE's); not RePaint's.
     """
 
     draw_method: str = "conditional"
