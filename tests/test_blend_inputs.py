@@ -205,10 +205,23 @@ def test_the_sharp_estimate_is_offered_only_to_tables_of_near_duplicate_rows(mon
     assert bool((w.weights[:, sharp] == 0).all()) and torch.allclose(w.weights.sum(1), torch.ones(5, dtype=torch.float64))
 
 
-def test_the_kernel_regression_is_offered_only_where_the_held_cells_ask_for_it(monkeypatch):
-    """``input_weights`` with a random-init network: the engine's kernel ridge regression (after the network's
-    inputs) gets no weight on a Gaussian table and weight on a table with a smooth nonlinear column (a quadratic
-    form of four others), and none there either when its ``INPUT_MIN_GAIN`` bar is above its gain."""
+def _smooth_column(rng):
+    """A column that is a quadratic form of four others: smooth, not linear (the kernel regression's case)."""
+    z = rng.uniform(-2, 2, (300, 4))
+    return np.column_stack([z, (z**2).sum(1) - 2 * z[:, 0] * z[:, 1]])
+
+
+def _stepped_column(rng):
+    """A column that steps with two others (their signs' exclusive or): neither linear nor smooth (the trees')."""
+    z = rng.uniform(-2, 2, (300, 4))
+    return np.column_stack([z, np.where((z[:, 0] > 0) ^ (z[:, 1] > 0), 1.0, -1.0) + 0.1 * rng.standard_normal(300)])
+
+
+@pytest.mark.parametrize("name, nonlinear", [("kernel", _smooth_column), ("trees", _stepped_column)])
+def test_an_engine_input_is_offered_only_where_the_held_cells_ask_for_it(monkeypatch, name, nonlinear):
+    """``input_weights`` with a random-init network: the engine's input (the kernel ridge regression, the extremely
+    randomized trees; after the network's inputs) gets no weight on a Gaussian table and weight on a table with the
+    nonlinear column it reads, and none there either when its ``INPUT_MIN_GAIN`` bar is above its gain."""
     from icl_diffusion import inference
     from icl_diffusion.inference import input_weights
 
@@ -216,50 +229,19 @@ def test_the_kernel_regression_is_offered_only_where_the_held_cells_ask_for_it(m
                          neighbour_feature=True)
     torch.manual_seed(0)
     net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
-    kernel = 1 + (*net.closed_form_inputs, *inference.ENGINE_INPUTS).index("kernel")
+    slot = 1 + (*net.closed_form_inputs, *inference.ENGINE_INPUTS).index(name)
     rng = np.random.default_rng(0)
     gaussian = rng.standard_normal((300, 1)) @ rng.standard_normal((1, 5)) + rng.standard_normal((300, 5))
-    z = rng.uniform(-2, 2, (300, 4))
-    smooth = np.column_stack([z, (z**2).sum(1) - 2 * z[:, 0] * z[:, 1]])
+    table = nonlinear(rng)
 
     def weights(table, known):
         x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
         return input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(5, dtype=torch.bool),
                              torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.bool), 1024, ("identity",),
-                             None, 0).weights[:, kernel]
+                             None, 0).weights[:, slot]
 
     masks = [torch.as_tensor(rng.random((300, 5)) > 0.1) for _ in range(2)]
     assert bool((weights(gaussian, masks[0]) == 0).all())
-    assert bool((weights(smooth, masks[1]) > 0).any())
-    monkeypatch.setitem(inference.INPUT_MIN_GAIN, "kernel", 0.999)
-    assert bool((weights(smooth, masks[1]) == 0).all())
-
-
-def test_the_trees_are_offered_only_where_the_held_cells_ask_for_them(monkeypatch):
-    """``input_weights`` with a random-init network: the engine's extremely randomized trees get no weight on a
-    Gaussian table and weight on a table with a column that steps with two others (their signs' exclusive or:
-    neither linear nor smooth), and none there either when their ``INPUT_MIN_GAIN`` bar is above their gain."""
-    from icl_diffusion import inference
-    from icl_diffusion.inference import input_weights
-
-    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
-                         neighbour_feature=True)
-    torch.manual_seed(0)
-    net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
-    trees = 1 + (*net.closed_form_inputs, *inference.ENGINE_INPUTS).index("trees")
-    rng = np.random.default_rng(0)
-    gaussian = rng.standard_normal((300, 1)) @ rng.standard_normal((1, 5)) + rng.standard_normal((300, 5))
-    z = rng.uniform(-2, 2, (300, 4))
-    steps = np.column_stack([z, np.where((z[:, 0] > 0) ^ (z[:, 1] > 0), 1.0, -1.0) + 0.1 * rng.standard_normal(300)])
-
-    def weights(table, known):
-        x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
-        return input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(5, dtype=torch.bool),
-                             torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.bool), 1024, ("identity",),
-                             None, 0).weights[:, trees]
-
-    masks = [torch.as_tensor(rng.random((300, 5)) > 0.1) for _ in range(2)]
-    assert bool((weights(gaussian, masks[0]) == 0).all())
-    assert bool((weights(steps, masks[1]) > 0).any())
-    monkeypatch.setitem(inference.INPUT_MIN_GAIN, "trees", 0.999)
-    assert bool((weights(steps, masks[1]) == 0).all())
+    assert bool((weights(table, masks[1]) > 0).any())
+    monkeypatch.setitem(inference.INPUT_MIN_GAIN, name, 0.999)
+    assert bool((weights(table, masks[1]) == 0).all())

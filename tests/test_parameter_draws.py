@@ -84,3 +84,8 @@ def test_completed_tables_differ_as_the_fit_is_uncertain():
     spread = {flag: d[:, missing].std(0).mean() for flag, d in draws.items()}
     assert spread[True] == pytest.approx(spread[False], rel=0.15), spread
     assert (draws[True][:, ~missing] == holey[~missing]).all()
+
+
+def test_a_bad_parameter_draws_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="parameter_draws must be True, False or None"):
+        DiffusionImputer(parameter_draws="yes").fit(np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 4.0]]))
