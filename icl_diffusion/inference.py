@@ -69,6 +69,11 @@ LEVEL_AGREEMENT = 0.1
 # regression of each column on the row's other cells (``kernel_regression.py``, session 26); "trees", extremely
 # randomized trees per column (``tree_regression.py``, session 27).
 ENGINE_INPUTS = ("kernel", "trees")
+# ``input_weights`` of a table imputed as a whole: False, chosen on the rows its final call's trees learn from (every
+# row up to ``tree_regression.MAX_ROWS``, the key rows the network's context), so each input is judged as it is
+# used; True (sessions 17-28): on the key rows alone, where the trees learn from those only and lose to the others
+# on tables of more rows than the context (session 29: real grid 0.7584 -> 0.7533 with the trees' sweeps).
+WEIGHTS_ON_KEYS = False
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 BOOTSTRAP_EM_ITERS = 3  # parameter_shifts: EM iterations of a resample's fit, from the key rows' fit
@@ -397,9 +402,11 @@ class InputBlend(NamedTuple):
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
-                  bar=None, odds: np.ndarray | None = None) -> InputBlend | None:
+                  bar=None, odds: np.ndarray | None = None, key_rows: torch.Tensor | None = None) -> InputBlend | None:
     """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
-    (``Denoiser.closed_form_inputs``), chosen on the key rows alone (x, known): in each numeric one of the
+    (``Denoiser.closed_form_inputs``), chosen on the rows x, known (N, F) of the call it stands for, its
+    ``key_rows`` (None: every row) the network's context and the kernel regression's fit, every row the trees'
+    (as ``blended_point``'s): in each numeric one of the
     ``columns`` (F,) bool, ``CALIBRATION_FRAC`` of its observed cells are hidden as well and imputed by the
     network (its views weighted by ``view_weights``) and by each input (``input_point``: the same calls); a
     column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
@@ -420,12 +427,14 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     if not bool(hold.any()) or not model.closed_form_inputs:
         return None
     seen = known & ~hold
-    keys = torch.arange(len(x), device=x.device)
+    every = torch.arange(len(x), device=x.device)
+    keys = every if key_rows is None else key_rows.to(x.device)
     table_views, outputs = views(x, seen, is_cat, keys, members), {}
-    _extend(bar, len(members) * forward_passes(1, len(x), len(x), chunk_rows, "each"))
+    _extend(bar, len(members) * forward_passes(1, len(x), len(keys), chunk_rows, "each"))
     net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
                             table_views, view_weights, inputs=True)
-    others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys)
+    others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
+                         tree_rows=every)
     grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
     estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
     error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
@@ -784,19 +793,25 @@ def impute(
 
     def input_weights_of() -> InputBlend | None:
         if blend and "inputs" not in weights:
-            kx = keys_sub.to(dev)
             if key_rows is None:
-                # The held cells' odds are fitted on every row (the key rows may be the complete ones).
+                # A table imputed as a whole: the weights from the rows the final call's trees learn from (every
+                # row up to ``tree_regression.MAX_ROWS``; ``WEIGHTS_ON_KEYS``), the key rows as context, so that
+                # each input is judged as it is used. The held cells' odds are fitted on every row (the key rows
+                # may be the complete ones).
+                sub = keys_sub.cpu() if WEIGHTS_ON_KEYS else fit_rows(len(rows), keys_sub, seed)
                 columns = (~ks).any(0)
-                odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[keys.numpy()]
+                odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[rows[sub].numpy()]
             else:
                 # Rows imputed against fitted ones: the weights from those alone, every numeric column held, so that
                 # a row's imputation does not depend on the other rows imputed with it.
+                sub = keys_sub.cpu()
                 columns = ~cat
                 fitted = keys.numpy()
                 odds = missingness_odds(x[fitted], known[fitted], is_cat, ~is_cat & (~known[fitted]).any(0), seed)
-            weights["inputs"] = input_weights(model, diffusion, xs[kx], ks[kx], cat, ncl, columns, chunk_rows,
-                                              ensemble, view_weights_of(), seed, bar, odds)
+            context = None if len(sub) == len(keys_sub) else torch.searchsorted(sub, keys_sub.cpu())  # both sorted
+            sx = sub.to(dev)
+            weights["inputs"] = input_weights(model, diffusion, xs[sx], ks[sx], cat, ncl, columns, chunk_rows,
+                                              ensemble, view_weights_of(), seed, bar, odds, context)
         return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):

@@ -245,3 +245,37 @@ def test_an_engine_input_is_offered_only_where_the_held_cells_ask_for_it(monkeyp
     assert bool((weights(table, masks[1]) > 0).any())
     monkeypatch.setitem(inference.INPUT_MIN_GAIN, name, 0.999)
     assert bool((weights(table, masks[1]) == 0).all())
+
+
+@pytest.mark.parametrize("on_keys", [False, True])
+def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(monkeypatch, on_keys):
+    """A table imputed as a whole (more rows than the context): the blend's held cells and the trees they judge span
+    every row the final call's trees learn from (``tree_regression.fit_rows``), the key rows the network's context,
+    so each input is judged as it is used; ``WEIGHTS_ON_KEYS`` (sessions 17-28): the key rows alone. Rows imputed
+    against given key rows: those alone either way."""
+    from test_local_context import _impute
+
+    import icl_diffusion.inference as engine
+
+    monkeypatch.setattr(engine, "WEIGHTS_ON_KEYS", on_keys)
+    seen, trees = [], []
+    weights, estimates = engine.input_weights, engine.tree_estimates
+
+    def recording_weights(model, diffusion, x, known, *args):
+        seen.append((len(x), None if args[-1] is None else len(args[-1])))
+        return weights(model, diffusion, x, known, *args)
+
+    def recording_trees(filled, known, is_cat, key_rows, seed=0):
+        trees.append((len(filled), len(key_rows)))
+        return estimates(filled, known, is_cat, key_rows, seed)
+
+    monkeypatch.setattr(engine, "input_weights", recording_weights)
+    monkeypatch.setattr(engine, "tree_estimates", recording_trees)
+    x, known = make_table(1, N=60)
+    known[known.all(1), 4] = False  # every row has a cell to impute: all 60 go through the call
+    _impute(x, known, max_context_rows=20)
+    assert seen == [(20, None)] if on_keys else seen == [(60, 20)]
+    assert trees[0] == ((20, 20) if on_keys else (60, 60))  # held-out trees: fitted as the final call's would be
+    seen.clear()
+    _impute(x, known, key_rows=np.arange(20))
+    assert seen == [(20, None)]

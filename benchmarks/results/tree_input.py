@@ -6,7 +6,8 @@
     python benchmarks/results/tree_input.py INPUTS GAIN TREES ROWS cost       # seconds: session 26's inputs vs these
 
 INPUTS: the engine's inputs, comma-separated (``kernel`` is session 26's engine, ``kernel,trees`` adds the trees);
-GAIN: the trees' gate (0: ungated); TREES: trees per forest; ROWS: ``tree_regression.MAX_ROWS``, most rows the
+GAIN: the trees' gate (0: ungated); TREES: trees per forest, comma-separated per sweep (``tree_regression.TREES``;
+30 was session 27's one sweep); ROWS: ``tree_regression.MAX_ROWS``, most rows the
 trees of a table imputed as a whole learn from (0: the key rows only). ``TREE_CATEGORICAL=0`` in the environment:
 categorical columns are not the trees' features (``tree_regression.CATEGORICAL``); ``TREE_LEAF_ROWS=N``: leaves of
 at least N rows (``tree_regression.LEAF_ROWS``); ``TREE_BEYOND_RANGE=1``: the Gaussian estimate where it leaves the
@@ -35,7 +36,8 @@ if __name__ == "__main__":
     inputs, gain, trees, rows, *rest = sys.argv[1:]
     inputs = tuple(inputs.split(","))
     inference.INPUT_MIN_GAIN = {**inference.INPUT_MIN_GAIN, "trees": float(gain)}
-    tree_regression.TREES, tree_regression.MAX_ROWS = int(trees), int(rows)
+    tree_regression.TREES = tuple(int(t) for t in trees.split(","))
+    tree_regression.MAX_ROWS = int(rows)
     tree_regression.CATEGORICAL = os.environ.get("TREE_CATEGORICAL", "1") == "1"
     tree_regression.LEAF_ROWS = int(os.environ.get("TREE_LEAF_ROWS", tree_regression.LEAF_ROWS))
     tree_regression.BEYOND_RANGE = os.environ.get("TREE_BEYOND_RANGE", "0") == "1"
