@@ -31,10 +31,11 @@ from sklearn.ensemble import ExtraTreesRegressor
 
 TREES = (10, 10, 30)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
 LEAF_ROWS = 1
-# Split candidates per node: the square root of the features, as a random forest's (MissForest's), or at most this
-# many (an int). Session 29, real grid with three sweeps: 0.7533 with every feature up to 16 (sessions 27-28's),
-# 0.7539 so, at 15% less time per call.
-MAX_FEATURES = "sqrt"
+# Split candidates per node: every feature up to this many (the real grid's tables have at most 16), a random
+# subset of this many beyond (a forest's time grows with them: 2,048 rows x 100 columns, 67 -> 16 s a fit), or
+# "sqrt", a random forest's choice (session 29: real grid 0.7539 against 0.7533, 15% less time per call, but a
+# table of three columns gets one candidate, a random split, and loses its group structure).
+MAX_FEATURES = 16
 BEYOND_RANGE = False  # the Gaussian estimate where it leaves the fitted values' range (session 27: worse)
 CATEGORICAL = True  # categorical columns' codes as features (-1 where unknown)
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)

@@ -6,7 +6,8 @@
     python benchmarks/results/tree_sweeps.py guns      # the numbers of test_shipped_quality's AER/Guns test
 
 TREES: trees per forest, one per sweep, comma-separated (session 28: 30; session 29: 10,10,30); FEATURES: split
-candidates a node, an integer (at most that many; session 28: 16) or ``sqrt`` (session 29); ON_KEYS: 1 to choose the
+candidates a node, an integer (at most that many; 16 in sessions 27-29) or ``sqrt`` (tried in session 29, not kept;
+``cost`` prints it as "session 29", the adopted engine as "session 29, every feature"); ON_KEYS: 1 to choose the
 blend's weights on the key rows alone (sessions 17-28), 0 on the rows the trees learn from (session 29). SCREEN_ARGS:
 ``benchmarks/screen.py``'s, e.g. ``t10_10_30=checkpoints/icl_diffusion_small.safetensors --sections grid --out-dir
 runs/screen``. Run from the repository root; benchmarks/results/imputation.md, session 29, has the runs.
