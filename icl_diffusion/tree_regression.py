@@ -14,9 +14,9 @@ column j in its unknown cells. That is one sweep; ``TREES`` holds the forests' s
 after the first reads the other numeric columns as the one before filled them (MissForest's sweeps, all columns
 at once so that no column order matters): a row missing two related columns then has each estimated from the
 other's tree estimate, not from its linear one. Session 29, real grid (up to 16 split candidates): one sweep of 30
-trees 0.7584, (10, 30) 0.7546, (30, 30) 0.7541, (10, 10, 30) 0.7533 (benchmarks/results/imputation.md). Trees do not extrapolate (a leaf's value is an average of fitted
-rows). ``BEYOND_RANGE`` (off): a cell whose Gaussian estimate lies beyond the range of the column's fitted values
-keeps that estimate. It mends a column missing in its most extreme rows under MAR, which the blend's held cells
+trees 0.7584, (10, 30) 0.7546, (30, 30) 0.7541, (10, 10, 30) 0.7533 (benchmarks/results/imputation.md).
+Trees do not extrapolate (a leaf's value is an average of fitted rows). ``BEYOND_RANGE`` (off): a cell whose
+Gaussian estimate lies beyond the range of the column's fitted values keeps that estimate. It mends a column missing in its most extreme rows under MAR, which the blend's held cells
 may not show (AER/Guns MAR 10%, 0.690 -> 0.454), and costs more elsewhere (real grid 0.7582 -> 0.7614). Trees do
 not see monotone transforms of their features, so the engine fits them once, in the table's units, for every view.
 A linear part (trees on the residuals of a least-squares fit) was worse on the real grid (session 27). Seeded: the
