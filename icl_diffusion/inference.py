@@ -910,9 +910,11 @@ def impute(
                 shifts = parameter_shifts(x, known, is_cat, n_classes, keys.numpy(), model.cfg.gaussian_em_iters,
                                           n_samples, seed, mean[0].numpy())
                 out = torch.where(fixed, out, out + shifts.to(out.dtype))
+            # The spread's calibration cells, drawn once (a logistic fit per column) for the spread and the coupling.
+            cells = calibration_cells(x, known, is_cat, keys.numpy(), seed) if calibrate_spread else None
             if calibrate_spread:
                 scale = torch.as_tensor(spread_scales(
-                    pretrained, x, known, is_cat, n_classes, seed, keys.numpy(), progress=bar, method=method,
+                    pretrained, x, known, is_cat, n_classes, seed, keys.numpy(), cells, progress=bar, method=method,
                     n_steps=n_steps, jump_length=jump_length, jump_n_sample=jump_n_sample, **settings))
                 out = torch.where(fixed, out, mean + scale * (out - mean))
                 categorical = torch.as_tensor(~known & is_cat[None, :])
@@ -925,8 +927,7 @@ def impute(
                                             n_samples, seed)  # (S, N, F)
                     out = torch.where(categorical, levels.to(out.dtype), out)
             if couple_draws:
-                reference = calibration_cells(x, known, is_cat, keys.numpy(), seed) if calibrate_spread else None
-                out = torch.where(fixed, out, coupled(out, known, is_cat, gaussian_fit(), reference))
+                out = torch.where(fixed, out, coupled(out, known, is_cat, gaussian_fit(), cells))
             out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
         if snap_draws and not point:
             out = snap_to_support(out, x, known, is_cat)
@@ -1294,7 +1295,8 @@ def draw_levels(logits: torch.Tensor, n_classes: np.ndarray, n_samples: int, see
 
 
 def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
-                  n_classes: np.ndarray, seed: int, key_rows: np.ndarray, **settings) -> np.ndarray:
+                  n_classes: np.ndarray, seed: int, key_rows: np.ndarray, cells: tuple | None = None,
+                  **settings) -> np.ndarray:
     """Per-column factors (F,) for the draws' deviations from their mean: in-context calibration of their spread.
 
     In every numeric column with missing cells, ``CALIBRATION_FRAC`` of the observed cells of the key rows
@@ -1305,8 +1307,9 @@ def spread_scales(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_c
     when they are centred on the point estimate, ``center_draws``), so a column's factor is
     sqrt(sum r^2 / sum s^2 (1 + 1/D)), pulled toward the table's pooled factor by
     ``CALIBRATION_PRIOR_CELLS`` pseudo-cells and kept in ``CALIBRATION_RANGE``. 1 where nothing was measured.
+    ``cells``: ``calibration_cells``' output for these arguments, when the caller has it (None: drawn here).
     """
-    rows, hold = calibration_cells(x, known, is_cat, key_rows, seed)
+    rows, hold = calibration_cells(x, known, is_cat, key_rows, seed) if cells is None else cells
     x, known = x[rows], known[rows]
     scale = np.ones(x.shape[1])
     if not hold.any():
