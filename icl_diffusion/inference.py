@@ -31,7 +31,7 @@ from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
-from .tree_regression import fit_rows, tree_estimates
+from .tree_regression import fit_rows, tree_estimates, tree_probabilities
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -60,6 +60,11 @@ MATCH_ODDS_RANGE = (1 / 30, 30.0)
 # session 27, 0.02 / 0.03 / 0.05: real grid +0.0076 / +0.0072 / +0.0061, Gaussian tables -0.0007 / -0.0001 / -0.0000
 # (benchmarks/results/imputation.md).
 INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02, "trees": 0.03}
+# ... and only where that gain exceeds this many paired standard errors over the held cells (0: no such test): a
+# table with few held cells (MAR 50% of 500 rows) can show a 3% gain by chance. Session 30, 1 / 2: Gaussian tables
+# +0.0006 / +0.0008, real grid -0.0003 / -0.0035 (heavy-tailed errors widen the standard error: real gains refused;
+# benchmarks/results/imputation.md). Off.
+INPUT_GAIN_SE = 0.0
 # ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
 # within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
 # a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
@@ -74,6 +79,16 @@ ENGINE_INPUTS = ("kernel", "trees")
 # used; True (sessions 17-28): on the key rows alone, where the trees learn from those only and lose to the others
 # on tables of more rows than the context (session 29: real grid 0.7584 -> 0.7533 with the trees' sweeps).
 WEIGHTS_ON_KEYS = False
+# Categorical cells: the network's class probabilities blended per column with extremely randomized trees'
+# (``tree_regression.tree_probabilities``), (1 - w) network + w trees, w of ``LEVEL_WEIGHT_GRID`` chosen by the log
+# loss of held observed cells of the column (``input_weights``), as the numeric inputs are. False: the network's.
+# Session 30, mixed tables' accuracy, seeds 0-2 / 3-5: grid up to 0.75 +0.0024 / +0.0006, up to 0.5 +0.0032 /
+# +0.0011; a quarter of the cells held +0.0035 / -0.0002 (benchmarks/results/categorical.md).
+CATEGORICAL_TREES = True
+LEVEL_WEIGHT_GRID = (0.0, 0.25, 0.5)
+# ... offered only where they lower the table's pooled log loss over its held categorical cells by this share (as
+# ``INPUT_MIN_GAIN``; session 30: 0.02 +0.0018 against 0's +0.0024, seeds 0-2, grid up to 0.75).
+LEVEL_MIN_GAIN = 0.0
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))  # draw_temperature's choices
 TEMPERATURE_FRAC = 0.25  # draw_temperature: share of a categorical column's observed key-row cells hidden
 BOOTSTRAP_EM_ITERS = 3  # parameter_shifts: EM iterations of a resample's fit, from the key rows' fit
@@ -356,6 +371,15 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
         others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows,
                              tree_rows=tree_rows, fitted=fitted)
         x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level)
+        if blend.levels is not None and bool(blend.levels.gt(0).any()):
+            trees, fitted = level_inputs(outputs, table_views, x, known, is_cat, logits.shape[-1], members,
+                                         model.closed_form_inputs, key_rows if tree_rows is None else tree_rows,
+                                         columns=blend.levels.gt(0))
+            w = torch.where(fitted, blend.levels, 0.0)[None, :, None]  # (1, F, 1)
+            probs = (1 - w) * torch.softmax(logits.double(), -1) + w * trees
+            mixed = ~known & (is_cat & fitted)[None, :]
+            x0 = torch.where(mixed, probs.argmax(-1).to(x0.dtype), x0)
+            logits = torch.where(mixed[..., None], as_logits(probs).to(logits.dtype), logits)
     return x0, logits
 
 
@@ -393,10 +417,26 @@ def input_grid(n: int) -> torch.Tensor:
 
 class InputBlend(NamedTuple):
     """How ``blend_with_inputs`` blends each column (``input_weights``): weights (F, 1 + k) of the network's estimate
-    and its k closed-form inputs, and own_level (F,) bool, the columns whose inputs keep their own levels."""
+    and its k closed-form inputs, own_level (F,) bool, the columns whose inputs keep their own levels, and levels
+    (F,) the trees' weight in each categorical column's class probabilities (``level_inputs``; None: 0)."""
 
     weights: torch.Tensor
     own_level: torch.Tensor
+    levels: torch.Tensor | None = None
+
+
+def level_inputs(outputs: dict, table_views: dict, x, known, is_cat, n_levels: int, members: tuple[str, ...],
+                 names: tuple[str, ...], tree_rows: torch.Tensor, seed: int = 0,
+                 columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trees' class probabilities (N, F, ``n_levels``) of the unknown categorical cells and the columns (F,) bool
+    that have them (``tree_probabilities``, fitted on ``tree_rows``, ``columns`` (F,) bool: the columns to fit, default
+    all), their numeric features the network's Gaussian input (read off the first member's call, ``outputs``, in the
+    table's units)."""
+    transform, x_m = table_views[members[0]]
+    gaussian = torch.where(known, x_m, outputs[members[0]][2][0][..., names.index("gaussian")])
+    if transform is not None:
+        gaussian = torch.where(known, x, transform.inverse(gaussian))
+    return tree_probabilities(gaussian, known, is_cat, n_levels, tree_rows, seed, columns)
 
 
 @torch.no_grad()
@@ -418,11 +458,19 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). The
     network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
     lowers the table's pooled held-out loss by its ``INPUT_MIN_GAIN`` (tables of near-duplicate rows), the kernel
-    regression and the trees likewise. ``odds``
+    regression and the trees likewise. With ``CATEGORICAL_TREES``, in each categorical one of the ``columns`` as
+    many observed cells are hidden in the same call, and the column takes the weight of ``LEVEL_WEIGHT_GRID`` in
+    (1 - w) network + w trees' class probabilities (``level_inputs``) of least log loss over them
+    (``local_context.choose_weights``), the trees offered where they lower the table's pooled log loss by
+    ``LEVEL_MIN_GAIN`` (``InputBlend.levels``). ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
     hold = hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5]), weights=odds)
+    levels = CATEGORICAL_TREES and "gaussian" in model.closed_form_inputs
+    if levels:  # categorical cells held as well (with the same odds), for the trees' weight in their probabilities
+        categorical = (columns.to(x.device) & is_cat).cpu().numpy()
+        hold |= hold_out(known.cpu().numpy(), categorical, np.random.default_rng([seed, 6]), weights=odds)
     hold = torch.as_tensor(hold, device=x.device)
     if not bool(hold.any()) or not model.closed_form_inputs:
         return None
@@ -431,8 +479,25 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     keys = every if key_rows is None else key_rows.to(x.device)
     table_views, outputs = views(x, seen, is_cat, keys, members), {}
     _extend(bar, len(members) * forward_passes(1, len(x), len(keys), chunk_rows, "each"))
-    net, _ = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
-                            table_views, view_weights, inputs=True)
+    net, logits = ensemble_point(model, diffusion, x, seen, is_cat, n_classes, keys, chunk_rows, members, outputs,
+                                 table_views, view_weights, inputs=True)
+    level_weights = None
+    held_levels = hold & is_cat[None, :]
+    if levels and bool(held_levels.any()):
+        trees, fitted = level_inputs(outputs, table_views, x, seen, is_cat, logits.shape[-1], members,
+                                     model.closed_form_inputs, every, seed, columns.to(x.device))
+        held_levels = held_levels & fitted[None, :]
+        probs = torch.softmax(logits.double(), -1)
+        level_weights = choose_weights(x, held_levels, is_cat, (net, probs), (net, trees), LEVEL_WEIGHT_GRID,
+                                       CALIBRATION_PRIOR_CELLS)
+        codes = torch.where(held_levels, x, 0).round().long()[..., None]  # (N, F, 1): the held cells' levels
+        p_net, p_trees = (p.gather(-1, codes)[..., 0] for p in (probs, trees))  # (N, F): their probabilities
+        w = level_weights[None, :]
+        loss = [-torch.where(held_levels, p.clamp(min=1e-12).log(), 0.0).sum()
+                for p in (p_net, (1 - w) * p_net + w * p_trees)]
+        if bool(loss[1] > (1 - LEVEL_MIN_GAIN) * loss[0]):  # the table's held cells do not ask for the trees
+            level_weights = torch.zeros_like(level_weights)
+    hold = hold & ~is_cat[None, :]  # the numeric inputs' weights from the numeric held cells
     others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
                          tree_rows=every)
     grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
@@ -457,10 +522,25 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         if name in names and bool(measured.any()):
             uses = grid[:, 1 + names.index(name)] > 0  # (W,)
             pooled = loss[:, measured].sum(1)
-            if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()):
+            if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()) or not significant(
+                    error, mean_error, own_level, hold & measured[None, :], pooled, uses):
                 loss = torch.where(uses[:, None], torch.inf, loss)
     choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
-    return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level)
+    return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level, level_weights)
+
+
+def significant(error: torch.Tensor, mean_error: torch.Tensor, own_level: torch.Tensor, held: torch.Tensor,
+                pooled: torch.Tensor, uses: torch.Tensor) -> bool:
+    """Whether the best blend of the grid that ``uses`` (W,) bool an input beats the best that does not by more
+    than ``INPUT_GAIN_SE`` paired standard errors of their difference over the ``held`` (N, F) cells: ``error``
+    (W, N, F) and ``mean_error`` (W, F) as in ``input_weights``, a cell's loss its error about its column's mean
+    error, or the plain one in ``own_level`` (F,) columns; ``pooled`` (W,) the blends' summed losses."""
+    if not INPUT_GAIN_SE:
+        return True
+    best = [torch.where(mask, pooled, torch.inf).argmin() for mask in (uses, ~uses)]
+    cell = [torch.where(own_level[None, :], error[w], error[w] - mean_error[w][None, :]) ** 2 for w in best]
+    gain = (cell[1] - cell[0])[held]  # (H,) per held cell: positive where the input's blend is better
+    return bool(gain.sum() > INPUT_GAIN_SE * gain.std() * len(gain) ** 0.5)
 
 
 def check_ensemble_folds(folds) -> None:
@@ -689,7 +769,8 @@ def impute(
     ``blend_inputs``, ``snap_draws``, ``couple_draws`` and ``parameter_draws`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
     averaged over the ``ensemble``'s views of the table (``ensemble_point``; with ``ensemble_folds``, weighted per
     column by cross-validation on the key rows: ``view_weights``), with ``blend_inputs`` blended per column with the
-    network's closed-form inputs (``input_weights``, ``blend_with_inputs``), then, with ``local_context_rows``, blended
+    network's closed-form inputs (``input_weights``, ``blend_with_inputs``; categorical cells' class probabilities
+    with the trees', ``CATEGORICAL_TREES``), then, with ``local_context_rows``, blended
     per column with the local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once), shifted each by a bootstrap of the table's fitted Gaussian
@@ -800,14 +881,14 @@ def impute(
                 # may be the complete ones).
                 sub = keys_sub.cpu() if WEIGHTS_ON_KEYS else fit_rows(len(rows), keys_sub, seed)
                 columns = (~ks).any(0)
-                odds = missingness_odds(x, known, is_cat, ~is_cat & (~known).any(0), seed)[rows[sub].numpy()]
+                odds = missingness_odds(x, known, is_cat, (~known).any(0), seed)[rows[sub].numpy()]
             else:
-                # Rows imputed against fitted ones: the weights from those alone, every numeric column held, so that
+                # Rows imputed against fitted ones: the weights from those alone, every column held, so that
                 # a row's imputation does not depend on the other rows imputed with it.
                 sub = keys_sub.cpu()
-                columns = ~cat
+                columns = torch.ones_like(cat)
                 fitted = keys.numpy()
-                odds = missingness_odds(x[fitted], known[fitted], is_cat, ~is_cat & (~known[fitted]).any(0), seed)
+                odds = missingness_odds(x[fitted], known[fitted], is_cat, (~known[fitted]).any(0), seed)
             context = None if len(sub) == len(keys_sub) else torch.searchsorted(sub, keys_sub.cpu())  # both sorted
             sx = sub.to(dev)
             weights["inputs"] = input_weights(model, diffusion, xs[sx], ks[sx], cat, ncl, columns, chunk_rows,

@@ -1,5 +1,6 @@
-"""Extremely randomized trees regressing each numeric column on the row's other cells: a nonlinear estimate the
-point estimate's blend may take (``inference.input_weights``), computed at inference only.
+"""Extremely randomized trees regressing each numeric column on the row's other cells (and classifying each
+categorical one: ``tree_probabilities``): a nonlinear estimate the point estimate's blend may take
+(``inference.input_weights``), computed at inference only.
 
 Why: the network's inputs are linear (the Gaussian conditional mean), smooth (the kernel ridge regression) or
 isotropic local averages (the nearest-rows estimates). A tree partitions the rows on the columns that matter for
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
 TREES = (10, 10, 30)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
 LEAF_ROWS = 1
@@ -40,6 +41,7 @@ BEYOND_RANGE = False  # the Gaussian estimate where it leaves the fitted values'
 CATEGORICAL = True  # categorical columns' codes as features (-1 where unknown)
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
 MAX_ROWS = 2048  # fit_rows: most rows a forest is fitted on
+LEVEL_TREES = 30  # trees per forest of a categorical column (``tree_probabilities``)
 
 
 def fit_rows(n_rows: int, key_rows: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -91,3 +93,40 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
             out[torch.as_tensor(unknown, device=out.device), j] = estimate
         z = refilled
     return out
+
+
+def tree_probabilities(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, n_levels: int,
+                       key_rows: torch.Tensor, seed: int = 0,
+                       columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, F, ``n_levels``) float64 of every unknown categorical cell, and the columns (F,) bool
+    that have them: for categorical column j with unknown cells (of ``columns`` (F,) bool, default all) an
+    ``ExtraTreesClassifier`` (``LEVEL_TREES`` trees, split candidates and leaves as the regressors') is fitted on
+    the ``key_rows`` that know it, its features the row's numeric columns as ``filled`` (N, F) has them (the
+    Gaussian estimate where unknown) and its other categorical columns' codes (-1 where unknown), and predicts
+    column j's unknown cells; a level it never saw gets 0. Zero elsewhere (known cells, numeric columns, a column
+    known in fewer than ``MIN_ROWS`` key rows). Seeded."""
+    probs = torch.zeros(*filled.shape, n_levels, dtype=torch.float64, device=filled.device)
+    fitted = torch.zeros(filled.shape[1], dtype=torch.bool, device=filled.device)
+    wanted = is_cat if columns is None else is_cat & columns.to(is_cat.device)
+    if filled.shape[1] < 2 or not bool(wanted.any()):
+        return probs, fitted
+    z = filled[:, ~is_cat].double().cpu().numpy()  # (N, D)
+    levels = torch.where(known, filled, -1.0)[:, is_cat].double().cpu().numpy()  # (N, Fc): codes, -1 unknown
+    seen = known.cpu().numpy()
+    keys = np.sort(key_rows.cpu().numpy())
+    for c, j in enumerate(is_cat.nonzero().squeeze(1).tolist()):
+        unknown = np.flatnonzero(~seen[:, j])
+        train = keys[seen[keys, j]]
+        if not bool(wanted[j]) or len(unknown) == 0 or len(train) < MIN_ROWS:
+            continue
+        features = np.column_stack([z, np.delete(levels, c, axis=1)])
+        candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, features.shape[1])
+        forest = ExtraTreesClassifier(LEVEL_TREES, max_features=candidates, min_samples_leaf=LEAF_ROWS,
+                                      random_state=seed + j)
+        forest.fit(features[train], levels[train, c].astype(np.int64))
+        p = torch.as_tensor(forest.predict_proba(features[unknown]), dtype=torch.float64, device=probs.device)
+        slots = torch.as_tensor(forest.classes_, device=probs.device).long()
+        rows = torch.as_tensor(unknown, device=probs.device)
+        probs[rows[:, None], j, slots[None, :]] = p
+        fitted[j] = True
+    return probs, fitted

@@ -120,8 +120,12 @@ def test_the_inputs_blended_are_those_the_network_was_handed():
     assert all(torch.equal(a, b) for a, b in zip(plain, out[:2]))  # asking for them changes nothing else
 
 
-def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_numeric_cells():
+def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_cells(monkeypatch):
+    """The blend moves unknown cells only; categorical ones only through the trees' class probabilities
+    (``CATEGORICAL_TREES``)."""
     from test_local_context import _impute
+
+    from icl_diffusion import inference
 
     x, known = make_table(1, N=60)
     off = _impute(x, known, blend_inputs=False)
@@ -129,7 +133,9 @@ def test_blend_off_is_the_point_estimate_and_on_changes_only_unknown_numeric_cel
     assert np.array_equal(on, _impute(x, known))  # the default (``SamplerConfig``): on
     k = known.numpy()
     assert np.array_equal(on[0][k], off[0][k])
-    assert np.array_equal(on[0][:, IS_CAT.numpy()], off[0][:, IS_CAT.numpy()])
+    monkeypatch.setattr(inference, "CATEGORICAL_TREES", False)
+    numeric_only = _impute(x, known, blend_inputs=True)
+    assert np.array_equal(numeric_only[0][:, IS_CAT.numpy()], off[0][:, IS_CAT.numpy()])
 
 
 def test_blend_inputs_must_be_a_flag():

@@ -240,6 +240,34 @@ def test_blend_reads_thresholds_from_the_trees(shipped, monkeypatch):
     assert on < 0.96 * off, (on, off)
 
 
+def test_categorical_cells_take_the_levels_the_trees_read(shipped, monkeypatch):
+    """A DataFrame of four uniform numeric columns and a categorical one ("a" / "b"), the exclusive or of the first
+    two's signs, 30% of it and 5% of the numeric cells missing, estimator -> engine: the network reads a sign
+    interaction poorly; the blend gives the extremely randomized trees' class probabilities their weight in the
+    column (``CATEGORICAL_TREES``, chosen on held observed cells) and the cells take the levels they read."""
+    import pandas as pd
+
+    from icl_diffusion import inference
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-2, 2, (400, 4))
+    df = pd.DataFrame(z, columns=["p", "q", "r", "s"])
+    df["g"] = pd.Categorical(np.where((z[:, 0] > 0) ^ (z[:, 1] > 0), "b", "a"))
+    hidden = rng.random(400) < 0.3
+    masked = df.mask(np.column_stack([rng.random((400, 4)) < 0.05, hidden]))
+
+    def accuracy() -> float:
+        filled = DiffusionImputer(checkpoint=shipped, random_state=0).fit_transform(masked)
+        assert filled[["p", "q", "r", "s"]].to_numpy()[~masked.isna().to_numpy()[:, :4]].tolist() == (
+            df[["p", "q", "r", "s"]].to_numpy()[~masked.isna().to_numpy()[:, :4]].tolist())  # observed cells kept
+        return float((filled["g"][hidden] == df["g"][hidden]).mean())
+
+    with_trees = accuracy()
+    monkeypatch.setattr(inference, "CATEGORICAL_TREES", False)
+    alone = accuracy()
+    assert with_trees > 0.85 and with_trees > alone + 0.1, (with_trees, alone)
+
+
 def test_a_whole_table_s_trees_read_its_panel_structure_from_every_row_in_sweeps(shipped, monkeypatch):
     """AER/Guns (US states over 23 years, 1,173 rows; numeric columns, standardized), 30% MCAR, seeds 0 and 1,
     estimator -> engine: a table imputed as a whole has its trees learn from every row (``tree_regression.MAX_ROWS``),

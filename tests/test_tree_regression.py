@@ -116,3 +116,36 @@ def test_a_second_sweep_reads_the_other_columns_as_the_first_filled_them(monkeyp
     out = tree_estimates(filled, known, numeric, keys)
     assert _rmse(out, x, ~known) < 0.97 * one, (_rmse(out, x, ~known), one)
     assert torch.equal(out[known], x[known])
+
+
+def _xor_levels(n=400, seed=0):
+    """Four uniform numeric columns and a categorical one (codes 0 / 1), the exclusive or of the first two's signs:
+    no linear or Gaussian estimate reads it; 30% of it unknown. Returns (x, known, is_cat)."""
+    g = torch.Generator().manual_seed(seed)
+    z = 4 * torch.rand(n, 4, generator=g, dtype=torch.float64) - 2
+    level = ((z[:, 0] > 0) ^ (z[:, 1] > 0)).double()
+    x = torch.cat([z, level[:, None]], 1)
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[:, 4] = torch.rand(n, generator=g) > 0.3
+    return x, known, torch.tensor([False] * 4 + [True])
+
+
+def test_a_categorical_column_s_levels_are_read_off_the_other_columns():
+    from icl_diffusion.tree_regression import tree_probabilities
+
+    x, known, is_cat = _xor_levels()
+    filled = torch.where(known, x, 0.0)
+    probs, fitted = tree_probabilities(filled, known, is_cat, 3, torch.arange(len(x)))
+    hidden = ~known[:, 4]
+    assert fitted.tolist() == [False] * 4 + [True]
+    accuracy = float((probs[hidden, 4].argmax(-1) == x[hidden, 4].long()).double().mean())
+    assert accuracy > 0.85  # the majority level: ~0.5
+    assert torch.allclose(probs[hidden, 4].sum(-1), torch.ones(int(hidden.sum()), dtype=torch.float64))
+    assert bool((probs[hidden, 4, 2] == 0).all())  # a level it never saw
+    assert bool((probs[~hidden] == 0).all()) and bool((probs[:, :4] == 0).all())  # known cells, numeric columns
+    again, _ = tree_probabilities(filled, known, is_cat, 3, torch.arange(len(x)))
+    assert torch.equal(probs, again)  # seeded
+    none, fitted = tree_probabilities(filled, known, is_cat, 3, torch.arange(len(x)), columns=~is_cat)
+    assert not bool(fitted.any()) and bool((none == 0).all())
+    _, fitted = tree_probabilities(filled, known, is_cat, 3, torch.arange(MIN_ROWS - 1))
+    assert not bool(fitted.any())  # too few fitted rows know the column
