@@ -499,8 +499,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         w = level_weights[None, :]
         gain = (((1 - w) * p_net + w * p_trees).clamp(min=1e-12).log() - p_net.clamp(min=1e-12).log())[held_levels]
         loss = -p_net.clamp(min=1e-12).log()[held_levels].sum()
-        if len(gain) < 2 or bool(gain.sum() < LEVEL_MIN_GAIN * loss) or bool(
-                gain.sum() <= LEVEL_GAIN_SE * gain.std() * len(gain) ** 0.5):
+        if bool(gain.sum() < LEVEL_MIN_GAIN * loss) or not beats_noise(gain, LEVEL_GAIN_SE):
             level_weights = torch.zeros_like(level_weights)  # the table's held cells do not ask for the trees
     hold = hold & ~is_cat[None, :]  # the numeric inputs' weights from the numeric held cells
     others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
@@ -545,7 +544,13 @@ def significant(error: torch.Tensor, mean_error: torch.Tensor, own_level: torch.
     best = [torch.where(mask, pooled, torch.inf).argmin() for mask in (uses, ~uses)]
     cell = [torch.where(own_level[None, :], error[w], error[w] - mean_error[w][None, :]) ** 2 for w in best]
     gain = (cell[1] - cell[0])[held]  # (H,) per held cell: positive where the input's blend is better
-    return bool(gain.sum() > INPUT_GAIN_SE * gain.std() * len(gain) ** 0.5)
+    return beats_noise(gain, INPUT_GAIN_SE)
+
+
+def beats_noise(gain: torch.Tensor, standard_errors: float) -> bool:
+    """Whether the summed per-cell ``gain`` (H,) exceeds ``standard_errors`` paired standard errors of that sum (never
+    with fewer than two cells)."""
+    return len(gain) >= 2 and bool(gain.sum() > standard_errors * gain.std() * len(gain) ** 0.5)
 
 
 def check_ensemble_folds(folds) -> None:
