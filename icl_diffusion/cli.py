@@ -346,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regression: folds of the cross-validation on the training rows that weighs the "
                    "--ensemble's two views for the target; 0: their equal average (default: "
                    "DiffusionRegressor's, 3)")
+    p.add_argument("--tree-weight", type=_tree_weight, default="auto", metavar="W",
+                   help="the target blended with an extremely randomized forest fitted on the training rows: "
+                   "(1 - W) network + W trees; auto (default): W chosen by cross-fitting on the training rows; "
+                   "0: the network alone")
     _model_args(p)
     _na_values_arg(p)
 
@@ -421,6 +425,16 @@ def _is_classification(y: pd.Series) -> bool:
     return bool(np.all(v == np.round(v))) and y.nunique() <= AUTO_MAX_CLASSES
 
 
+def _tree_weight(text: str):
+    """--tree-weight: "auto" or a number in [0, 1] (the estimators check the range)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1], got {text!r}") from None
+
+
 def cmd_predict(args) -> None:
     from .estimators import DiffusionClassifier, DiffusionRegressor
 
@@ -448,7 +462,7 @@ def cmd_predict(args) -> None:
         raise UserError(f"--proba is for classification targets; {task}")
     out, added = test.copy(), {}
     if classify:
-        est = DiffusionClassifier(**common).fit(X, y.to_numpy())
+        est = DiffusionClassifier(**common, tree_weight=args.tree_weight).fit(X, y.to_numpy())
         proba = est.predict_proba(Xq)
         out[args.target] = est.classes_[proba.argmax(1)]
         if args.proba:
@@ -460,7 +474,8 @@ def cmd_predict(args) -> None:
         if args.ensemble_folds is not None:
             kw["ensemble_folds"] = args.ensemble_folds
         dates = pd.api.types.is_datetime64_any_dtype(y.dtype)  # the regressor predicts dates as dates
-        est = DiffusionRegressor(**common, **kw).fit(X, y.to_numpy() if dates else y.to_numpy(dtype=np.float64))
+        est = DiffusionRegressor(**common, **kw, tree_weight=args.tree_weight).fit(
+            X, y.to_numpy() if dates else y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
         if qs:
             added = {f"{args.target}_q{q:g}": col for q, col in zip(qs, est.predict_quantiles(Xq, qs).T)}

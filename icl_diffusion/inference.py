@@ -24,14 +24,14 @@ import torch
 
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
-from .gaussian_feature import converged_em, expand_table, one_hot_layout, table_gaussian
+from .gaussian_feature import cell_estimates, converged_em, expand_table, one_hot_layout, table_gaussian
 from .kernel_regression import kernel_estimates
 from .local_context import choose_weights, least_loss, local_tables, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
-from .tree_regression import fit_rows, tree_estimates, tree_probabilities
+from .tree_regression import fit_rows, target_estimates, tree_estimates, tree_probabilities
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -443,6 +443,23 @@ def level_inputs(outputs: dict, table_views: dict, x, known, is_cat, n_levels: i
     return tree_probabilities(gaussian, known, is_cat, n_levels, tree_rows, seed, columns)
 
 
+def target_trees(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
+                 n_classes: np.ndarray, key_rows: np.ndarray, target: int, n_levels: int, seed: int = 0) -> torch.Tensor:
+    """The trees' estimate of the ``target`` column's unknown cells (``tree_regression.target_estimates``: (N,)
+    values or (N, ``n_levels``) class probabilities), fitted on the ``key_rows`` of the
+    table x, known (N, F), their numeric features' unknown cells filled by the Gaussian conditional mean fitted to
+    the key rows' numeric cells (the network's input, by EM until it converges)."""
+    xt, kt = torch.as_tensor(x), torch.as_tensor(known)
+    cat, ncl = torch.as_tensor(is_cat), torch.as_tensor(n_classes).long()
+    key_mask = torch.zeros(len(x), dtype=torch.bool)
+    key_mask[torch.as_tensor(key_rows)] = True
+    em = converged_em(pretrained.model.cfg.gaussian_em_iters)
+    gaussian = cell_estimates(xt[None], kt[None], cat[None], ncl[None], 2, key_mask=key_mask[None],
+                              em_iters=em["em_iters"], categorical=False, em_tol=em["em_tol"])[0][0]
+    filled = torch.where(kt, xt, gaussian)
+    return target_estimates(filled, kt, cat, n_levels, torch.as_tensor(key_rows), target, seed)
+
+
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
@@ -766,7 +783,8 @@ def impute(
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
     ensemble_folds: int | None = None, blend_inputs: bool | None = None, snap_draws: bool | None = None,
-    couple_draws: bool | None = None, parameter_draws: bool | None = None,
+    couple_draws: bool | None = None, parameter_draws: bool | None = None, target: int | None = None,
+    target_weight: float = 0.0,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -781,7 +799,10 @@ def impute(
     column by cross-validation on the key rows: ``view_weights``), with ``blend_inputs`` blended per column with the
     network's closed-form inputs (``input_weights``, ``blend_with_inputs``; categorical cells' class probabilities
     with the trees', ``CATEGORICAL_TREES``), then, with ``local_context_rows``, blended
-    per column with the local contexts' (``local_point``, ``local_weights``). Several draws of numeric cells are
+    per column with the local contexts' (``local_point``, ``local_weights``), and the predictors' ``target`` column
+    (rows imputed against the fitted ``key_rows``) with extremely randomized trees' estimate of it fitted on those
+    (``target_trees``): (1 - ``target_weight``) network + ``target_weight`` trees, values or class probabilities
+    (the estimators choose the weight by cross-fitting on the training rows). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once), shifted each by a bootstrap of the table's fitted Gaussian
     (``parameter_draws``, ``parameter_shifts``), rescaled per column about their mean (``calibrate_spread``,
@@ -906,8 +927,28 @@ def impute(
         return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):
-        """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended per column
-        with the network's closed-form inputs where ``blend_inputs`` is set (``input_weights``,
+        """The point estimate (R, F) and logits (R, F, C) of the rows ``rows``: ``network_point_of``'s, the
+        ``target`` column's unknown cells blended with the trees' estimate (``target_trees``) by ``target_weight``."""
+        x0, logits = network_point_of(outputs, table_views)
+        if target is None or not target_weight:
+            return x0, logits
+        if key_rows is None:
+            raise ValueError("target: the rows imputed against fitted ones (key_rows) only")
+        trees = target_trees(pretrained, x, known, is_cat, n_classes, keys.numpy(), target, logits.shape[-1], seed)
+        trees, w, unknown = trees[rows].to(dev), float(target_weight), ~ks[:, target]
+        x0, logits = x0.clone(), logits.clone()
+        if bool(is_cat[target]):
+            probs = (1 - w) * torch.softmax(logits[:, target].double(), -1) + w * trees
+            x0[:, target] = torch.where(unknown, probs.argmax(-1).to(x0.dtype), x0[:, target])
+            logits[:, target] = torch.where(unknown[:, None], as_logits(probs).to(logits.dtype), logits[:, target])
+        else:
+            x0[:, target] = torch.where(unknown, ((1 - w) * x0[:, target].double() + w * trees).to(x0.dtype),
+                                        x0[:, target])
+        return x0, logits
+
+    def network_point_of(outputs: dict | None = None, table_views: dict | None = None):
+        """The network's point estimate (R, F) and logits (R, F, C) of the rows ``rows``: the ensemble's, blended
+        per column with the network's closed-form inputs where ``blend_inputs`` is set (``input_weights``,
         ``blend_with_inputs``), then with the local contexts' (``local_point``, ``local_weights``) where
         ``local_context_rows`` is set."""
         v_weights, i_weights = view_weights_of(), input_weights_of()

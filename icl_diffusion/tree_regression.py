@@ -130,3 +130,44 @@ def tree_probabilities(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.
         probs[rows[:, None], j, slots[None, :]] = p
         fitted[j] = True
     return probs, fitted
+
+
+# The predictors' target (``target_estimates``): one forest, larger than the imputation's (one column, not every one).
+# Session 31, 3 splits of the screen's regression tables (benchmarks/results/target_trees.py, 100 trees).
+TARGET_TREES = 100
+
+
+def target_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, n_levels: int,
+                     key_rows: torch.Tensor, column: int, seed: int = 0) -> torch.Tensor:
+    """The trees' estimate of column ``column``'s unknown cells, the predictors' target: (N,) float64 values of a
+    numeric column, (N, ``n_levels``) float64 class probabilities of a categorical one (a level it never saw gets
+    0); 0 at its known cells and wherever no forest is fitted (fewer than ``MIN_ROWS`` key rows know it, or no
+    other column). One ``ExtraTreesRegressor`` / ``ExtraTreesClassifier`` of ``TARGET_TREES`` trees (split
+    candidates and leaves as ``tree_estimates``'), fitted on the ``key_rows`` that know the column, its features
+    the row's other numeric columns as ``filled`` (N, F) has them (the Gaussian estimate where unknown) and its
+    other categorical columns' codes (-1 where unknown). Seeded."""
+    cat = bool(is_cat[column])
+    out = torch.zeros(len(filled), *((n_levels,) if cat else ()), dtype=torch.float64, device=filled.device)
+    seen = known[:, column].cpu().numpy()
+    keys = np.sort(key_rows.cpu().numpy())
+    unknown, train = np.flatnonzero(~seen), keys[seen[keys]]
+    others = torch.ones(filled.shape[1], dtype=torch.bool)
+    others[column] = False
+    numeric, levels = others & ~is_cat.cpu(), others & is_cat.cpu()
+    if len(unknown) == 0 or len(train) < MIN_ROWS or not bool(others.any()):
+        return out
+    codes = torch.where(known, filled, -1.0)  # categorical features: codes, -1 unknown
+    features = torch.cat([filled[:, numeric.to(filled.device)], codes[:, levels.to(filled.device)]], 1)
+    features = features.double().cpu().numpy()
+    y = filled[:, column].double().cpu().numpy()
+    candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, features.shape[1])
+    kind = ExtraTreesClassifier if cat else ExtraTreesRegressor
+    forest = kind(TARGET_TREES, max_features=candidates, min_samples_leaf=LEAF_ROWS, random_state=seed + column)
+    forest.fit(features[train], y[train].astype(np.int64) if cat else y[train])
+    rows = torch.as_tensor(unknown, device=out.device)
+    if not cat:
+        out[rows] = torch.as_tensor(forest.predict(features[unknown]), dtype=torch.float64, device=out.device)
+        return out
+    p = torch.as_tensor(forest.predict_proba(features[unknown]), dtype=torch.float64, device=out.device)
+    out[rows[:, None], torch.as_tensor(forest.classes_, device=out.device).long()[None, :]] = p
+    return out

@@ -88,15 +88,20 @@ def test_predict(table_csv, tiny_checkpoint, tmp_path):
     assert np.isfinite(pred[["x", "x_q0.1", "x_q0.9"]].to_numpy()).all() and len(pred) == 10
 
 
-def test_predict_ensemble_folds_option(table_csv, tiny_checkpoint, tmp_path, capsys):
-    """--ensemble-folds reaches the regressor (0: the equal average, another prediction than the default 3);
-    1 is a one-line error naming the option's parameter."""
+def predict_x_command(table_csv, tiny_checkpoint, tmp_path) -> list[str]:
+    """``predict`` arguments for column x of the first 20 rows of the table, asked of the others (no -o)."""
     df = pd.read_csv(table_csv)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     df.iloc[:20].to_csv(train, index=False)
     df.iloc[20:].drop(columns=["x"]).to_csv(test, index=False)
-    common = ["predict", "--train", str(train), "--test", str(test), "--target", "x", "--checkpoint",
-              str(tiny_checkpoint)]
+    return ["predict", "--train", str(train), "--test", str(test), "--target", "x", "--checkpoint",
+            str(tiny_checkpoint)]
+
+
+def test_predict_ensemble_folds_option(table_csv, tiny_checkpoint, tmp_path, capsys):
+    """--ensemble-folds reaches the regressor (0: the equal average, another prediction than the default 3);
+    1 is a one-line error naming the option's parameter."""
+    common = predict_x_command(table_csv, tiny_checkpoint, tmp_path)
     preds = []
     for folds in ([], ["--ensemble-folds", "0"]):
         assert main([*common, "-o", str(tmp_path / f"p{len(folds)}.csv"), *folds]) == 0
@@ -264,3 +269,21 @@ def test_predict_leaves_the_blend_off_unless_asked(table_csv, tiny_checkpoint, t
     assert main([*common, "-o", str(tmp_path / "a.csv")]) == 0
     assert main([*common, "-o", str(tmp_path / "b.csv"), "--blend-inputs"]) == 0
     assert seen[0] is estimators.PREDICTOR_BLEND_INPUTS and seen[-1] is True
+
+
+def test_predict_tree_weight_option(table_csv, tiny_checkpoint, tmp_path, capsys):
+    """--tree-weight reaches both predictors (0: the network alone, 1: the trees alone, other predictions than
+    each other); a value out of range is a one-line error naming the parameter."""
+    common = predict_x_command(table_csv, tiny_checkpoint, tmp_path)
+    preds = []
+    for weight in ("0", "1"):
+        assert main([*common, "-o", str(tmp_path / f"p{weight}.csv"), "--tree-weight", weight]) == 0
+        preds.append(pd.read_csv(tmp_path / f"p{weight}.csv")["x"])
+    assert not preds[0].equals(preds[1])
+    pd.read_csv(table_csv).iloc[20:].drop(columns=["kind"]).to_csv(tmp_path / "test.csv", index=False)
+    common[common.index("x")] = "kind"
+    assert main([*common, "-o", str(tmp_path / "k.csv"), "--tree-weight", "0.5", "--proba"]) == 0
+    capsys.readouterr()
+    assert main([*common, "-o", str(tmp_path / "bad.csv"), "--tree-weight", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tree_weight must be 'auto' (cross-fitted) or a number in [0, 1], got 2.0" in err[0]

@@ -84,8 +84,8 @@ def test_calibrated_probabilities_lower_log_loss_and_keep_the_classes(shipped):
     for load in (load_iris, load_breast_cancer):
         X, y = load(return_X_y=True)
         a, b, ya, yb = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-        raw = DiffusionClassifier(shipped, random_state=0, calibrate=False).fit(a, ya)
-        cal = DiffusionClassifier(shipped, random_state=0).fit(a, ya)
+        raw = DiffusionClassifier(shipped, random_state=0, calibrate=False, tree_weight=0).fit(a, ya)
+        cal = DiffusionClassifier(shipped, random_state=0, tree_weight=0).fit(a, ya)
         assert raw.temperature_ == 1.0 and cal.temperature_ != 1.0
         assert (raw.predict(b) == cal.predict(b)).all()
         assert log_loss(yb, cal.predict_proba(b)) < 0.97 * log_loss(yb, raw.predict_proba(b)), load.__name__
@@ -374,7 +374,7 @@ def test_regressor_weighs_the_views_by_cross_validation(shipped):
 
     def r2(x, y, **kw):
         est = DiffusionRegressor(checkpoint=shipped, device="cpu", random_state=0, local_context_rows=0,
-                                 **kw).fit(x[:300], y[:300])
+                                 tree_weight=0, **kw).fit(x[:300], y[:300])
         return r2_score(y[300:], est.predict(x[300:]))
 
     linear, exponential = [], []
@@ -410,12 +410,42 @@ def test_regressor_reads_local_contexts_by_default(shipped):
     y = 2 * np.sin(2 * x[:, 0]) + np.abs(x[:, 1]) + 0.1 * g.normal(size=600)
 
     def r2(**kw):
-        est = DiffusionRegressor(checkpoint=shipped, device="cpu", random_state=0, **kw).fit(x[:400], y[:400])
+        est = DiffusionRegressor(checkpoint=shipped, device="cpu", random_state=0, tree_weight=0,
+                                 **kw).fit(x[:400], y[:400])
         return r2_score(y[400:], est.predict(x[400:]))
 
     assert DiffusionRegressor().local_context_rows == REGRESSOR_LOCAL_CONTEXT_ROWS > 0
     default, off = r2(), r2(local_context_rows=0)
     assert default > off + 0.05, (default, off)
+
+
+def test_predictors_read_thresholds_and_interactions_from_the_trees(shipped):
+    """The predictors' default (``tree_weight="auto"``), estimator -> engine: the target blended with an extremely
+    randomized forest fitted on the training rows (``inference.target_trees``), its weight chosen on the training
+    rows' cross-fitted predictions. On a target of thresholds and an interaction (y = 2 [x1 > 0][x2 > 0] + x3 / 2)
+    and on the class x1 > 0 XOR x2 > 0 (10% of labels flipped) the default clearly beats the network alone
+    (``tree_weight=0``; session 31: R² 0.935 against 0.658, accuracy 0.81 against 0.54); on a linear target it
+    keeps the network's R² (the weight stays 0). A predictor that ignores the weight, or the network alone, fails."""
+    from sklearn.metrics import r2_score
+
+    from icl_diffusion import DiffusionRegressor
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(500, 4))
+    step = 2.0 * ((x[:, 0] > 0) & (x[:, 1] > 0)) + 0.5 * x[:, 2] + 0.1 * g.normal(size=500)
+    linear = x @ [1.0, 0.5, -0.5, 0.0] + 0.3 * g.normal(size=500)
+    xor = ((x[:, 0] > 0) ^ (x[:, 1] > 0)) ^ (g.random(500) < 0.1)
+
+    def scores(tree_weight):
+        kw = {"checkpoint": shipped, "device": "cpu", "random_state": 0, "tree_weight": tree_weight}
+        r2 = [r2_score(y[300:], DiffusionRegressor(**kw).fit(x[:300], y[:300]).predict(x[300:]))
+              for y in (step, linear)]
+        return (*r2, (DiffusionClassifier(**kw).fit(x[:300], xor[:300]).predict(x[300:]) == xor[300:]).mean())
+
+    (step_auto, linear_auto, xor_auto), (step_alone, linear_alone, xor_alone) = scores("auto"), scores(0)
+    assert step_auto > max(0.85, step_alone + 0.15), (step_auto, step_alone)
+    assert linear_auto > linear_alone - 0.01, (linear_auto, linear_alone)
+    assert xor_auto > max(0.75, xor_alone + 0.15), (xor_auto, xor_alone)
 
 
 def gaussian_draws(pretrained, n_draws: int = 30, **params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

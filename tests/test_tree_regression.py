@@ -149,3 +149,23 @@ def test_a_categorical_column_s_levels_are_read_off_the_other_columns():
     assert not bool(fitted.any()) and bool((none == 0).all())
     _, fitted = tree_probabilities(filled, known, is_cat, 3, torch.arange(MIN_ROWS - 1))
     assert not bool(fitted.any())  # too few fitted rows know the column
+
+
+def test_a_target_is_read_off_the_other_columns_as_values_or_class_probabilities():
+    """``target_estimates``: the predictors' target column, one forest fitted on the key rows that know it."""
+    from icl_diffusion.tree_regression import target_estimates
+
+    x, known, is_cat = _xor_levels()
+    filled = torch.where(known, x, 0.0)
+    hidden, keys = ~known[:, 4], torch.arange(len(x))
+    probs = target_estimates(filled, known, is_cat, 3, keys, 4)
+    accuracy = float((probs[hidden].argmax(-1) == x[hidden, 4].long()).double().mean())
+    assert accuracy > 0.85  # the majority level: ~0.5
+    assert torch.allclose(probs[hidden].sum(-1), torch.ones(int(hidden.sum()), dtype=torch.float64))
+    assert bool((probs[hidden, 2] == 0).all()) and bool((probs[~hidden] == 0).all())  # unseen level, known cells
+    assert torch.equal(probs, target_estimates(filled, known, is_cat, 3, keys, 4))  # seeded
+    numeric = torch.zeros(5, dtype=torch.bool)  # the same column read as numbers: a step of two columns' signs
+    values = target_estimates(filled, known, numeric, 3, keys, 4)
+    assert float(((values[hidden] - x[hidden, 4]) ** 2).mean()) < 0.1 * float(x[hidden, 4].var())
+    assert bool((values[~hidden] == 0).all())
+    assert bool((target_estimates(filled, known, is_cat, 3, torch.arange(MIN_ROWS - 1), 4) == 0).all())
