@@ -100,9 +100,10 @@ def load_model(checkpoint: str | os.PathLike | Pretrained | None, device: torch.
 CROSS_FIT_FOLDS = 5
 # The predictors' target blended with an extremely randomized forest's estimate of it fitted on the training rows
 # (``inference.target_trees``), (1 - w) network + w trees, w of this grid chosen by the cross-fitted predictions'
-# squared error (regression) or log loss (classification, jointly with the temperature). Session 31: the regression
-# tables' mean R² 0.659 -> 0.680 with 5 folds (benchmarks/results/target_trees.py, 3 splits), Boston 0.793 -> 0.865,
-# Hitters 0.463 -> 0.568.
+# squared error (regression) or log loss (classification, jointly with the temperature). Session 31, the regression
+# tables x 30 splits: mean R² 0.661 -> 0.695 (Boston 0.795 -> 0.870, Hitters 0.455 -> 0.580), fit + predict 1.24 ->
+# 3.0 s; the screen's classification tables (3 splits): accuracy 0.912 -> 0.915, log loss 0.205 -> 0.195
+# (benchmarks/results/regression.md, classification.md).
 TREE_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 # ... a weight above 0 taken only where its rows' summed loss gain over the network alone exceeds this many paired
 # standard errors (``inference.beats_noise``): on a small table a chance win of the trees in three folds costs more
@@ -128,7 +129,9 @@ REGRESSOR_LOCAL_CONTEXT_ROWS = 128
 # would only cost time. A categorical target is never blended; a numeric one is imputed against the training rows
 # (key_rows), whose targets are all known, so the blend has no unknown target cell there to read the network's
 # level from and leaves the target as the network estimates it. Blending at the query rows' level instead lost R²
-# (stage 25, 9 tables x 10 splits: 0.663 -> 0.660; benchmarks/results/blend_inputs.md).
+# (stage 25, 9 tables x 10 splits: 0.663 -> 0.660; benchmarks/results/blend_inputs.md). Session 31, with the trees
+# among its inputs (the screen's tables, 3 splits): R² 0.6588 -> 0.6564, AUC 0.9278 -> 0.9255: its 10% held cells
+# choose worse than the target's own cross-fitting (``tree_weight``).
 PREDICTOR_BLEND_INPUTS = False
 
 

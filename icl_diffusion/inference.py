@@ -847,6 +847,9 @@ def impute(
     cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
     if method not in ENGINE_METHODS:
         raise ValueError(f"method must be one of {ENGINE_METHODS}, got {method!r}")
+    if target is not None and (key_rows is None or not 0 <= target < x.shape[1]):
+        raise ValueError(f"target must be a column index (0 to {x.shape[1] - 1}) of a table imputed against fitted "
+                         f"rows (key_rows), got target={target!r} with key_rows {'None' if key_rows is None else 'given'}")
     if method == "point" and n_samples != 1:
         raise ValueError("method 'point' is one imputation, the posterior mean; draws need a sampler "
                          "('conditional', 'repaint' or 'ddim')")
@@ -932,8 +935,6 @@ def impute(
         x0, logits = network_point_of(outputs, table_views)
         if target is None or not target_weight:
             return x0, logits
-        if key_rows is None:
-            raise ValueError("target: the rows imputed against fitted ones (key_rows) only")
         trees = target_trees(pretrained, x, known, is_cat, n_classes, keys.numpy(), target, logits.shape[-1], seed)
         trees, w, unknown = trees[rows].to(dev), float(target_weight), ~ks[:, target]
         x0, logits = x0.clone(), logits.clone()

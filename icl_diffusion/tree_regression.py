@@ -132,8 +132,8 @@ def tree_probabilities(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.
     return probs, fitted
 
 
-# The predictors' target (``target_estimates``): one forest, larger than the imputation's (one column, not every one).
-# Session 31, 3 splits of the screen's regression tables (benchmarks/results/target_trees.py, 100 trees).
+# The predictors' target (``target_estimates``): one forest, larger than the imputation's (one column, not every one;
+# session 31's prototype, benchmarks/results/target_trees.py, used scikit-learn's 100).
 TARGET_TREES = 100
 
 

@@ -305,3 +305,42 @@ def test_every_tuned_setting_is_an_engine_parameter_defaulting_to_the_checkpoint
 
     params = inspect.signature(impute).parameters
     assert SETTINGS and all(params[name].default is None for name in SETTINGS)
+
+
+def test_the_target_is_blended_with_its_trees_by_the_given_weight(tmp_path):
+    """``impute(target=j, target_weight=w)`` (the predictors' path): the target's unknown cells are (1 - w) the
+    network's + w the trees' (``target_trees``), values or class probabilities; known cells and other columns as
+    without it; a table imputed as a whole, or a column out of range, is a one-line error."""
+    import numpy as np
+
+    from icl_diffusion import load_checkpoint, save_checkpoint
+    from icl_diffusion.inference import impute, target_trees
+
+    path = save_checkpoint(tmp_path / "m.safetensors", make_model(), GaussianDiffusion())
+    pre = load_checkpoint(path)
+    x, known = make_table(0, complete_rows=30)
+    x, known = torch.nan_to_num(x).numpy(), known.numpy()
+    keys = np.arange(30)
+    cat, ncl = IS_CAT.numpy(), N_CLASSES.numpy()
+    for target in (2, 4):  # a numeric target, a categorical one
+        run = lambda w: impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, return_logits=True,  # noqa: E731
+                               target=target, target_weight=w)
+        (alone, logits), (half, half_logits) = run(0.0), run(0.5)
+        trees = target_trees(pre, x, known, cat, ncl, keys, target, logits.shape[-1], 0).numpy()
+        unknown = ~known[:, target]
+        assert unknown.any()
+        others = np.arange(x.shape[1]) != target
+        np.testing.assert_array_equal(half[0][:, others], alone[0][:, others])
+        if cat[target]:
+            net = np.exp(logits[:, target] - logits[:, target].max(-1, keepdims=True))
+            net /= net.sum(-1, keepdims=True)
+            np.testing.assert_allclose(np.exp(half_logits[unknown, target]), (0.5 * net + 0.5 * trees)[unknown],
+                                       atol=1e-5)
+        else:
+            np.testing.assert_allclose(half[0][unknown, target], 0.5 * alone[0][unknown, target] + 0.5 * trees[unknown],
+                                       atol=1e-5)
+        np.testing.assert_array_equal(half[0][~unknown, target], x[~unknown, target])
+    with pytest.raises(ValueError, match="^target must be a column index"):
+        impute(pre, x, known, cat, ncl, target=2, target_weight=0.5)
+    with pytest.raises(ValueError, match="^target must be a column index"):
+        impute(pre, x, known, cat, ncl, key_rows=keys, target=5, target_weight=0.5)
