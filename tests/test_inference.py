@@ -323,9 +323,9 @@ def test_the_target_is_blended_with_its_trees_by_the_given_weight(tmp_path):
     keys = np.arange(30)
     cat, ncl = IS_CAT.numpy(), N_CLASSES.numpy()
     for target in (2, 4):  # a numeric target, a categorical one
-        run = lambda w: impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, return_logits=True,  # noqa: E731
-                               target=target, target_weight=w)
-        (alone, logits), (half, half_logits) = run(0.0), run(0.5)
+        (alone, logits), (half, half_logits) = (
+            impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, return_logits=True, target=target, target_weight=w)
+            for w in (0.0, 0.5))
         trees = target_trees(pre, x, known, cat, ncl, keys, target, logits.shape[-1], 0).numpy()
         unknown = ~known[:, target]
         assert unknown.any()
