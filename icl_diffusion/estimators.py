@@ -172,10 +172,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def _log_loss(logits: np.ndarray, target: np.ndarray) -> float:
-    return float(-np.log(_softmax(logits)[np.arange(len(target)), target].clip(1e-12)).mean())
-
-
 def aggregate(samples: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
     """Point estimate (N, F) from imputations (S, N, F): mean of numeric cells, mode of categorical cells."""
     point = samples.mean(0)
