@@ -56,6 +56,23 @@ def fit_rows(n_rows: int, key_rows: torch.Tensor, seed: int = 0) -> torch.Tensor
     return torch.cat([key_rows.cpu(), extra[: max(MAX_ROWS - len(key_rows), 0)]]).sort().values
 
 
+def _forest(kind, trees: int, n_features: int, seed: int):
+    """An extremely randomized forest (``kind``: ``ExtraTreesRegressor`` or ``ExtraTreesClassifier``) of ``trees``
+    trees with the split candidates (``MAX_FEATURES`` of ``n_features``) and leaves (``LEAF_ROWS``) of every forest
+    here."""
+    candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, n_features)
+    return kind(trees, max_features=candidates, min_samples_leaf=LEAF_ROWS, random_state=seed)
+
+
+def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) -> torch.Tensor:
+    """A fitted classifier's probabilities (M, ``n_levels``) float64 of the rows ``features`` (M, D), 0 at the levels
+    it never saw."""
+    out = torch.zeros(len(features), n_levels, dtype=torch.float64, device=device)
+    out[:, torch.as_tensor(forest.classes_, device=device).long()] = torch.as_tensor(
+        forest.predict_proba(features), dtype=torch.float64, device=device)
+    return out
+
+
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
                    seed: int = 0) -> torch.Tensor:
     """(N, F) estimates of every numeric cell with unknown cells in its column: ``filled`` (N, F) (known cells as
@@ -79,9 +96,7 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
             if len(unknown) == 0 or len(train) < MIN_ROWS:
                 continue
             features = np.column_stack([np.delete(z, d, axis=1), levels])
-            candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, features.shape[1])
-            forest = ExtraTreesRegressor(trees, max_features=candidates,
-                                         min_samples_leaf=LEAF_ROWS, random_state=seed + d)
+            forest = _forest(ExtraTreesRegressor, trees, features.shape[1], seed + d)
             forest.fit(features[train], z[train, d])
             estimate = forest.predict(features[unknown])
             if BEYOND_RANGE:  # where the Gaussian estimate leaves the range the trees saw, they cannot follow it
@@ -120,14 +135,10 @@ def tree_probabilities(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.
         if not bool(wanted[j]) or len(unknown) == 0 or len(train) < MIN_ROWS:
             continue
         features = np.column_stack([z, np.delete(levels, c, axis=1)])
-        candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, features.shape[1])
-        forest = ExtraTreesClassifier(LEVEL_TREES, max_features=candidates, min_samples_leaf=LEAF_ROWS,
-                                      random_state=seed + j)
+        forest = _forest(ExtraTreesClassifier, LEVEL_TREES, features.shape[1], seed + j)
         forest.fit(features[train], levels[train, c].astype(np.int64))
-        p = torch.as_tensor(forest.predict_proba(features[unknown]), dtype=torch.float64, device=probs.device)
-        slots = torch.as_tensor(forest.classes_, device=probs.device).long()
         rows = torch.as_tensor(unknown, device=probs.device)
-        probs[rows[:, None], j, slots[None, :]] = p
+        probs[rows, j] = _class_probabilities(forest, features[unknown], n_levels, probs.device)
         fitted[j] = True
     return probs, fitted
 
@@ -160,14 +171,10 @@ def target_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
     features = torch.cat([filled[:, numeric.to(filled.device)], codes[:, levels.to(filled.device)]], 1)
     features = features.double().cpu().numpy()
     y = filled[:, column].double().cpu().numpy()
-    candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, features.shape[1])
-    kind = ExtraTreesClassifier if cat else ExtraTreesRegressor
-    forest = kind(TARGET_TREES, max_features=candidates, min_samples_leaf=LEAF_ROWS, random_state=seed + column)
+    forest = _forest(ExtraTreesClassifier if cat else ExtraTreesRegressor, TARGET_TREES, features.shape[1],
+                     seed + column)
     forest.fit(features[train], y[train].astype(np.int64) if cat else y[train])
     rows = torch.as_tensor(unknown, device=out.device)
-    if not cat:
-        out[rows] = torch.as_tensor(forest.predict(features[unknown]), dtype=torch.float64, device=out.device)
-        return out
-    p = torch.as_tensor(forest.predict_proba(features[unknown]), dtype=torch.float64, device=out.device)
-    out[rows[:, None], torch.as_tensor(forest.classes_, device=out.device).long()[None, :]] = p
+    out[rows] = (_class_probabilities(forest, features[unknown], n_levels, out.device) if cat else
+                 torch.as_tensor(forest.predict(features[unknown]), dtype=torch.float64, device=out.device))
     return out
