@@ -56,12 +56,20 @@ def fit_rows(n_rows: int, key_rows: torch.Tensor, seed: int = 0) -> torch.Tensor
     return torch.cat([key_rows.cpu(), extra[: max(MAX_ROWS - len(key_rows), 0)]]).sort().values
 
 
-def _forest(kind, trees: int, n_features: int, seed: int):
+def _forest(kind, trees: int, features: np.ndarray, target: np.ndarray, seed: int):
     """An extremely randomized forest (``kind``: ``ExtraTreesRegressor`` or ``ExtraTreesClassifier``) of ``trees``
-    trees with the split candidates (``MAX_FEATURES`` of ``n_features``) and leaves (``LEAF_ROWS``) of every forest
-    here."""
+    trees with the split candidates (``MAX_FEATURES`` of the D features) and leaves (``LEAF_ROWS``) of every forest
+    here, fitted on ``features`` (R, D) and ``target`` (R,). Its trees are built on as many threads as torch uses
+    (``torch.get_num_threads``; scikit-learn seeds each tree before it is built, so they are the same on any number),
+    its estimates read on one, so that the trees are summed in one order and the same table gets the same
+    estimate bit for bit."""
+    n_features = features.shape[1]
     candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, n_features)
-    return kind(trees, max_features=candidates, min_samples_leaf=LEAF_ROWS, random_state=seed)
+    forest = kind(trees, max_features=candidates, min_samples_leaf=LEAF_ROWS, random_state=seed,
+                  n_jobs=torch.get_num_threads())
+    forest.fit(features, target)
+    forest.n_jobs = 1
+    return forest
 
 
 def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) -> torch.Tensor:
@@ -96,8 +104,7 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
             if len(unknown) == 0 or len(train) < MIN_ROWS:
                 continue
             features = np.column_stack([np.delete(z, d, axis=1), levels])
-            forest = _forest(ExtraTreesRegressor, trees, features.shape[1], seed + d)
-            forest.fit(features[train], z[train, d])
+            forest = _forest(ExtraTreesRegressor, trees, features[train], z[train, d], seed + d)
             estimate = forest.predict(features[unknown])
             if BEYOND_RANGE:  # where the Gaussian estimate leaves the range the trees saw, they cannot follow it
                 low, high = z[train, d].min(), z[train, d].max()
@@ -135,8 +142,7 @@ def tree_probabilities(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.
         if not bool(wanted[j]) or len(unknown) == 0 or len(train) < MIN_ROWS:
             continue
         features = np.column_stack([z, np.delete(levels, c, axis=1)])
-        forest = _forest(ExtraTreesClassifier, LEVEL_TREES, features.shape[1], seed + j)
-        forest.fit(features[train], levels[train, c].astype(np.int64))
+        forest = _forest(ExtraTreesClassifier, LEVEL_TREES, features[train], levels[train, c].astype(np.int64), seed + j)
         rows = torch.as_tensor(unknown, device=probs.device)
         probs[rows, j] = _class_probabilities(forest, features[unknown], n_levels, probs.device)
         fitted[j] = True
@@ -171,9 +177,8 @@ def target_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
     features = torch.cat([filled[:, numeric.to(filled.device)], codes[:, levels.to(filled.device)]], 1)
     features = features.double().cpu().numpy()
     y = filled[:, column].double().cpu().numpy()
-    forest = _forest(ExtraTreesClassifier if cat else ExtraTreesRegressor, TARGET_TREES, features.shape[1],
-                     seed + column)
-    forest.fit(features[train], y[train].astype(np.int64) if cat else y[train])
+    forest = _forest(ExtraTreesClassifier if cat else ExtraTreesRegressor, TARGET_TREES, features[train],
+                     y[train].astype(np.int64) if cat else y[train], seed + column)
     rows = torch.as_tensor(unknown, device=out.device)
     out[rows] = (_class_probabilities(forest, features[unknown], n_levels, out.device) if cat else
                  torch.as_tensor(forest.predict(features[unknown]), dtype=torch.float64, device=out.device))

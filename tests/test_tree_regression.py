@@ -36,6 +36,29 @@ def test_it_learns_a_step_and_keeps_known_cells():
     assert torch.equal(out, tree_estimates(filled, known, numeric, torch.arange(len(x))))  # seeded
 
 
+def test_the_trees_are_the_same_on_any_number_of_threads():
+    """The forests are built on torch's thread count and read on one thread (``_forest``); scikit-learn seeds each
+    tree before it is built, so the estimate does not depend on the count, bit for bit."""
+    x, known = _table()
+    filled = torch.where(known, x, 0.0)
+    numeric = torch.zeros(3, dtype=torch.bool)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tree_estimates(filled, known, numeric, torch.arange(len(x)))
+        torch.set_num_threads(3)
+        built = []
+        fit = tree_regression.ExtraTreesRegressor.fit
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tree_regression.ExtraTreesRegressor, "fit",
+                          lambda self, *a: built.append(self.n_jobs) or fit(self, *a))
+            three = tree_estimates(filled, known, numeric, torch.arange(len(x)))
+        assert set(built) == {3}
+        assert torch.equal(one, three)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_beyond_the_range_the_trees_saw_the_gaussian_estimate_stands_where_asked(monkeypatch):
     """Trees cannot predict past the largest value they were fitted on: with ``BEYOND_RANGE`` (off by default: worse
     on the real grid) cells whose Gaussian estimate (the filled value) lies beyond the fitted rows' range keep it."""
