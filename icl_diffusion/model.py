@@ -71,6 +71,13 @@ class DenoiserConfig:
     # network reads x_t as much as it deserves at every t, also in RePaint mode where nothing is known. Its
     # input layer starts at zero. The noise level of step t comes from ``schedule`` (the diffusion's).
     noisy_feature: bool = False
+    # The numeric output plus a learned per-cell weight (a zero-initialized linear map of the cell's final hidden
+    # state) times the noisy-table Gaussian denoiser's posterior mean (``noisy_feature``): that estimate reaches the
+    # output directly, not only through the value embedding, and the network learns where to lean on it. Why
+    # (issue 14, session 32): with the feature as an input only, the network's RePaint on whole tables stayed worse
+    # than the Gaussian denoiser's alone after 5,600 steps (benchmarks/results/repaint_stage33.md). Zero-initialized:
+    # switching it on keeps a checkpoint's outputs. Needs noisy_feature.
+    numeric_skip: bool = False
     # Numeric columns piled up at their smallest value (a hurdle: zero hours, zero spending) enter the Gaussian
     # fit with that point mass's indicator too (gaussian_feature.point_masses), so categories that say which side
     # of the hurdle a row is on, and the numeric cells that depend on it, get a linear estimate. Not with
@@ -227,6 +234,12 @@ class Denoiser(nn.Module):
             nn.init.zeros_(self.noisy_in.bias)
             self.register_buffer("alphas_cumprod", schedule_alphas_cumprod(cfg.num_steps, cfg.schedule).float(),
                                  persistent=False)
+        if cfg.numeric_skip:
+            if not cfg.noisy_feature:
+                raise ValueError("numeric_skip needs noisy_feature (its posterior mean is what the skip carries)")
+            self.skip_gate = nn.Linear(d, 1)  # the posterior mean's weight in the numeric output, per cell
+            nn.init.zeros_(self.skip_gate.weight)
+            nn.init.zeros_(self.skip_gate.bias)
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         half = self.cfg.d_model // 2
@@ -279,8 +292,10 @@ class Denoiser(nn.Module):
         tok = torch.where(cat.unsqueeze(-1), cat_tok, num_tok)
         return tok + self.flags(known.long() * 2 + cat.long())
 
-    def heads(self, h, n_classes, level_embed, probs=None, neighbour_probs=None):
-        """Numeric output (B, N, F) and level logits (B, N, F, C); levels beyond a column's count get -1e4."""
+    def heads(self, h, n_classes, level_embed, probs=None, neighbour_probs=None, denoised_mean=None):
+        """Numeric output (B, N, F) and level logits (B, N, F, C); levels beyond a column's count get -1e4.
+        ``denoised_mean`` (B, N, F): the noisy-table Gaussian denoiser's posterior mean, added to the numeric output
+        at the weight ``skip_gate`` reads off each cell (``numeric_skip``)."""
         h = self.norm_out(h)
         B, C = h.shape[0], level_embed.shape[-2]
         keys = self.level_k(level_embed).expand(B, -1, -1, -1)  # (B, F, C, D)
@@ -290,7 +305,10 @@ class Denoiser(nn.Module):
         if neighbour_probs is not None:
             logits = logits + self.neighbour_skip * neighbour_probs.clamp(min=1e-4).log()
         valid = torch.arange(C, device=h.device) < n_classes.clamp(min=1)[:, None, :, None]
-        return self.num_head(h).squeeze(-1), logits.masked_fill(~valid, -1e4)
+        numeric = self.num_head(h).squeeze(-1)
+        if denoised_mean is not None:
+            numeric = numeric + self.skip_gate(h).squeeze(-1) * denoised_mean
+        return numeric, logits.masked_fill(~valid, -1e4)
 
     def forward(
         self,
@@ -386,7 +404,8 @@ class Denoiser(nn.Module):
         for b, block in enumerate(self.blocks):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
-        out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2])
+        out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2],
+                         denoised[0] if self.cfg.numeric_skip else None)
         if return_inputs:
             found = {"gaussian": gauss, "neighbours": None if neighbours is None else neighbours[0],
                      "sharp": None if neighbours is None else neighbours[1]}

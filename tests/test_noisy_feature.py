@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from icl_diffusion.diffusion import GaussianDiffusion
@@ -163,3 +164,41 @@ def test_switching_the_feature_on_keeps_a_checkpoints_outputs_and_runs_every_sam
                 for m in (base, on, base_pm, on_pm)]
         torch.testing.assert_close(outs[0], outs[1])
         torch.testing.assert_close(outs[2], outs[3])
+
+
+def test_the_numeric_skip_starts_at_zero_and_carries_the_posterior_mean_to_the_output():
+    """``numeric_skip``: zero-initialized, a network with it on computes what it computed without it (every
+    sampler); with its gate at 1 and the numeric head silenced, the numeric output of an unknown cell is the
+    noisy-table Gaussian denoiser's posterior mean; the gate learns (it gets a gradient); it needs the feature."""
+    from icl_diffusion.inference import impute_standardized
+    from icl_diffusion.model import Denoiser, DenoiserConfig
+
+    torch.manual_seed(0)
+    cfg = {"d_model": 32, "n_blocks": 1, "n_heads": 2, "gaussian_em_iters": 2, "noisy_feature": True}
+    base, on = Denoiser(DenoiserConfig(**cfg)), Denoiser(DenoiserConfig(**cfg, numeric_skip=True))
+    missing, unexpected = on.load_state_dict(base.state_dict(), strict=False)
+    assert missing == ["skip_gate.weight", "skip_gate.bias"] and not unexpected
+    g = np.random.default_rng(4)
+    x = torch.tensor(g.normal(size=(40, 3)), dtype=torch.float32)
+    known = torch.tensor(g.random((40, 3)) > 0.3)
+    is_cat, n_classes = torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long)
+    diffusion = GaussianDiffusion(num_steps=1000)
+    for kwargs in ({}, {"method": "repaint", "n_steps": 4, "jump_length": 2, "jump_n_sample": 2}):
+        outs = [impute_standardized(m, diffusion, x, known, is_cat, n_classes,
+                                    generator=torch.Generator().manual_seed(1), **kwargs) for m in (base, on)]
+        torch.testing.assert_close(outs[0], outs[1])
+    with torch.no_grad():
+        on.num_head.weight.zero_()
+        on.num_head.bias.zero_()
+        on.skip_gate.bias.fill_(1.0)
+    t = torch.tensor([300])
+    unknown = torch.zeros_like(known)[None]  # RePaint's call: nothing known
+    out = on(x[None], t, unknown, is_cat[None], n_classes[None])[0]
+    fit = on.fit_gaussian(x[None], unknown, is_cat[None], n_classes[None])
+    mean, _ = denoised_estimates(x[None], unknown, ~unknown, is_cat[None], n_classes[None], on.alphas_cumprod, t, fit)
+    torch.testing.assert_close(out, mean)
+    on.zero_grad()
+    on(x[None], t, unknown, is_cat[None], n_classes[None])[0].square().sum().backward()
+    assert float(on.skip_gate.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="numeric_skip needs noisy_feature"):
+        Denoiser(DenoiserConfig(d_model=32, n_blocks=1, n_heads=2, numeric_skip=True))
