@@ -72,6 +72,17 @@ def nrmse(filled: torch.Tensor, batch: dict) -> float:
     return float(err.pow(2).mean().sqrt()) if err.numel() else float("nan")
 
 
+def cell_losses(filled: torch.Tensor, batch: dict) -> torch.Tensor:
+    """(H,) float64 loss of every scored cell, in a fixed order (so two fills of one batch pair up cell by cell):
+    numeric cells' squared error in their column's std (``nrmse``'s cells), then categorical cells' error (1 for a
+    wrong level, 0 for the true one)."""
+    x, is_cat = batch["x"], batch["is_cat"].bool()
+    std, varies = _column_std(x, batch.get("observed"))
+    numeric = _scored(batch) & ~is_cat[:, None, :] & varies
+    categorical = _scored(batch) & is_cat[:, None, :]
+    return torch.cat([((filled - x) / std)[numeric].double() ** 2, (filled != x)[categorical].double()])
+
+
 def mean_imputation(batch: dict) -> torch.Tensor:
     """Column-mean (numeric) / column-mode (categorical) baseline, in raw units."""
     x, known, is_cat = batch["x"], batch["known"].bool(), batch["is_cat"].bool()
@@ -97,11 +108,13 @@ def gaussian_oracle(batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_engine(pretrained: Pretrained, batches: list[dict], seed: int = 0) -> dict[str, float]:
+def evaluate_engine(pretrained: Pretrained, batches: list[dict], seed: int = 0,
+                    losses: list[torch.Tensor] | None = None) -> dict[str, float]:
     """Validation batches imputed by the inference engine (``inference.impute``) with the checkpoint's stored
     settings, as the estimators impute a table (key-row cap, test-time ensemble and all), table by table.
     Family "user" batches (fine-tuning's validation tables) give ``user_nrmse`` / ``user_cat_acc``, Gaussian
-    ones ``gaussian_ratio`` (NRMSE / the exact conditional mean's). Hidden cells never reach the engine."""
+    ones ``gaussian_ratio`` (NRMSE / the exact conditional mean's). Hidden cells never reach the engine.
+    ``losses``: a list the "user" batches' ``cell_losses`` are appended to, batch by batch."""
     was_training = pretrained.model.training
     pretrained.model.eval()
     sums: dict[str, list[float]] = {}
@@ -120,6 +133,8 @@ def evaluate_engine(pretrained: Pretrained, batches: list[dict], seed: int = 0) 
         acc, n_cat = cat_accuracy(filled, batch)
         if n_cat:
             sums.setdefault(f"{fam}_cat_acc", []).append(acc)
+        if losses is not None and fam == "user":
+            losses.append(cell_losses(filled, batch))
     pretrained.model.train(was_training)
     return {k: sum(v) / len(v) for k, v in sums.items()}
 

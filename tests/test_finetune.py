@@ -57,11 +57,12 @@ def test_masks_fall_only_on_observed_cells_and_missing_cells_are_never_targets()
 
 def test_fine_tuning_learns_a_domain_and_writes_an_inference_checkpoint(tmp_path):
     """~40 s of CPU: the held-out error on the domain's exact product column drops clearly (the forgetting
-    guard off: learning a * b this fast costs generic skill)."""
+    guard off: learning a * b this fast costs generic skill; the noise gate off: the engine's validation score
+    barely moves, its blend reads a * b from the nearest rows before and after, below)."""
     out = tmp_path / "domain.safetensors"
     imputer = DiffusionImputer(random_state=0).fine_tune([product_domain(s) for s in range(3)], out,
                                                           max_steps=250, lr=1e-3, p_prior=0.1, val_every=50,
-                                                          max_forgetting=None, progress=False)
+                                                          max_forgetting=None, min_gain_se=0, progress=False)
     assert imputer.checkpoint == str(out)
     # The network itself learns the domain (its estimate alone, not blended with its closed-form inputs)...
     before, after = heldout_nrmse(None, blend_inputs=False), heldout_nrmse(str(out), blend_inputs=False)
@@ -288,6 +289,46 @@ def test_user_batches_are_drawn_in_the_views_inference_ensembles():
     x = torch.as_tensor(enc[0].x)[None]
     known = torch.as_tensor(enc[0].known)[None]
     assert skew(yeo_johnson_view(x, known, torch.as_tensor(enc[0].is_cat)[None]), known) < 0.3 < skew(x, known)
+
+
+def test_noise_gate_keeps_only_gains_beyond_the_validation_cells_noise():
+    """``min_gain_se``: a validation that beats the best score is kept only if its per-cell gain over the start's
+    validation cells exceeds that many paired standard errors: a noisy 1% gain is refused (the starting weights
+    stay), a clear one kept; off (0), the noisy one is kept."""
+    from types import SimpleNamespace
+
+    from icl_diffusion.finetune import KeepBest
+
+    model = torch.nn.Linear(2, 1)
+    start = torch.as_tensor(np.random.default_rng(0).chisquare(1, 2000))
+    noisy = start * torch.as_tensor(np.random.default_rng(1).uniform(0.4, 1.58, 2000))  # ~1% lower, spread wide
+    clear = 0.8 * start
+
+    def validate(keep, step, nrmse, losses):
+        trainer = SimpleNamespace(sanity_checking=False, global_step=step, should_stop=False,
+                                  callback_metrics={"val/user_nrmse": torch.tensor(nrmse)})
+        keep.on_validation_end(trainer, SimpleNamespace(model=model, cell_losses=losses))
+
+    keep = KeepBest(1.0, patience=5, start_state={}, start_losses=start, min_gain_se=1.0)
+    validate(keep, 1, 0.99, noisy)
+    assert (keep.best_step, keep.best, keep.within_noise) == (0, 1.0, 1)
+    validate(keep, 2, 0.9, clear)
+    assert (keep.best_step, keep.best, keep.within_noise) == (2, pytest.approx(0.9), 1)
+    off = KeepBest(1.0, patience=5, start_state={}, start_losses=start, min_gain_se=0.0)
+    validate(off, 1, 0.99, noisy)
+    assert off.best_step == 1
+
+
+def test_validation_cells_losses_pair_up_cell_by_cell():
+    from icl_diffusion.evaluation import cell_losses
+
+    x = torch.tensor([[[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, 1.0]]])
+    known = torch.tensor([[[True, True], [False, False], [True, True], [False, True]]])
+    batch = {"x": x, "known": known, "is_cat": torch.tensor([[False, True]])}
+    filled = torch.where(known, x, torch.tensor([[[0.0, 0.0], [2.0, 2.0], [0.0, 0.0], [5.0, 0.0]]]))
+    std = float(x[0, :, 0].std())
+    expected = torch.tensor([0.0, (1 / std) ** 2, 1.0], dtype=torch.float64)  # numeric cells, then categorical
+    assert torch.allclose(cell_losses(filled, batch), expected)
 
 
 def test_forgetting_guard_refuses_weights_that_lose_generic_skill():
