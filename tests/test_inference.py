@@ -344,3 +344,33 @@ def test_the_target_is_blended_with_its_trees_by_the_given_weight(tmp_path):
         impute(pre, x, known, cat, ncl, target=2, target_weight=0.5)
     with pytest.raises(ValueError, match="^target must be a column index"):
         impute(pre, x, known, cat, ncl, key_rows=keys, target=5, target_weight=0.5)
+
+
+def test_given_blend_weights_are_taken_and_the_spread_calibration_reuses_the_table_s(tmp_path, monkeypatch):
+    """``impute(input_blend=...)``: the blend takes the given weights instead of choosing them (the network's alone
+    in every column: the unblended estimate), and a draws call chooses its table's weights once: its spread
+    calibration, a nested call on the key rows, is handed them (``input_weights`` runs once, not twice)."""
+    import numpy as np
+
+    from icl_diffusion import inference, load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.safetensors", make_model(), GaussianDiffusion())
+    pre = load_checkpoint(path)
+    x, known = make_table(0, N=60, complete_rows=20)
+    x, known = torch.nan_to_num(x).numpy(), known.numpy()
+    cat, ncl = IS_CAT.numpy(), N_CLASSES.numpy()
+    k = 1 + len(pre.model.closed_form_inputs) + len(inference.ENGINE_INPUTS)
+    network_alone = torch.zeros(x.shape[1], k, dtype=torch.float64)
+    network_alone[:, 0] = 1
+    given = inference.InputBlend(network_alone, torch.zeros(x.shape[1], dtype=torch.bool))
+    unblended = inference.impute(pre, x, known, cat, ncl, seed=0, blend_inputs=False)
+    blended = inference.impute(pre, x, known, cat, ncl, seed=0, blend_inputs=True)
+    taken = inference.impute(pre, x, known, cat, ncl, seed=0, blend_inputs=True, input_blend=given)
+    np.testing.assert_allclose(taken, unblended, atol=1e-6)
+    assert not np.allclose(blended, unblended, atol=1e-6)  # the table's own weights blend: the given ones were taken
+    calls = []
+    chosen = inference.input_weights
+    monkeypatch.setattr(inference, "input_weights", lambda *a, **kw: calls.append(1) or chosen(*a, **kw))
+    draws = inference.impute(pre, x, known, cat, ncl, seed=0, n_samples=3, method="conditional", n_steps=2,
+                             blend_inputs=True, center_draws=True, calibrate_spread=True, share_first_call=True)
+    assert len(calls) == 1 and draws.shape == (3, *x.shape)
