@@ -369,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "your tables and write the best validation weights to -o; overrides are FineTuneConfig "
                        "fields, e.g. max_steps=400 lr=5e-4 p_prior=0.2 val_frac=0.2; max_forgetting=none keeps "
                        "weights that fit your tables even when they lose generic skill (by default weights more "
-                       "than 0.02 worse on the Gaussian-oracle check are refused). Without --data: continue "
+                       "than 0.02 worse on the Gaussian-oracle check are refused); min_gain_se=0 keeps weights "
+                       "whose validation gain over the start is within noise (by default it must exceed two paired "
+                       "standard errors). Without --data: continue "
                        "pretraining on the synthetic prior from --from, with Hydra overrides.")
     p.add_argument("--data", nargs="+", metavar="TABLE", help="CSV, TSV or Parquet tables of your domain")
     p.add_argument("-o", "--output", help="with --data: the fine-tuned checkpoint to write (.safetensors)")
