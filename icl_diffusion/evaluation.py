@@ -62,13 +62,17 @@ def _column_std(x: torch.Tensor, observed: torch.Tensor | None = None) -> tuple[
     return std.clamp(min=1e-8), std > 1e-9 * (1 + mean.abs())
 
 
-def nrmse(filled: torch.Tensor, batch: dict) -> float:
-    """RMSE over unknown numeric cells, each column scaled by its complete-data std. Columns that do not vary
-    (a flag that is 0 in every row of this table) have no scale and are not scored."""
+def _scaled_errors(filled: torch.Tensor, batch: dict) -> torch.Tensor:
+    """(H,) errors of the scored numeric cells, each in its column's complete-data std; columns that do not vary
+    (a flag that is 0 in every row of this table) have no scale and are left out."""
     x, is_cat = batch["x"], batch["is_cat"].bool()
     std, varies = _column_std(x, batch.get("observed"))
-    cells = _scored(batch) & ~is_cat[:, None, :] & varies
-    err = ((filled - x) / std)[cells]
+    return ((filled - x) / std)[_scored(batch) & ~is_cat[:, None, :] & varies]
+
+
+def nrmse(filled: torch.Tensor, batch: dict) -> float:
+    """RMSE over unknown numeric cells, each column scaled by its complete-data std (``_scaled_errors``)."""
+    err = _scaled_errors(filled, batch)
     return float(err.pow(2).mean().sqrt()) if err.numel() else float("nan")
 
 
@@ -76,11 +80,9 @@ def cell_losses(filled: torch.Tensor, batch: dict) -> torch.Tensor:
     """(H,) float64 loss of every scored cell, in a fixed order (so two fills of one batch pair up cell by cell):
     numeric cells' squared error in their column's std (``nrmse``'s cells), then categorical cells' error (1 for a
     wrong level, 0 for the true one)."""
-    x, is_cat = batch["x"], batch["is_cat"].bool()
-    std, varies = _column_std(x, batch.get("observed"))
-    numeric = _scored(batch) & ~is_cat[:, None, :] & varies
-    categorical = _scored(batch) & is_cat[:, None, :]
-    return torch.cat([((filled - x) / std)[numeric].double() ** 2, (filled != x)[categorical].double()])
+    categorical = _scored(batch) & batch["is_cat"].bool()[:, None, :]
+    x = batch["x"]
+    return torch.cat([_scaled_errors(filled, batch).double() ** 2, (filled != x)[categorical].double()])
 
 
 def mean_imputation(batch: dict) -> torch.Tensor:
