@@ -408,6 +408,8 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     cfg = replace(cfg, views=check_members(start.sampler.ensemble if cfg.views is None else cfg.views, "views"))
     if cfg.max_forgetting is not None and not cfg.max_forgetting >= 0:  # a negative one refuses every step
         raise ValueError(f"max_forgetting must be a number >= 0 (or None: no guard), got {cfg.max_forgetting!r}")
+    if isinstance(cfg.min_gain_se, bool) or not isinstance(cfg.min_gain_se, (int, float)) or not cfg.min_gain_se >= 0:
+        raise ValueError(f"min_gain_se must be a number >= 0 (0: no noise gate), got {cfg.min_gain_se!r}")
     encoded = encode_tables(tables, start.model.cfg.max_classes)
     train_tables, val_tables = split(encoded, cfg.val_frac, cfg.seed)
     out = Path(out)

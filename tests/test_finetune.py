@@ -100,6 +100,9 @@ def test_bad_settings_fail_before_training_naming_the_setting(tmp_path):
     for bad in (-0.01, float("nan")):
         with pytest.raises(ValueError, match=r"^max_forgetting must be a number >= 0 \(or None: no guard\)"):
             fine_tune(product_domain(0, n=40), out=tmp_path / "x.safetensors", max_forgetting=bad)
+    for bad in (-1.0, float("nan"), "2", True):
+        with pytest.raises(ValueError, match=r"^min_gain_se must be a number >= 0 \(0: no noise gate\)"):
+            fine_tune(product_domain(0, n=40), out=tmp_path / "x.safetensors", min_gain_se=bad)
     assert list(tmp_path.iterdir()) == []
 
 
