@@ -5,6 +5,7 @@ from icl_diffusion.gaussian_feature import (
     EM_MAX_ITERS,
     EM_TOL,
     _cholesky_solve,
+    _conditional,
     _inverse_by_solves,
     cell_estimates,
     converged_em,
@@ -187,6 +188,30 @@ def test_known_categories_inform_numeric_estimates_and_relabelling_levels_permut
     p = cell_estimates(table, hidden, is_cat, n_classes, 3, em_iters=10)[1]
     p_relabelled = cell_estimates(relabelled, hidden, is_cat, n_classes, 3, em_iters=10)[1]
     torch.testing.assert_close(p_relabelled[..., 3, perm], p[..., 3, :], atol=1e-5, rtol=0)
+
+
+def test_em_sums_each_row_s_conditional_covariance_by_its_weight():
+    """EM's E-step: the weighted sum over rows of Cov[x | the row's known cells], cov - cov_.K cov_KK^-1 cov_K.
+    per row, computed here one row at a time (a row knowing nothing adds cov, a complete row 0, a row of weight
+    0 nothing), against ``_conditional``'s sum of inverses of the known blocks (session 33)."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(2, 5, 5, generator=g, dtype=torch.float64)
+    cov = a @ a.mT + 0.5 * torch.eye(5, dtype=torch.float64)
+    x = torch.randn(2, 7, 5, generator=g)
+    known = torch.rand(2, 7, 5, generator=g) > 0.4
+    known[0, 0], known[0, 1] = False, True  # a row knowing nothing, a complete row
+    weight = torch.rand(2, 7, generator=g, dtype=torch.float64)
+    weight[1, 2] = 0.0
+    mean = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    _, total = _conditional(x, known, mean, cov, row_weight=weight)
+    for b in range(2):
+        expected = torch.zeros(5, 5, dtype=torch.float64)
+        for n in range(7):
+            k = known[b, n]
+            cross = cov[b][:, k]
+            conditional = cov[b] - cross @ torch.linalg.solve(cov[b][k][:, k], cross.T)
+            expected += weight[b, n] * conditional
+        torch.testing.assert_close(total[b], expected, rtol=1e-10, atol=1e-10)
 
 
 def test_a_failed_factorization_gives_the_mean_instead_of_stopping():
