@@ -119,6 +119,18 @@ def table_gaussian(
     if em_iters == 0:
         return mean, cov
     w = _observed(known, is_cat, key_mask)
+    if x.device.type == "cpu":  # (on CUDA, reading which tables have a known cell would make the host wait)
+        active = w.flatten(1).any(1)
+        if not bool(active.all()):  # a table with no known cell (an unconditional training table) keeps its start
+            mean, cov = mean.clone(), cov.clone()
+            if bool(active.any()):  # (RePaint's calls know no cell at all)
+                mean[active], cov[active] = _em(x[active], w[active], mean[active], cov[active], em_iters, em_tol)
+            return mean, cov
+    return _em(x, w, mean, cov, em_iters, em_tol)
+
+
+def _em(x, w, mean, cov, em_iters: int, em_tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``table_gaussian``'s EM iterations from mean (B, F) and cov (B, F, F) on the cells w (B, N, F) bool of x."""
     rows = w.any(2).double()  # (B, N): key rows with at least one known numeric cell
     n_rows = rows.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
     for _ in range(em_iters):

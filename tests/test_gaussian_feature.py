@@ -6,7 +6,9 @@ from icl_diffusion.gaussian_feature import (
     EM_TOL,
     _cholesky_solve,
     _conditional,
+    _em,
     _inverse_by_solves,
+    _observed,
     cell_estimates,
     converged_em,
     gaussian_estimate,
@@ -212,6 +214,29 @@ def test_em_sums_each_row_s_conditional_covariance_by_its_weight():
             conditional = cov[b] - cross @ torch.linalg.solve(cov[b][k][:, k], cross.T)
             expected += weight[b, n] * conditional
         torch.testing.assert_close(total[b], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_em_skips_a_table_with_no_known_cell_and_fits_the_others_as_alone():
+    """EM on the CPU runs on the tables with a known cell only (an unconditional training table has none): the
+    others get the fit they get alone, and the table with none the fit EM gives it (the start: zero mean, the
+    identity), as when every table runs (``_em`` on the whole batch, as on CUDA)."""
+    x0, _ = _gaussian_table(n=200, f=4, seed=1)
+    x2, _ = _gaussian_table(n=200, f=4, seed=2)
+    x = torch.cat([x0, torch.randn(1, 200, 4), x2]).float()
+    known = torch.rand(3, 200, 4, generator=torch.Generator().manual_seed(0)) > 0.3
+    known[1] = False
+    is_cat = torch.zeros(3, 4, dtype=torch.bool)
+    mean, cov = table_gaussian(x, known, is_cat, em_iters=5)
+    for b in (0, 2):
+        alone = table_gaussian(x[b : b + 1], known[b : b + 1], is_cat[b : b + 1], em_iters=5)
+        torch.testing.assert_close(mean[b], alone[0][0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(cov[b], alone[1][0], rtol=0, atol=1e-12)
+    assert torch.equal(mean[1], torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(cov[1], torch.eye(4, dtype=torch.float64))
+    start = table_gaussian(x, known, is_cat, em_iters=0)
+    every = _em(x, _observed(known, is_cat, None), *start, em_iters=5, em_tol=0.0)
+    torch.testing.assert_close(mean, every[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(cov, every[1], rtol=0, atol=1e-12)
 
 
 def test_a_failed_factorization_gives_the_mean_instead_of_stopping():
