@@ -60,7 +60,8 @@ CPU_ONLY = {
     ("gaussian_feature", "_cholesky_inverse", "cholesky_inverse"): 2 + EM_ITERS,
     ("gaussian_feature", "table_gaussian", "_local_scalar_dense"): 1,
 }
-EM_SKIP = {  # ... and where some table has none, whether any has one, their cells and start selected, their fit put back
+# ... and where some table has none: whether any has one, their cells and start selected, their fit put back.
+EM_SKIP = {
     ("gaussian_feature", "table_gaussian", "_local_scalar_dense"): 1,
     ("gaussian_feature", "table_gaussian", "index"): 4,
     ("gaussian_feature", "table_gaussian", "index_put_"): 2,
