@@ -354,7 +354,7 @@ def run(args, tables: dict, methods: dict[str, dict[str, Method]]) -> tuple[pd.D
             y, n_classes = y.to_numpy(np.float64), 0
         n_cat = sum(not pd.api.types.is_numeric_dtype(x[c]) for c in x.columns)
         n_train = n_test = 0
-        for seed in range(args.splits):
+        for seed in range(args.first_split, args.first_split + args.splits):
             x_tr, y_tr, x_te, y_te = split(x, y, task, seed, args.max_train)
             n_train, n_test = len(x_tr), len(x_te)
             line = []
@@ -461,7 +461,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "/work/runs/interim.safetensors, else random init)")
     p.add_argument("--task", choices=("classification", "regression", "both"), default="both")
     p.add_argument("--tables", help=f"comma list of {', '.join(TABLES)} (default: all of the task)")
-    p.add_argument("--splits", type=int, default=3, help="70/30 splits, seeds 0 .. splits-1")
+    p.add_argument("--splits", type=int, default=3, help="70/30 splits, seeds first-split .. first-split + splits-1")
+    p.add_argument("--first-split", type=int, default=0, help="the first split's seed (default: %(default)s)")
     p.add_argument("--max-train", type=int, default=1024,
                    help="subsample larger training sets to this many rows (seeded; every method)")
     p.add_argument("--max-context-rows", type=int, default=512, help="icl-diffusion's key-row cap")

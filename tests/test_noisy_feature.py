@@ -90,27 +90,63 @@ def test_without_known_cells_the_gaussian_comes_from_the_noisy_rows():
     assert np.mean((est[0].numpy() - x0) ** 2) < 0.8 * np.mean((x / np.sqrt(a) - x0) ** 2)
 
 
-def test_categorical_columns_are_marginalized_and_read_zero():
-    """With a categorical column in the table, the numeric cells get the posterior of the numeric block of the
-    fit alone (the one-hot slots marginalized), and the categorical column reads 0."""
-    mean, cov = _gaussian(3, 3)
+def test_known_categories_are_observed_as_their_indicators_and_unknown_ones_marginalized():
+    """With a categorical column in the table, the numeric cells get the exact posterior under the whole fit
+    given the known cells (a known category as its level indicators) and the noisy cells; an unknown category
+    observes nothing, and the categorical column reads 0."""
     t = 200
-    _, x, known = _noisy_table(mean, cov, 30, 0.5, t, 3)
+    a = float(ABAR[t])
+    E = 6  # slots [num0, level0, level1, level2, num1, num2]
+    fm, fc = _gaussian(E, 3)
     g = np.random.default_rng(3)
-    x_cat = np.concatenate([x[:, :1], g.integers(0, 3, (30, 1)).astype(float), x[:, 1:]], 1)
-    known_cat = np.concatenate([known[:, :1], np.ones((30, 1), bool), known[:, 1:]], 1)
-    # Full fit over [num0, level0, level1, level2, num1, num2]: the numeric block is (mean, cov).
-    E = 6
-    fm, fc = np.zeros(E), np.eye(E) * 0.2
-    num = [0, 4, 5]
-    fm[num] = mean
-    fc[np.ix_(num, num)] = cov
-    fc[0, 1] = fc[1, 0] = 0.05  # a covariance with a level slot, left out
+    N = 30
+    x0 = g.multivariate_normal(fm[[0, 4, 5]], fc[np.ix_([0, 4, 5], [0, 4, 5])], size=N)
+    known = g.random(x0.shape) < 0.5
+    x = np.where(known, x0, np.sqrt(a) * x0 + np.sqrt(1 - a) * g.normal(size=x0.shape))
+    codes = g.integers(0, 3, N).astype(float)
+    cat_known = g.random(N) < 0.7
+    x_cat = np.concatenate([x[:, :1], codes[:, None], x[:, 1:]], 1)
+    known_cat = np.concatenate([known[:, :1], cat_known[:, None], known[:, 1:]], 1)
     est, log_var = _call(x_cat, known_cat, fm, fc, t, torch.tensor([[False, True, False, False]]),
                          torch.tensor([[0, 3, 0, 0]]))
-    exact_mean, _ = _exact(x, known, mean, cov, t)
-    np.testing.assert_allclose(est[0].numpy()[:, [0, 2, 3]], exact_mean, atol=2e-4, rtol=1e-4)
+    num = [0, 4, 5]
+    for i in range(N):  # the exact posterior, row by row, over the observed slots
+        y = np.zeros(E)
+        y[num] = np.where(known[i], x[i], x[i] / np.sqrt(a))
+        y[1:4] = codes[i] == np.arange(3)
+        d = np.zeros(E)
+        d[num] = np.where(known[i], 0.0, (1 - a) / a)
+        obs = np.array([True, cat_known[i], cat_known[i], cat_known[i], True, True])
+        gain = fc[:, obs] @ np.linalg.inv(fc[np.ix_(obs, obs)] + np.diag(d[obs]))
+        np.testing.assert_allclose(est[0, i, [0, 2, 3]].numpy(), (fm + gain @ (y - fm)[obs])[num], atol=2e-4,
+                                   rtol=1e-4)
+        np.testing.assert_allclose(log_var[0, i, [0, 2, 3]].exp().numpy(),
+                                   np.maximum(np.diag(fc - gain @ fc[obs])[num], 1e-4), atol=2e-4, rtol=1e-3)
     assert (est[0, :, 1] == 0).all() and (log_var[0, :, 1] == 0).all()
+
+
+def test_at_the_last_step_a_known_category_informs_it_as_it_does_the_linear_gaussian_feature():
+    """Conditional mode at t = T on a table whose numeric column is set by a category (Carseats' sales by shelf
+    location): the feature's mean of an unknown numeric cell is the linear-Gaussian feature's conditional mean,
+    which reads the known category; marginalizing categories (before session 34) left it at the column mean."""
+    from icl_diffusion.gaussian_feature import cell_estimates
+
+    g = np.random.default_rng(4)
+    N = 200
+    codes = g.integers(0, 3, N)
+    value = np.array([-1.5, 0.0, 1.5])[codes] + 0.3 * g.normal(size=N)
+    x = torch.tensor(np.stack([codes, value], 1), dtype=torch.float32)[None]
+    known = torch.ones(1, N, 2, dtype=torch.bool)
+    known[0, ::4, 1] = False  # every fourth value to fill
+    is_cat, n_classes = torch.tensor([[True, False]]), torch.tensor([[3, 0]])
+    x = torch.where(known, x, torch.randn(1, N, 2))  # x_T: pure noise
+    gauss, _, fit = cell_estimates(x, known, is_cat, n_classes, 3, em_iters=10)
+    mean, _ = denoised_estimates(x, known, ~known & ~is_cat[:, None, :], is_cat, n_classes, ABAR,
+                                 torch.tensor([999]), fit)
+    unknown = ~known[0, :, 1]
+    np.testing.assert_allclose(mean[0, unknown, 1].numpy(), gauss[0, unknown, 1].numpy(), atol=0.02)
+    truth = torch.tensor(value)[unknown]
+    assert ((mean[0, unknown, 1] - truth) ** 2).mean() < 0.2 * truth.var()
 
 
 def test_point_mass_indicators_are_marginalized():
