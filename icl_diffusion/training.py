@@ -3,7 +3,8 @@
 One network learns both sampling modes, like classifier-free guidance: a share ``p_uncond`` of the tables
 is unconditional (every cell noised, no known flags, loss on every cell: what faithful RePaint calls), the
 rest conditional (observed cells clean and flagged, loss on the unknown cells only). A share ``p_t_max`` of
-the tables is trained at t = T-1, where the x0 prediction is the one-call point estimate.
+the tables (with ``t_max_uncond`` False: of the conditional ones) is trained at t = T-1, where the x0 prediction is
+the one-call point estimate.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from .scaling import standardize
 class LossConfig:
     p_uncond: float = 0.1  # share of unconditional tables (faithful RePaint needs them)
     p_t_max: float = 0.5  # share of tables at t = T-1 (the one-call point estimate)
+    # Whether the unconditional tables take that share too (every recipe until session 34). At t = T-1 an
+    # unconditional table knows nothing, so its target is its columns' means: False spends all of RePaint's
+    # training on the levels where the joint model is learned (t uniform), at the same share of tables.
+    t_max_uncond: bool = True
     cat_weight: float = 1.0  # weight of the categorical cross-entropy next to the numeric MSE
     # Share of tables trained with the closed-form estimates withheld at their unknown cells (the network's
     # linear-Gaussian input: numeric estimate and level probabilities), so that it must also learn to impute
@@ -85,7 +90,10 @@ def training_loss(
     # Cells the data never had (a user table's own missing cells, in fine-tuning) are never targets.
     target_cells = ~known_in if observed is None else ~known_in & observed
     t = (rand(B) * diffusion.num_steps).long().clamp(max=diffusion.num_steps - 1)
-    t = torch.where(rand(B) < cfg.p_t_max, torch.full_like(t, diffusion.num_steps - 1), t)
+    at_t_max = rand(B) < cfg.p_t_max
+    if not cfg.t_max_uncond:
+        at_t_max = at_t_max & ~uncond
+    t = torch.where(at_t_max, torch.full_like(t, diffusion.num_steps - 1), t)
 
     noise = torch.randn(x0.shape, generator=generator, device=dev)
     cat = is_cat[:, None, :].expand_as(x0)

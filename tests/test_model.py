@@ -319,3 +319,30 @@ def test_training_loss_withholds_the_closed_form_from_its_share_of_tables(monkey
     withheld, read = losses(1.0), losses(0.0)
     _close(withheld[0], withheld[1])
     assert (read[0] - read[1]).abs() > 1e-3
+
+
+def test_t_max_uncond_false_keeps_the_unconditional_tables_off_the_last_step():
+    """``LossConfig.t_max_uncond``: with every table at t = T-1 (p_t_max 1), an unconditional table stays there
+    (True, every recipe until session 34) or draws its step uniformly (False); conditional tables are at T-1
+    either way."""
+    from icl_diffusion.diffusion import GaussianDiffusion
+    from icl_diffusion.training import LossConfig, training_loss
+    from priors import PriorConfig, sample_batch
+
+    batch = sample_batch(PriorConfig(n_rows=[16, 32], n_features=[3, 6]), torch.Generator().manual_seed(0))
+    model = make_model("full")
+    diffusion = GaussianDiffusion()
+    last = diffusion.num_steps - 1
+
+    def steps(p_uncond: float, t_max_uncond: bool) -> torch.Tensor:
+        seen = []
+        hook = model.register_forward_pre_hook(lambda _m, args: seen.append(args[1].clone()))
+        cfg = LossConfig(p_uncond=p_uncond, p_t_max=1.0, t_max_uncond=t_max_uncond)
+        training_loss(model, diffusion, batch, cfg, torch.Generator().manual_seed(3))
+        hook.remove()
+        return seen[0]
+
+    assert (steps(1.0, True) == last).all()
+    assert (steps(0.0, False) == last).all()
+    uniform = steps(1.0, False)
+    assert (uniform < last).all() and uniform.float().std() > 100
