@@ -517,7 +517,8 @@ def main(argv=None) -> None:
             f"tables_seen: {tables_seen}\n",
             (f"{args.threads} thread(s) for every method, load average {load_start:.1f} at the start, "
              f"{os.getloadavg()[0]:.1f} at the end; {minutes:.1f} min; {time.strftime('%Y-%m-%d %H:%M')}\n"),
-            (f"Protocol: {args.splits} seeded 70/30 split(s) (stratified for classification), training rows "
+            (f"Protocol: {args.splits} seeded 70/30 split(s) (seeds {args.first_split}-"
+             f"{args.first_split + args.splits - 1}; stratified for classification), training rows "
              f"capped at {args.max_train} (seeded subsample, every method), icl-diffusion's context capped at "
              f"{args.max_context_rows} key rows; see benchmarks/README.md.\n")]
     if dropped:

@@ -7,6 +7,7 @@ the RePaint line's regression deficit sat).
 """
 
 import argparse
+import ast
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def main() -> None:
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--set", nargs="*", default=[], help="estimator settings NAME=VALUE (Python literals)")
     args = p.parse_args()
-    params = {k: eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    params = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
     names = args.tables.split(",")
     tables, _ = classification.load_tables(names)
     for label, path in (c.split("=", 1) for c in args.checkpoints):
