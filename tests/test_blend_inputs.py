@@ -285,3 +285,21 @@ def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(mon
     seen.clear()
     _impute(x, known, key_rows=np.arange(20))
     assert seen == [(20, None)]
+
+
+def test_a_shift_is_read_only_where_the_network_departs_from_the_gaussian_estimate_consistently():
+    """``inference.read_no_shift``: a column whose unknown cells the network moves alike (a reading of the
+    missingness) reads a shift; one it moves by a small mean or by a large but scattered one (cell-by-cell
+    departures, as a worse extrapolation gives) does not, and its inputs keep their own levels."""
+    from icl_diffusion.inference import LEVEL_AGREEMENT, read_no_shift
+
+    g = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    mean = torch.tensor([3 * LEVEL_AGREEMENT, LEVEL_AGREEMENT / 2, 3 * LEVEL_AGREEMENT, 3 * LEVEL_AGREEMENT])
+    scatter = torch.tensor([0.02, 0.02, 3.0, 0.02])
+    network = gaussian + mean + scatter * noise
+    unknown = torch.ones(200, 4, dtype=torch.bool)
+    unknown[:100, 3] = False
+    network[:100, 3] = gaussian[:100, 3] + 10 * noise[:100, 3]  # known cells' scatter does not count
+    assert read_no_shift(network, gaussian, unknown).tolist() == [False, True, True, False]
