@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from priors import PriorConfig, PriorDataset, fixed_batches
 from priors.dataset import stream_seed
 
+from .checkpoint import load_checkpoint
 from .diffusion import GaussianDiffusion
 from .evaluation import evaluate
 from .model import Denoiser, DenoiserConfig
@@ -104,6 +105,11 @@ class DiffusionLitModule(L.LightningModule):
         self.history: dict = {}  # init_from and the tables its weights had seen (cumulative metadata)
         self._val_batches: list[dict] | None = None
         self.ema: dict[str, torch.Tensor] | None = None  # parameter name -> its average (optim.ema_decay)
+        # The distillation teacher (``LossConfig.distill_from``), in a tuple rather than as a submodule: it is
+        # neither trained nor saved in the run's checkpoints (its file is). On the module's device from the first step.
+        self.teacher: tuple[Denoiser, ...] = ()
+        if self.loss_cfg.distill_from:
+            self.teacher = (load_checkpoint(self.loss_cfg.distill_from).model.eval().requires_grad_(False),)
 
     def step_generator(self, batch: dict | None = None) -> torch.Generator:
         """The randomness of this training batch (noise, timesteps, unconditional flags, identity vectors),
@@ -117,7 +123,9 @@ class DiffusionLitModule(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, STEP_STREAM, rank, step))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator(batch))
+        teacher = self.teacher[0].to(self.device) if self.teacher else None  # a no-op after the first step
+        loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator(batch),
+                                    teacher)
         if not loss.requires_grad:  # nothing trained reaches this batch (optim.train_only names the categorical
             # modules, and no table has a categorical target): a step that moves nothing, not a failed backward.
             loss = loss + torch.zeros((), device=loss.device, requires_grad=True)
@@ -128,6 +136,8 @@ class DiffusionLitModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/num_mse", stats["num_mse"])
         self.log("train/cat_ce", stats["cat_ce"])
+        if self.teacher:
+            self.log("train/distill", stats["distill"])
         # Host numbers are logged as CPU tensors: Lightning would copy a Python number to the module's device,
         # and a copy from the host is a blocking one.
         self.log("train/tables_seen", torch.tensor(float(self.tables_seen)))

@@ -33,6 +33,14 @@ class LossConfig:
     # linear-Gaussian input: numeric estimate and level probabilities), so that it must also learn to impute
     # from the rows it attends to and the nearest-rows input, which it otherwise underuses (issue 13).
     p_withhold_closed_form: float = 0.0
+    # Keeping a teacher's categorical cells (learning without forgetting): an inference checkpoint whose level
+    # probabilities the network is pulled toward, weight ``distill_weight``, on the categorical target cells of the
+    # conditional tables (the cross-entropy to the teacher's probabilities, less their entropy: the KL divergence).
+    # Why (session 36): continued training gains on numeric cells and loses a few tenths of a percent of
+    # categorical accuracy, which neither a loss weight (stage 54) nor training the categorical head alone (stage 36)
+    # bought back: the teacher (the shipped weights) holds them while the trunk trains.
+    distill_from: str | None = None
+    distill_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,11 +74,13 @@ def training_loss(
     batch: dict,
     cfg: LossConfig | None = None,
     generator: torch.Generator | None = None,
+    teacher: Denoiser | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one prior batch (dict of ``priors.sample_batch``; an optional ``observed`` (B, N, F) marks the
     cells the data has, the only possible targets; optional ``host_facts``, all four or none).
+    ``teacher``: the network ``cfg.distill_weight`` pulls the categorical cells toward (``LossConfig.distill_from``).
     Returns (loss, stats): stats are detached 0-d tensors on the batch's device (``loss``, ``num_mse``,
-    ``cat_ce``), not Python floats, so that computing them does not wait for the device."""
+    ``cat_ce``, ``distill``), not Python floats, so that computing them does not wait for the device."""
     cfg = cfg or LossConfig()
     facts = batch if "n_levels" in batch else host_facts(batch)
     x, known, is_cat, n_classes = batch["x"], batch["known"].bool(), batch["is_cat"].bool(), batch["n_classes"]
@@ -134,5 +144,17 @@ def training_loss(
         ce = (ce * cat_cells).sum() / cat_cells.sum().clamp(min=1)
     else:
         ce = out.new_zeros(())
-    loss = num_loss + cfg.cat_weight * ce
-    return loss, {"loss": loss.detach(), "num_mse": num_loss.detach(), "cat_ce": ce.detach()}
+    distill = out.new_zeros(())
+    if teacher is not None and cfg.distill_weight and facts["has_categorical"]:
+        with torch.no_grad():
+            _, taught = teacher(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
+                                level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold,
+                                one_hot=facts["one_hot"])
+            p_teacher = torch.softmax(taught, -1)
+            entropy = -(p_teacher * torch.log_softmax(taught, -1)).sum(-1)  # a level it rules out adds 0 (-1e4 * 0)
+        kl = -(p_teacher * torch.log_softmax(logits, -1)).sum(-1) - entropy  # (B, N, F)
+        taught_cells = cat_cells & ~uncond[:, None, None]
+        distill = (kl * taught_cells).sum() / taught_cells.sum().clamp(min=1)
+    loss = num_loss + cfg.cat_weight * ce + cfg.distill_weight * distill
+    return loss, {"loss": loss.detach(), "num_mse": num_loss.detach(), "cat_ce": ce.detach(),
+                  "distill": distill.detach()}
