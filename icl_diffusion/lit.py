@@ -106,10 +106,17 @@ class DiffusionLitModule(L.LightningModule):
         self._val_batches: list[dict] | None = None
         self.ema: dict[str, torch.Tensor] | None = None  # parameter name -> its average (optim.ema_decay)
         # The distillation teacher (``LossConfig.distill_from``), in a tuple rather than as a submodule: it is
-        # neither trained nor saved in the run's checkpoints (its file is). On the module's device from the first step.
+        # neither trained nor saved in the run's checkpoints (the hyperparameters keep its path). On the module's
+        # device from the first step. It reads the student's column and level identity vectors, so their sizes match.
         self.teacher: tuple[Denoiser, ...] = ()
         if self.loss_cfg.distill_from:
-            self.teacher = (load_checkpoint(self.loss_cfg.distill_from).model.eval().requires_grad_(False),)
+            teacher = load_checkpoint(self.loss_cfg.distill_from).model.eval().requires_grad_(False)
+            sizes = ("col_embed_dim", "level_embed_dim")
+            if any(getattr(teacher.cfg, k) != getattr(self.model_cfg, k) for k in sizes):
+                raise ValueError(f"loss.distill_from={self.loss_cfg.distill_from}: its identity vectors "
+                                 f"({', '.join(f'{k} {getattr(teacher.cfg, k)}' for k in sizes)}) differ from the "
+                                 f"network's ({', '.join(f'{k} {getattr(self.model_cfg, k)}' for k in sizes)})")
+            self.teacher = (teacher,)
 
     def step_generator(self, batch: dict | None = None) -> torch.Generator:
         """The randomness of this training batch (noise, timesteps, unconditional flags, identity vectors),

@@ -30,9 +30,10 @@ def test_a_batch_nothing_trained_reaches_steps_without_moving_anything():
 
 
 def test_a_distillation_teacher_is_loaded_read_and_neither_trained_nor_saved(tmp_path):
-    """``loss.distill_from``: the module reads the teacher checkpoint, its training step adds the distillation term
-    (against its own weights: 0; against the shipped network: positive) and the teacher's weights stay out of the
-    module's parameters and state dict (a run's checkpoint holds the student alone)."""
+    """``loss.distill_from``: the module reads the teacher checkpoint (one whose identity vectors differ: an error),
+    its training step adds the distillation term (against its own weights: 0; against the shipped network:
+    positive) and the teacher's weights stay out of the module's parameters and state dict (a run's checkpoint holds
+    the student alone)."""
     from icl_diffusion.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
     from icl_diffusion.diffusion import GaussianDiffusion
 
@@ -57,3 +58,8 @@ def test_a_distillation_teacher_is_loaded_read_and_neither_trained_nor_saved(tmp
         assert (logged["train/distill"] > 1e-3) == positive and logged["train/distill"] > -1e-5
         assert set(module.state_dict()) == {f"model.{k}" for k in plain.model.state_dict()}
         assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in plain.model.parameters())
+    wider = DiffusionLitModule({**net, "col_embed_dim": 8}, {}, val={"real": False})
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, wider.model, GaussianDiffusion(), {})
+    with pytest.raises(ValueError, match="col_embed_dim 8"):
+        DiffusionLitModule(net, {}, loss={"distill_from": str(other), "distill_weight": 1.0}, val={"real": False})
