@@ -107,7 +107,7 @@ class DiffusionLitModule(L.LightningModule):
         self.ema: dict[str, torch.Tensor] | None = None  # parameter name -> its average (optim.ema_decay)
         # The distillation teacher (``LossConfig.distill_from``), in a tuple rather than as a submodule: it is
         # neither trained nor saved in the run's checkpoints (the hyperparameters keep its path). On the module's
-        # device from the first step. It reads the student's column and level identity vectors, so their sizes match.
+        # device when training starts. It reads the student's column and level identity vectors, so their sizes match.
         self.teacher: tuple[Denoiser, ...] = ()
         if self.loss_cfg.distill_from:
             teacher = load_checkpoint(self.loss_cfg.distill_from).model.eval().requires_grad_(False)
@@ -130,9 +130,8 @@ class DiffusionLitModule(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, STEP_STREAM, rank, step))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        teacher = self.teacher[0].to(self.device) if self.teacher else None  # a no-op after the first step
         loss, stats = training_loss(self.model, self.diffusion, batch, self.loss_cfg, self.step_generator(batch),
-                                    teacher)
+                                    self.teacher[0] if self.teacher else None)
         if not loss.requires_grad:  # nothing trained reaches this batch (optim.train_only names the categorical
             # modules, and no table has a categorical target): a step that moves nothing, not a failed backward.
             loss = loss + torch.zeros((), device=loss.device, requires_grad=True)
@@ -162,6 +161,8 @@ class DiffusionLitModule(L.LightningModule):
                     self.ema[name].lerp_(p.detach(), 1.0 - self.optim_cfg.ema_decay)
 
     def on_train_start(self) -> None:
+        if self.teacher:
+            self.teacher[0].to(self.device)
         if not self.optim_cfg.ema_decay:  # off (a run resumed without it keeps no stale average to export)
             self.ema = None
         elif self.ema is None:  # the average starts at the weights the run starts from

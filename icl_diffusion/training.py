@@ -124,9 +124,10 @@ def training_loss(
     n_levels = facts["n_levels"]  # fresh level identities per table and column, likewise
     level_embed = torch.randn(B, Fe, n_levels, model.cfg.level_embed_dim, generator=generator, device=dev)
     withhold = rand(B) < cfg.p_withhold_closed_form if cfg.p_withhold_closed_form > 0 else None
-    out, logits = model(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
-                        level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold,
-                        one_hot=facts["one_hot"])
+    inputs = (x_t, t, known_in, is_cat, n_classes)  # the network's, and the teacher's
+    options = {"key_mask": key_mask, "col_embed": col_embed, "level_embed": level_embed, "n_levels": n_levels,
+               "withhold_closed_form": withhold, "one_hot": facts["one_hot"]}
+    out, logits = model(*inputs, **options)
 
     num_cells = target_cells & ~cat
     target = diffusion.target(x0, noise, t)
@@ -148,9 +149,7 @@ def training_loss(
     distill = out.new_zeros(())
     if teacher is not None and cfg.distill_weight and facts["has_categorical"]:
         with torch.no_grad():
-            _, taught = teacher(x_t, t, known_in, is_cat, n_classes, key_mask=key_mask, col_embed=col_embed,
-                                level_embed=level_embed, n_levels=n_levels, withhold_closed_form=withhold,
-                                one_hot=facts["one_hot"])
+            _, taught = teacher(*inputs, **options)
             p_teacher = torch.softmax(taught, -1)
             entropy = -(p_teacher * torch.log_softmax(taught, -1)).sum(-1)  # a level it rules out adds 0 (-1e4 * 0)
         kl = -(p_teacher * torch.log_softmax(logits, -1)).sum(-1) - entropy  # (B, N, F)
