@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the target blended with an extremely randomized forest fitted on the training rows: "
                    "(1 - W) network + W trees; auto (default): W chosen by cross-fitting on the training rows; "
                    "0: the network alone")
+    p.add_argument("--extrapolate", choices=("auto", "on", "off"), default="auto",
+                   help="regression: a test row beyond the training rows' range predicted at its nearest edge and "
+                   "carried on from there along the target's linear fit (on), or flat beyond the edge (off); auto "
+                   "(default): on where that linear fit is as good as the model on the training rows")
     _model_args(p)
     _na_values_arg(p)
 
@@ -476,7 +480,8 @@ def cmd_predict(args) -> None:
         if args.ensemble_folds is not None:
             kw["ensemble_folds"] = args.ensemble_folds
         dates = pd.api.types.is_datetime64_any_dtype(y.dtype)  # the regressor predicts dates as dates
-        est = DiffusionRegressor(**common, **kw, tree_weight=args.tree_weight).fit(
+        extrapolate = {"auto": "auto", "on": True, "off": False}[args.extrapolate]
+        est = DiffusionRegressor(**common, **kw, tree_weight=args.tree_weight, extrapolate=extrapolate).fit(
             X, y.to_numpy() if dates else y.to_numpy(dtype=np.float64))
         out[args.target] = est.predict(Xq)
         if qs:

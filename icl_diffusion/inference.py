@@ -13,6 +13,7 @@ Strategy for any table size (documented in the README):
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from dataclasses import replace
@@ -468,6 +469,43 @@ def target_trees(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_ca
     return target_estimates(filled, kt, cat, n_levels, torch.as_tensor(key_rows), target, seed)
 
 
+def key_range_edges(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_rows: np.ndarray) -> np.ndarray:
+    """x with every row's known numeric cells clipped to the ``key_rows``' observed range of their column (a column
+    the key rows never show is left as it is)."""
+    keys = np.asarray(key_rows)
+    seen = known[keys] & ~is_cat
+    lo = np.where(seen, x[keys], np.inf).min(0)
+    hi = np.where(seen, x[keys], -np.inf).max(0)
+    clip = known & (seen.any(0) & ~is_cat)[None, :]
+    return np.where(clip, np.clip(x, np.minimum(lo, hi), hi), x).astype(x.dtype)
+
+
+def linear_target(pretrained: Pretrained, tables: list[np.ndarray], known: np.ndarray, is_cat: np.ndarray,
+                  n_classes: np.ndarray, key_rows: np.ndarray, target: int) -> list[torch.Tensor]:
+    """(N,) the ``target`` column's closed-form estimate in each of the ``tables`` (N, F) with the cells ``known``:
+    the Gaussian conditional mean fitted once to the first table's ``key_rows`` (categorical columns one-hot, EM
+    until it converges: the network's input at inference), a linear fit of the target on each row's known cells."""
+    cat, ncl = torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes).long()[None]
+    kt = torch.as_tensor(known)[None]
+    key_mask = torch.zeros(1, len(known), dtype=torch.bool)
+    key_mask[0, torch.as_tensor(key_rows)] = True
+    em = converged_em(pretrained.model.cfg.gaussian_em_iters)
+    settings = {"key_mask": key_mask, "em_iters": em["em_iters"], "em_tol": em["em_tol"]}
+    levels, fit, out = max(int(ncl.max()), 1), None, []
+    for table in tables:
+        values, _, fit = cell_estimates(torch.as_tensor(table)[None], kt, cat, ncl, levels, fit, **settings)
+        out.append(values[0, :, target])
+    return out
+
+
+def linear_extrapolation(pretrained: Pretrained, x: np.ndarray, edges: np.ndarray, known: np.ndarray,
+                         is_cat: np.ndarray, n_classes: np.ndarray, key_rows: np.ndarray, target: int) -> torch.Tensor:
+    """(N,) the ``target`` column's closed-form estimate (``linear_target``) at the rows x less at their ``edges``
+    (``key_range_edges``): 0 for a row inside the key rows' range (``impute``'s ``extrapolate``)."""
+    at, edge = linear_target(pretrained, [x, edges], known, is_cat, n_classes, key_rows, target)
+    return at - edge
+
+
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
@@ -802,7 +840,7 @@ def impute(
     ensemble_draws: bool | None = None, local_context_rows: int | None = None, local_query_rows: int | None = None,
     ensemble_folds: int | None = None, blend_inputs: bool | None = None, snap_draws: bool | None = None,
     couple_draws: bool | None = None, parameter_draws: bool | None = None, target: int | None = None,
-    target_weight: float = 0.0, input_blend: InputBlend | None = None,
+    target_weight: float = 0.0, extrapolate: bool = False, input_blend: InputBlend | None = None,
 ):
     """Imputations (n_samples, N, F) float32 of an encoded table (``EncodedTable`` fields, numpy): the one
     inference engine behind the estimators, the CLI and the benchmarks.
@@ -820,7 +858,11 @@ def impute(
     per column with the local contexts' (``local_point``, ``local_weights``), and the predictors' ``target`` column
     (rows imputed against the fitted ``key_rows``) with extremely randomized trees' estimate of it fitted on those
     (``target_trees``): (1 - ``target_weight``) network + ``target_weight`` trees, values or class probabilities
-    (the estimators choose the weight by cross-fitting on the training rows). Several draws of numeric cells are
+    (the estimators choose the weight by cross-fitting on the training rows). With ``extrapolate``, a numeric
+    ``target``'s rows whose known numeric cells lie beyond the key rows' range are all this at their edge
+    (``key_range_edges``) plus what the closed-form linear fit gains from there (``linear_extrapolation``): the
+    network, the trees and the local contexts all predict a row beyond their context as its nearest edge
+    (``DiffusionRegressor``'s ``extrapolate``). Several draws of numeric cells are
     then, in this order, centred on the point estimate (``center_draws``; with ``share_first_call`` it is the
     draws' shared first call, made once), shifted each by a bootstrap of the table's fitted Gaussian
     (``parameter_draws``, ``parameter_shifts``), rescaled per column about their mean (``calibrate_spread``,
@@ -836,6 +878,22 @@ def impute(
     by a forward hook on the network (one tick per forward pass), the spread calibration's and the centre's
     passes included (their nested calls get the bar itself, and add their passes to its total).
     """
+    if target is not None and (key_rows is None or not 0 <= target < x.shape[1]):
+        raise ValueError(f"target must be a column index (0 to {x.shape[1] - 1}) of a table imputed against fitted "
+                         f"rows (key_rows), got target={target!r} with key_rows {'None' if key_rows is None else 'given'}")
+    if target is not None and extrapolate and not is_cat[target]:
+        edges = key_range_edges(x, known, is_cat, key_rows)
+        if not np.array_equal(edges, x):
+            # The network, the trees and the local contexts predict a row beyond the fitted rows as at its nearest
+            # edge (a linear target flattens at the largest value they were shown): they impute the edges, and the
+            # closed-form linear fit carries the target from there, as ridge regression would.
+            args = {name: value for name, value in locals().items() if name in IMPUTE_OPTIONS}
+            out = impute(pretrained, edges, known, is_cat, n_classes, **args)
+            beyond = linear_extrapolation(pretrained, x, edges, known, is_cat, n_classes, key_rows, target)
+            values = out[0] if return_logits else out
+            values[:, ~known[:, target], target] += beyond.numpy()[~known[:, target]].astype(values.dtype)
+            values[:, known] = x[known]  # observed cells as given, not at their edges
+            return out
     model, diffusion = pretrained.model, pretrained.diffusion
     # The settings left None take the checkpoint's tuned values; these are what the nested calls (the centre,
     # the spread calibration) run with too.
@@ -868,9 +926,6 @@ def impute(
     cat, ncl = torch.as_tensor(is_cat).to(dev), torch.as_tensor(n_classes).to(dev)
     if method not in ENGINE_METHODS:
         raise ValueError(f"method must be one of {ENGINE_METHODS}, got {method!r}")
-    if target is not None and (key_rows is None or not 0 <= target < x.shape[1]):
-        raise ValueError(f"target must be a column index (0 to {x.shape[1] - 1}) of a table imputed against fitted "
-                         f"rows (key_rows), got target={target!r} with key_rows {'None' if key_rows is None else 'given'}")
     if method == "point" and n_samples != 1:
         raise ValueError("method 'point' is one imputation, the posterior mean; draws need a sampler "
                          "('conditional', 'repaint' or 'ddim')")
@@ -1098,6 +1153,9 @@ def impute(
         full[rows] = logits.float().cpu()
         return out.numpy(), full.numpy()
     return out.numpy()
+
+
+IMPUTE_OPTIONS = tuple(inspect.signature(impute).parameters)[5:]  # its keyword-only settings
 
 
 def coupled(draws: torch.Tensor, known: np.ndarray, is_cat: np.ndarray, fit: tuple[dict, torch.Tensor],

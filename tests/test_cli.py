@@ -271,6 +271,26 @@ def test_predict_leaves_the_blend_off_unless_asked(table_csv, tiny_checkpoint, t
     assert seen[0] is estimators.PREDICTOR_BLEND_INPUTS and seen[-1] is True
 
 
+def test_predict_extrapolate_option(table_csv, tiny_checkpoint, tmp_path, monkeypatch):
+    """--extrapolate auto|on|off reaches the regressor as "auto", True, False (the choice it then makes:
+    ``extrapolate_``)."""
+    from icl_diffusion import estimators
+
+    seen = []
+    original = estimators.DiffusionRegressor.fit
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.append((self.extrapolate, self.extrapolate_))
+        return out
+
+    monkeypatch.setattr(estimators.DiffusionRegressor, "fit", spy)
+    common = predict_x_command(table_csv, tiny_checkpoint, tmp_path)
+    for option in ("auto", "on", "off"):
+        assert main([*common, "-o", str(tmp_path / f"{option}.csv"), "--extrapolate", option]) == 0
+    assert seen[0][0] == "auto" and isinstance(seen[0][1], bool) and seen[1:] == [(True, True), (False, False)]
+
+
 def test_predict_tree_weight_option(table_csv, tiny_checkpoint, tmp_path, capsys):
     """--tree-weight reaches both predictors (0: the network alone, 1: the trees alone, other predictions than
     each other); a value out of range is a one-line error naming the parameter."""

@@ -324,8 +324,8 @@ def test_the_target_is_blended_with_its_trees_by_the_given_weight(tmp_path):
     cat, ncl = IS_CAT.numpy(), N_CLASSES.numpy()
     for target in (2, 4):  # a numeric target, a categorical one
         (alone, logits), (half, half_logits) = (
-            impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, return_logits=True, target=target, target_weight=w)
-            for w in (0.0, 0.5))
+            impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, return_logits=True, target=target, target_weight=w,
+                   extrapolate=False) for w in (0.0, 0.5))
         trees = target_trees(pre, x, known, cat, ncl, keys, target, logits.shape[-1], 0).numpy()
         unknown = ~known[:, target]
         assert unknown.any()
@@ -344,6 +344,41 @@ def test_the_target_is_blended_with_its_trees_by_the_given_weight(tmp_path):
         impute(pre, x, known, cat, ncl, target=2, target_weight=0.5)
     with pytest.raises(ValueError, match="^target must be a column index"):
         impute(pre, x, known, cat, ncl, key_rows=keys, target=5, target_weight=0.5)
+
+
+def test_a_numeric_target_beyond_the_fitted_rows_is_carried_on_from_its_edge_along_the_linear_fit(tmp_path):
+    """``impute(target=j, extrapolate=True)`` (the regressor's default): a query row whose known numeric cells lie
+    beyond the key rows' range gets the target imputed at its edge (those cells clipped to the range) plus the
+    closed-form linear fit's gain from the edge to the row (``linear_extrapolation``); rows inside the range come
+    out bit for bit as without it, the observed cells as given (not clipped), draws shifted alike; a categorical
+    target is untouched."""
+    import numpy as np
+
+    from icl_diffusion import load_checkpoint, save_checkpoint
+    from icl_diffusion.inference import impute, key_range_edges, linear_extrapolation
+
+    pre = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", make_model(), GaussianDiffusion()))
+    x, known = make_table(0, complete_rows=30)
+    x, known = torch.nan_to_num(x).numpy(), known.numpy()
+    keys, cat, ncl = np.arange(30), IS_CAT.numpy(), N_CLASSES.numpy()
+    x[:30, 3] = np.clip(x[:30, 3], -1.5, 1.5)
+    x[35, 3], known[35, 3], known[35, 2] = 4.0, True, False  # row 35: column 3 beyond the key rows' range
+    inside = (key_range_edges(x, known, cat, keys) == x).all(1)
+    assert inside[:30].all() and not inside[35] and inside.sum() > 31
+    edges = key_range_edges(x, known, cat, keys)
+    assert edges[35, 3] == 1.5
+    gain = linear_extrapolation(pre, x, edges, known, cat, ncl, keys, 2).numpy()
+    assert np.allclose(gain[inside], 0) and abs(gain[35]) > 1e-3
+    for kw in ({}, {"method": "conditional", "n_steps": 2, "n_samples": 3}):
+        on, off = (impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, target=2, extrapolate=e, **kw)
+                   for e in (True, False))
+        at_edges = impute(pre, edges, known, cat, ncl, key_rows=keys, seed=0, target=2, extrapolate=False, **kw)
+        np.testing.assert_array_equal(on[:, inside], off[:, inside])
+        np.testing.assert_allclose(on[:, 35, 2], at_edges[:, 35, 2] + gain[35], rtol=1e-6)
+        for out in on:
+            np.testing.assert_array_equal(out[known], x[known])
+    categorical = [impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, target=4, extrapolate=e) for e in (1, 0)]
+    np.testing.assert_array_equal(*categorical)
 
 
 def test_given_blend_weights_are_taken_and_the_spread_calibration_reuses_the_table_s(tmp_path, monkeypatch):
