@@ -28,7 +28,8 @@ to the engine or the estimators, delete the stale sections (the reference's too)
 (session 16: the regressor's cross-validated views made every cached R² row stale; session 18: its local
 contexts did again, and the reference's prediction rows were re-recorded; so did ``snap_draws`` its draws rows,
 ``couple_draws`` in session 19, and in session 22 the coupling's pattern scaling against the calibration cells;
-session 30's trees for categorical cells, the categorical sections).
+session 30's trees for categorical cells, the categorical sections; session 37's ``extrapolate`` of the regressor,
+the regression rows, re-recorded by ``benchmarks/results/regression_rows.py``).
 The peers (MissForest, MICE, logistic regression...) are not rerun: they are in the full benchmarks, which an
 adopted checkpoint then reruns (README, "Reproduce").
 
