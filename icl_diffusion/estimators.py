@@ -117,8 +117,8 @@ TREE_GAIN_SE = 1.0
 # same plus the linear fit's gain, taken where the squared error falls by more than this many paired standard
 # errors. Session 37, the screen's 9 regression tables x 10 splits (benchmarks/results/regression.md): always on,
 # R² +0.0007 (splits 0-2; College applications +0.011) / -0.0015 (splits 3-9; Hitters -0.013: heavy-tailed career
-# counts whose linear fit overshoots); this rule +0.0012 / +0.0002 (on in 7 of College applications' 10 splits,
-# none of Hitters'). It rarely fires on a few hundred rows (few held rows are far beyond the rest).
+# counts whose linear fit overshoots); this rule +0.0012 / -0.0000 (College applications +0.003, Hitters never on).
+# It rarely fires on a few hundred rows (few held rows are far beyond the rest).
 EXTRAPOLATE_SE = 1.0
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
@@ -633,11 +633,11 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             contexts have seen rows) plus what the target's closed-form linear fit (the Gaussian conditional mean
             fitted to the training rows) gains from the edge to the row: a linear relation is carried on as ridge
             regression would, where the network and the trees alone flatten at the largest target they were shown.
-            False: the predictions as they come (flat beyond the edge). "auto" (default): True where the linear
-            fit's cross-fitted squared error on the training rows is not beaten by the predictions' (the
-            ``tree_weight`` blend, the same folds) by more than ``EXTRAPOLATE_SE`` paired standard errors (a
-            target the linear fit explains as well as the model does). Rows inside the range are unchanged either
-            way.
+            False: the predictions as they come (flat beyond the edge). "auto" (default): True where the training
+            rows show it pays: in their ``CROSS_FIT_FOLDS``-fold cross-fitting, on the held rows beyond the other
+            folds' range, adding the linear fit's gain to the predictions (the ``tree_weight`` blend) lowers
+            their squared error by more than ``EXTRAPOLATE_SE`` paired standard errors. Conservative: on a few
+            hundred rows few held rows lie far beyond the rest. Rows inside the range are unchanged either way.
 
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column);

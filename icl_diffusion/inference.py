@@ -883,7 +883,7 @@ def impute(
                          f"rows (key_rows), got target={target!r} with key_rows {'None' if key_rows is None else 'given'}")
     if target is not None and extrapolate and not is_cat[target]:
         edges = key_range_edges(x, known, is_cat, key_rows)
-        if not np.array_equal(edges, x):
+        if not np.array_equal(edges, x, equal_nan=True):
             # The network, the trees and the local contexts predict a row beyond the fitted rows as at its nearest
             # edge (a linear target flattens at the largest value they were shown): they impute the edges, and the
             # closed-form linear fit carries the target from there, as ridge regression would.

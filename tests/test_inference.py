@@ -379,6 +379,10 @@ def test_a_numeric_target_beyond_the_fitted_rows_is_carried_on_from_its_edge_alo
             np.testing.assert_array_equal(out[known], x[known])
     categorical = [impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, target=4, extrapolate=e) for e in (1, 0)]
     np.testing.assert_array_equal(*categorical)
+    point = impute(pre, x, known, cat, ncl, key_rows=keys, seed=0, target=2, extrapolate=True)
+    with_nan = impute(pre, np.where(known, x, np.nan), known, cat, ncl, key_rows=keys, seed=0, target=2,
+                      extrapolate=True)  # unknown cells given as NaN: the edges found once, as with zeros
+    np.testing.assert_array_equal(with_nan[:, ~known], point[:, ~known])
 
 
 def test_given_blend_weights_are_taken_and_the_spread_calibration_reuses_the_table_s(tmp_path, monkeypatch):
