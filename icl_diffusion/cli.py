@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extrapolate", choices=("auto", "on", "off"), default="auto",
                    help="regression: a test row beyond the training rows' range predicted at its nearest edge and "
                    "carried on from there along the target's linear fit (on), or flat beyond the edge (off); auto "
-                   "(default): on where the training rows' cross-fitting shows it pays")
+                   "(default): on where it predicts the training rows at the ends of that linear fit better, held out")
     _model_args(p)
     _na_values_arg(p)
 

@@ -40,8 +40,7 @@ from .inference import (
     beats_noise,
     check_ensemble_folds,
     impute,
-    key_range_edges,
-    linear_extrapolation,
+    linear_target,
     target_trees,
 )
 from .preprocessing import (
@@ -112,14 +111,16 @@ TREE_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 # than it brings (birthwt, 130 training rows: AUC 0.633 -> 0.571 without the gate).
 TREE_GAIN_SE = 1.0
 # DiffusionRegressor(extrapolate="auto"): a query row beyond the training rows' range carried on along the target's
-# closed-form linear fit (``inference.linear_extrapolation``) where the training rows show it pays: on their
-# cross-fitting, the held rows beyond the other folds' range predicted flat (the ``tree_weight`` blend) against the
-# same plus the linear fit's gain, taken where the squared error falls by more than this many paired standard
-# errors. Session 37, the screen's 9 regression tables x 10 splits (benchmarks/results/regression.md): always on,
-# R² +0.0007 (splits 0-2; College applications +0.011) / -0.0015 (splits 3-9; Hitters -0.013: heavy-tailed career
-# counts whose linear fit overshoots); this rule +0.0012 / -0.0000 (College applications +0.003, Hitters never on).
-# It rarely fires on a few hundred rows (few held rows are far beyond the rest).
+# closed-form linear fit (``inference.linear_extrapolation``) where the training rows show it pays: their EDGE_FRAC
+# of highest and EDGE_FRAC of lowest linear estimate held out and predicted from the others with and without it,
+# taken where the squared error falls by more than EXTRAPOLATE_SE paired standard errors (2 more whole-context calls
+# at fit). Session 37, the screen's 9 regression tables x 10 splits (benchmarks/results/regression.md): always on,
+# R² +0.0007 (splits 0-2) / -0.0015 (splits 3-9; Hitters -0.011 over the 10: heavy-tailed career counts whose linear
+# fit overshoots; College applications +0.005); this rule +0.0012 / +0.0001 (College applications +0.005, Hitters
+# never on). A first rule, the cross-fitting's held rows beyond the other folds' range, scored +0.0012 / -0.0000 but
+# seldom fired (few held rows lie far beyond the rest): off on 300 rows of a linear target, where this one is on.
 EXTRAPOLATE_SE = 1.0
+EDGE_FRAC = 0.1
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
          "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
@@ -475,13 +476,11 @@ class _Predictor(_Base):
         return out[:, -n:, -1]  # (S, n) standardized target / codes
 
 
-    def _cross_fitted(self, n_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _cross_fitted(self, n_levels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Out-of-fold predictions of the context rows' targets, ``CROSS_FIT_FOLDS`` seeded folds, each fold's
         targets hidden and predicted from the other folds' rows: the network's whole-context estimate (logits (n,
         ``n_levels``) of a categorical target, values (n,) of a numeric one; no local contexts, the views equally
-        weighted), the trees' (``inference.target_trees``: class probabilities or values) and, for a numeric
-        target, what ``extrapolate`` would add to the held rows beyond the other folds' range
-        (``inference.linear_extrapolation``; 0 inside it, and for a categorical target). None with fewer than
+        weighted) and the trees' (``inference.target_trees``: class probabilities or values). None with fewer than
         two rows a fold."""
         x, known = self.x_context_, self.known_context_
         n, target = len(x), x.shape[1] - 1
@@ -490,7 +489,6 @@ class _Predictor(_Base):
         cat = bool(self.is_cat_[-1])
         fold = check_random_state(_seed(self.random_state)).permutation(n) % CROSS_FIT_FOLDS
         net, trees = np.zeros((n, n_levels) if cat else n), np.zeros((n, n_levels) if cat else n)
-        beyond = np.zeros(n)
         for f in range(CROSS_FIT_FOLDS):
             rest, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             hidden = known[held].copy()
@@ -503,11 +501,7 @@ class _Predictor(_Base):
             tree = target_trees(self.pretrained_, x_f, known_f, self.is_cat_, self.n_classes_, keys, target,
                                 n_levels, _seed(self.random_state))
             trees[held] = tree[len(rest):].numpy()
-            if not cat:
-                edges = key_range_edges(x_f, known_f, self.is_cat_, keys)
-                beyond[held] = linear_extrapolation(self.pretrained_, x_f, edges, known_f, self.is_cat_,
-                                                    self.n_classes_, keys, target)[len(rest):].numpy()
-        return net, trees, beyond
+        return net, trees
 
 
 class DiffusionClassifier(ClassifierMixin, _Predictor):
@@ -580,7 +574,7 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
         fitted = self._cross_fitted(len(self.classes_))
         if fitted is None:
             return (0.0 if auto else weights[0]), 1.0
-        net, trees, _ = fitted
+        net, trees = fitted
         target = self.x_context_[:, -1].astype(np.int64)
         net = _softmax(net)
 
@@ -634,10 +628,9 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
             fitted to the training rows) gains from the edge to the row: a linear relation is carried on as ridge
             regression would, where the network and the trees alone flatten at the largest target they were shown.
             False: the predictions as they come (flat beyond the edge). "auto" (default): True where the training
-            rows show it pays: in their ``CROSS_FIT_FOLDS``-fold cross-fitting, on the held rows beyond the other
-            folds' range, adding the linear fit's gain to the predictions (the ``tree_weight`` blend) lowers
-            their squared error by more than ``EXTRAPOLATE_SE`` paired standard errors. Conservative: on a few
-            hundred rows few held rows lie far beyond the rest. Rows inside the range are unchanged either way.
+            rows show it pays: their ``EDGE_FRAC`` of highest and of lowest linear estimate, held out and predicted
+            from the others, come out better with it, by more than ``EXTRAPOLATE_SE`` paired standard errors of
+            the squared error (two more calls at fit). Rows inside the range are unchanged either way.
 
     Attributes:
         y_mean_, y_std_: standardization of the target (mean and population std, as for a feature column);
@@ -703,27 +696,47 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
         """The trees' weight: ``tree_weight``, or when "auto" the value of ``TREE_WEIGHT_GRID`` of least squared
         error over the context rows' cross-fitted predictions (``_cross_fitted``), (1 - w) network + w trees, where
         its gain over the network alone beats ``TREE_GAIN_SE`` paired standard errors (else 0); and whether to
-        extrapolate: ``extrapolate``, or when "auto" whether, on the held rows beyond the other folds' range,
-        adding what the linear fit gains from their edge lowers those predictions' squared error by more than
-        ``EXTRAPOLATE_SE`` paired standard errors."""
+        extrapolate: ``extrapolate``, or when "auto" ``_extrapolation_pays``."""
         auto_trees, auto_extrapolate = isinstance(self.tree_weight, str), isinstance(self.extrapolate, str)
         w = 0.0 if auto_trees else float(self.tree_weight)
         extrapolate = False if auto_extrapolate else bool(self.extrapolate)
-        fitted = self._cross_fitted(0) if auto_trees or auto_extrapolate else None
-        if fitted is None or self.y_std_ == 0:
+        if self.y_std_ == 0:
             return w, extrapolate
-        net, trees, beyond = fitted
-        y = self.x_context_[:, -1]
-        losses = {v: ((1 - v) * net + v * trees - y) ** 2 for v in (TREE_WEIGHT_GRID if auto_trees else (w,))}
-        if auto_trees:
+        fitted = self._cross_fitted(0) if auto_trees else None
+        if fitted is not None:
+            net, trees = fitted
+            y = self.x_context_[:, -1]
+            losses = {v: ((1 - v) * net + v * trees - y) ** 2 for v in TREE_WEIGHT_GRID}
             best = min(losses, key=lambda k: (losses[k].mean(), k))
             w = float(best) if beats_noise(torch.as_tensor(losses[0.0] - losses[best]), TREE_GAIN_SE) else 0.0
         if auto_extrapolate:
-            fitted = (1 - w) * net + w * trees
-            out = beyond != 0  # held rows beyond the other folds' range, predicted flat there
-            gain = (fitted[out] - y[out]) ** 2 - (fitted[out] + beyond[out] - y[out]) ** 2
-            extrapolate = beats_noise(torch.as_tensor(gain), EXTRAPOLATE_SE)
+            extrapolate = self._extrapolation_pays(w)
         return w, extrapolate
+
+    def _extrapolation_pays(self, tree_weight: float) -> bool:
+        """Whether ``extrapolate`` predicts the training rows at the ends of the target's linear fit better: the
+        ``EDGE_FRAC`` of the rows of highest and lowest closed-form linear estimate (``inference.linear_target``,
+        each row's target hidden) held, predicted from the others with and without it (the whole-context estimate,
+        trees at ``tree_weight``), where its squared error falls by more than ``EXTRAPOLATE_SE`` paired standard
+        errors."""
+        x, known = self.x_context_, self.known_context_
+        n, target = len(x), x.shape[1] - 1
+        k = int(EDGE_FRAC * n)
+        if k < 2:
+            return False
+        hidden = known.copy()
+        hidden[:, target] = False
+        linear = linear_target(self.pretrained_, [x], known, self.is_cat_, self.n_classes_, np.arange(n), target,
+                               hidden)[0]
+        order = np.argsort(linear.numpy(), kind="stable")
+        held, rest = np.r_[order[:k], order[-k:]], np.sort(order[k:-k])
+        x_f, known_f = np.concatenate([x[rest], x[held]]), np.concatenate([known[rest], hidden[held]])
+        keys = np.arange(len(rest))
+        on, off = (self._run(x_f, known_f, self.is_cat_, self.n_classes_, key_rows=keys, target=target,
+                             target_weight=tree_weight, extrapolate=e, local_context_rows=0,
+                             ensemble_folds=0)[0, len(rest):, target] for e in (True, False))
+        y = x[held, target]
+        return beats_noise(torch.as_tensor((off - y) ** 2 - (on - y) ** 2), EXTRAPOLATE_SE)
 
     def _decode(self, z: np.ndarray) -> np.ndarray:
         return destandardized(z, self.y_mean_, self.y_std_)

@@ -481,20 +481,23 @@ def key_range_edges(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, key_ro
 
 
 def linear_target(pretrained: Pretrained, tables: list[np.ndarray], known: np.ndarray, is_cat: np.ndarray,
-                  n_classes: np.ndarray, key_rows: np.ndarray, target: int) -> list[torch.Tensor]:
-    """(N,) the ``target`` column's closed-form estimate in each of the ``tables`` (N, F) with the cells ``known``:
-    the Gaussian conditional mean fitted once to the first table's ``key_rows`` (categorical columns one-hot, EM
-    until it converges: the network's input at inference), a linear fit of the target on each row's known cells."""
+                  n_classes: np.ndarray, key_rows: np.ndarray, target: int,
+                  asked: np.ndarray | None = None) -> list[torch.Tensor]:
+    """(N,) the ``target`` column's closed-form estimate in each of the ``tables`` (N, F): the Gaussian conditional
+    mean fitted once to the first table's ``key_rows`` with the cells ``known`` (categorical columns one-hot, EM
+    until it converges: the network's input at inference), a linear fit of the target on each row's cells
+    ``asked`` (default ``known``; a known target cell is returned as it is)."""
     cat, ncl = torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes).long()[None]
-    kt = torch.as_tensor(known)[None]
     key_mask = torch.zeros(1, len(known), dtype=torch.bool)
     key_mask[0, torch.as_tensor(key_rows)] = True
     em = converged_em(pretrained.model.cfg.gaussian_em_iters)
     settings = {"key_mask": key_mask, "em_iters": em["em_iters"], "em_tol": em["em_tol"]}
-    levels, fit, out = max(int(ncl.max()), 1), None, []
+    levels, out = max(int(ncl.max()), 1), []
+    fit = cell_estimates(torch.as_tensor(tables[0])[None], torch.as_tensor(known)[None], cat, ncl, levels,
+                         **settings)[2]
+    asked = torch.as_tensor(known if asked is None else asked)[None]
     for table in tables:
-        values, _, fit = cell_estimates(torch.as_tensor(table)[None], kt, cat, ncl, levels, fit, **settings)
-        out.append(values[0, :, target])
+        out.append(cell_estimates(torch.as_tensor(table)[None], asked, cat, ncl, levels, fit, **settings)[0][0, :, target])
     return out
 
 

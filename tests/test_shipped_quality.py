@@ -361,23 +361,23 @@ def test_regressor_extrapolates_a_linear_relation(shipped):
 
 
 def test_regressor_extrapolates_where_its_training_rows_show_it_pays(shipped):
-    """``extrapolate="auto"`` (the default), estimator -> engine: on the training rows' cross-fitting, the held rows
-    beyond the other folds' range, predicted flat, are compared with the same plus the linear fit's gain. A target
-    linear in heavy-tailed features (800 rows, Student-t with 2 degrees of freedom: many rows far beyond the rest)
-    turns it on; a saturating one (tanh of the same sum), where the linear fit overshoots, leaves it off. A rule
-    that is always on or always off fails one of the two."""
+    """``extrapolate="auto"`` (the default), estimator -> engine: the training rows at both ends of the target's
+    linear fit are held out and predicted from the others with and without it. A target linear in its features
+    (300 rows) turns it on; saturating ones (tanh, signed square root of the same sum), where the linear fit
+    overshoots, leave it off. A rule that is always on or always off fails; so did session 37's first rule (held
+    rows of the cross-fitting beyond the other folds' range: off for the linear target, too few such rows)."""
     import numpy as np
 
     from icl_diffusion import DiffusionRegressor
 
     chosen = {}
-    for kind in ("linear", "tanh"):
+    for kind in ("linear", "tanh", "sqrt"):
         g = np.random.default_rng(0)
-        x = g.standard_t(2, size=(800, 3))
+        x = g.normal(size=(300, 3))
         s = x @ [1.0, 0.5, -0.5]
-        y = (s if kind == "linear" else np.tanh(s)) + 0.1 * g.normal(size=800)
+        y = {"linear": s, "tanh": np.tanh(s), "sqrt": np.sign(s) * np.abs(s) ** 0.5}[kind] + 0.1 * g.normal(size=300)
         chosen[kind] = DiffusionRegressor(checkpoint=shipped, device="cpu", random_state=0).fit(x, y).extrapolate_
-    assert chosen == {"linear": True, "tanh": False}, chosen
+    assert chosen == {"linear": True, "tanh": False, "sqrt": False}, chosen
 
 
 def test_regressor_weighs_the_views_by_cross_validation(shipped):
