@@ -220,7 +220,8 @@ class _Base(BaseEstimator):
                 raise ValueError(f"{name} must be True, False or None (the checkpoint's), got {flag!r}")
         extrapolate = getattr(self, "extrapolate", False)
         if not (isinstance(extrapolate, str) and extrapolate == "auto") and not isinstance(extrapolate, (bool, np.bool_)):
-            raise ValueError(f"extrapolate must be 'auto' (cross-fitted), True or False, got {extrapolate!r}")
+            raise ValueError(f"extrapolate must be 'auto' (decided on the training rows), True or False, "
+                             f"got {extrapolate!r}")
         trees = getattr(self, "tree_weight", "auto")
         if not (isinstance(trees, str) and trees == "auto") and (
                 not isinstance(trees, (int, float, np.number)) or isinstance(trees, bool) or not 0 <= trees <= 1):

@@ -452,6 +452,14 @@ def level_inputs(outputs: dict, table_views: dict, x, known, is_cat, n_levels: i
     return tree_probabilities(gaussian, known, is_cat, n_levels, tree_rows, seed, columns)
 
 
+def key_rows_fit(pretrained: Pretrained, n_rows: int, key_rows: np.ndarray) -> dict:
+    """``gaussian_feature.cell_estimates``' settings for a table of ``n_rows`` rows (a batch of one) whose Gaussian
+    is fitted to its ``key_rows``, as the network's closed-form input is at inference (EM until it converges)."""
+    key_mask = torch.zeros(1, n_rows, dtype=torch.bool)
+    key_mask[0, torch.as_tensor(key_rows)] = True
+    return {"key_mask": key_mask, **converged_em(pretrained.model.cfg.gaussian_em_iters)}
+
+
 def target_trees(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray,
                  n_classes: np.ndarray, key_rows: np.ndarray, target: int, n_levels: int, seed: int = 0) -> torch.Tensor:
     """The trees' estimate of the ``target`` column's unknown cells (``tree_regression.target_estimates``: (N,)
@@ -460,11 +468,8 @@ def target_trees(pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_ca
     the key rows' numeric cells (the network's input, by EM until it converges)."""
     xt, kt = torch.as_tensor(x), torch.as_tensor(known)
     cat, ncl = torch.as_tensor(is_cat), torch.as_tensor(n_classes).long()
-    key_mask = torch.zeros(len(x), dtype=torch.bool)
-    key_mask[torch.as_tensor(key_rows)] = True
-    em = converged_em(pretrained.model.cfg.gaussian_em_iters)
-    gaussian = cell_estimates(xt[None], kt[None], cat[None], ncl[None], 2, key_mask=key_mask[None],
-                              em_iters=em["em_iters"], categorical=False, em_tol=em["em_tol"])[0][0]
+    gaussian = cell_estimates(xt[None], kt[None], cat[None], ncl[None], 2, categorical=False,
+                              **key_rows_fit(pretrained, len(x), key_rows))[0][0]
     filled = torch.where(kt, xt, gaussian)
     return target_estimates(filled, kt, cat, n_levels, torch.as_tensor(key_rows), target, seed)
 
@@ -488,10 +493,7 @@ def linear_target(pretrained: Pretrained, tables: list[np.ndarray], known: np.nd
     until it converges: the network's input at inference), a linear fit of the target on each row's cells
     ``asked`` (default ``known``; a known target cell is returned as it is)."""
     cat, ncl = torch.as_tensor(is_cat)[None], torch.as_tensor(n_classes).long()[None]
-    key_mask = torch.zeros(1, len(known), dtype=torch.bool)
-    key_mask[0, torch.as_tensor(key_rows)] = True
-    em = converged_em(pretrained.model.cfg.gaussian_em_iters)
-    settings = {"key_mask": key_mask, "em_iters": em["em_iters"], "em_tol": em["em_tol"]}
+    settings = key_rows_fit(pretrained, len(known), key_rows)
     levels, out = max(int(ncl.max()), 1), []
     fit = cell_estimates(torch.as_tensor(tables[0])[None], torch.as_tensor(known)[None], cat, ncl, levels,
                          **settings)[2]
@@ -1158,7 +1160,7 @@ def impute(
     return out.numpy()
 
 
-IMPUTE_OPTIONS = tuple(inspect.signature(impute).parameters)[5:]  # its keyword-only settings
+IMPUTE_OPTIONS = tuple(name for name, p in inspect.signature(impute).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 def coupled(draws: torch.Tensor, known: np.ndarray, is_cat: np.ndarray, fit: tuple[dict, torch.Tensor],

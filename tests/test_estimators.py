@@ -249,7 +249,7 @@ def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
             DiffusionRegressor(checkpoint=str(tiny_checkpoint), tree_weight=bad).fit(X, X[:, 0])
     assert DiffusionClassifier(checkpoint=str(tiny_checkpoint), tree_weight=0.25).fit(X, [0, 1] * 3).tree_weight_ == 0.25
     for bad in ("yes", None, 1):
-        with pytest.raises(ValueError, match=r"^extrapolate must be 'auto' \(cross-fitted\), True or False"):
+        with pytest.raises(ValueError, match=r"^extrapolate must be 'auto' \(decided on the training rows\), True or False"):
             DiffusionRegressor(checkpoint=str(tiny_checkpoint), extrapolate=bad).fit(X, X[:, 0])
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):

@@ -32,8 +32,8 @@ def value(text: str):
 
 
 params = {k: value(v) for k, v in (a.split("=", 1) for a in rest)}
-names = [name for name in classification.TABLES if classification.TABLES[name]()[2] == "regression"]
-tables, _ = classification.load_tables(names)
+tables, _ = classification.load_tables(list(classification.TABLES))
+tables = {name: table for name, table in tables.items() if table[2] == "regression"}
 methods = classification.build_methods(load_checkpoint(checkpoint), 512, **params)
 args = types.SimpleNamespace(splits=splits, first_split=first, max_train=1024)
 runs, _, _ = classification.run(args, tables, {"regression": {"icl": methods["regression"]["icl"]}})
