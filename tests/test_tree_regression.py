@@ -37,8 +37,8 @@ def test_it_learns_a_step_and_keeps_known_cells():
 
 
 def test_the_trees_are_the_same_on_any_number_of_threads():
-    """The forests are built on torch's thread count and read on one thread (``_forest``); scikit-learn seeds each
-    tree before it is built, so the estimate does not depend on the count, bit for bit."""
+    """The forests are built on torch's thread count and read on one thread (``_forest``); each tree is seeded
+    before it is built, so the estimate does not depend on the count, bit for bit."""
     x, known = _table()
     filled = torch.where(known, x, 0.0)
     numeric = torch.zeros(3, dtype=torch.bool)
@@ -48,15 +48,40 @@ def test_the_trees_are_the_same_on_any_number_of_threads():
         one = tree_estimates(filled, known, numeric, torch.arange(len(x)))
         torch.set_num_threads(3)
         built = []
-        fit = tree_regression.ExtraTreesRegressor.fit
+        fit = tree_regression.Forest.fit
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(tree_regression.ExtraTreesRegressor, "fit",
-                          lambda self, *a: built.append(self.n_jobs) or fit(self, *a))
+            patch.setattr(tree_regression.Forest, "fit",
+                          lambda self, *a, threads: built.append(threads) or fit(self, *a, threads=threads))
             three = tree_estimates(filled, known, numeric, torch.arange(len(x)))
         assert set(built) == {3}
         assert torch.equal(one, three)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_lean_forest_is_scikit_learns_extra_trees_bit_for_bit(threads):
+    """``Forest`` skips scikit-learn's per-tree overhead, not its trees: seeded, fitted and averaged as
+    ``ExtraTreesRegressor`` / ``ExtraTreesClassifier`` of the same ``random_state``, its estimates equal theirs."""
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+    from sklearn.tree import ExtraTreeClassifier, ExtraTreeRegressor
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6))
+    y = x[:, 0] * x[:, 1] + rng.normal(size=300)
+    labels = np.where(y > 0.5, 7, np.where(y < -0.5, 2, 4))
+    settings = {"max_features": 4, "min_samples_leaf": 1}
+    for seed in (0, 5):
+        def ours(kind, target, seed=seed):
+            return tree_regression.Forest(kind, 12, seed, **settings).fit(x[:200], target[:200], threads=threads)
+
+        theirs = ExtraTreesRegressor(12, random_state=seed, **settings).fit(x[:200], y[:200]).predict(x[200:])
+        assert np.array_equal(ours(ExtraTreeRegressor, y).predict(x[200:]), theirs)
+        assert not np.array_equal(ours(ExtraTreeRegressor, y, seed + 1).predict(x[200:]), theirs)  # seeds matter
+        classifier = ExtraTreesClassifier(12, random_state=seed, **settings).fit(x[:200], labels[:200])
+        assert np.array_equal(ours(ExtraTreeClassifier, labels).classes_, classifier.classes_)
+        assert np.array_equal(ours(ExtraTreeClassifier, labels).predict_proba(x[200:]),
+                              classifier.predict_proba(x[200:]))
 
 
 def test_beyond_the_range_the_trees_saw_the_gaussian_estimate_stands_where_asked(monkeypatch):
