@@ -89,10 +89,9 @@ def grid_rows(pretrained, datasets: str, seeds: str) -> pd.DataFrame:
     return runs[runs.method == "icl_point"]
 
 
-def categorical_scores(pretrained, seeds=(0, 1, 2), **params) -> pd.DataFrame:
-    """Accuracy and NRMSE of the point estimate per mixed table, mechanism, rate and seed."""
-    impute = diffusion_imputer(pretrained, max_context_rows=512, **params)
-    rows = []
+def categorical_masks(seeds=(0, 1, 2)):
+    """The ``categorical`` section's masks: (table key, table, mechanism, rate, seed, missing (N, F) bool, the
+    numeric columns' mean and std) per mixed table, MCAR / MAR, 10 / 30 / 50% and seed."""
     for key in categorical.TABLES:
         df, _ = categorical.load_table(key, 1000)
         z, mean, std = categorical.numeric_image(df)
@@ -100,9 +99,16 @@ def categorical_scores(pretrained, seeds=(0, 1, 2), **params) -> pd.DataFrame:
             for rate in (0.1, 0.3, 0.5):
                 for seed in seeds:
                     rng = np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{rate}".encode())])
-                    missing = make_mask(z, mech, rate, rng)
-                    acc, err = categorical.score(impute(df.mask(missing), seed), df, missing, mean, std)
-                    rows.append((key, mech, rate, seed, acc, err))
+                    yield key, df, mech, rate, seed, make_mask(z, mech, rate, rng), mean, std
+
+
+def categorical_scores(pretrained, seeds=(0, 1, 2), **params) -> pd.DataFrame:
+    """Accuracy and NRMSE of the point estimate per mixed table, mechanism, rate and seed."""
+    impute = diffusion_imputer(pretrained, max_context_rows=512, **params)
+    rows = []
+    for key, df, mech, rate, seed, missing, mean, std in categorical_masks(seeds):
+        acc, err = categorical.score(impute(df.mask(missing), seed), df, missing, mean, std)
+        rows.append((key, mech, rate, seed, acc, err))
     return pd.DataFrame(rows, columns=["table", "mechanism", "rate", "seed", "acc", "nrmse"])
 
 

@@ -7,7 +7,6 @@ in MIX; w = 0 is the engine's accuracy (the screen's). Session 38 (not adopted: 
 """
 
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import categorical
-from common import make_mask
+from screen import categorical_masks
 
 from icl_diffusion import DiffusionImputer, inference
 from icl_diffusion.gaussian_feature import cell_estimates, converged_em
@@ -66,18 +64,11 @@ def accuracies(imputer, df) -> list[float]:
 
 inference.blended_point = capturing
 results = []
-for key in categorical.TABLES:
-    df, _ = categorical.load_table(key, 1000)
-    z, _, _ = categorical.numeric_image(df)
-    for mech in ("mcar", "mar"):
-        for rate in (0.1, 0.3, 0.5):
-            for seed in seeds:
-                rng = np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{rate}".encode())])  # the screen's
-                missing = make_mask(z, mech, rate, rng)
-                imputer = DiffusionImputer(checkpoint=ckpt, random_state=seed, max_context_rows=512)
-                imputer.fit_transform(df.mask(missing))
-                results.append((key, mech, rate, seed, *accuracies(imputer, df)))
-                print(results[-1], flush=True)
+for key, df, mech, rate, seed, missing, _, _ in categorical_masks(seeds):
+    imputer = DiffusionImputer(checkpoint=ckpt, random_state=seed, max_context_rows=512)
+    imputer.fit_transform(df.mask(missing))
+    results.append((key, mech, rate, seed, *accuracies(imputer, df)))
+    print(results[-1], flush=True)
 columns = [f"w{w}" for w in MIX]
 table = pd.DataFrame(results, columns=["table", "mechanism", "rate", "seed", *columns])
 table.to_csv(sys.argv[3], index=False)
