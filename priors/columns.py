@@ -172,6 +172,8 @@ def post_transform(cfg: PriorConfig, rng: Rng, z: Tensor, is_target: Tensor) -> 
     scale = torch.pow(10.0, rng.uniform_t((B, 1, F), *cfg.log10_scale))
     as_float = (v + offset) * scale
     x = torch.where(per_column(cfg.p_integer), as_int, as_float)
+    if cfg.p_ordinal > 0:
+        x = torch.where(per_column(cfg.p_ordinal), ordinal_codes(cfg, rng, v), x)
 
     # Near-constant columns: most rows share one value (taken from a random row), never the target.
     const = x.gather(1, rng.randint_t((B, 1, F), 0, N - 1))
@@ -179,3 +181,18 @@ def post_transform(cfg: PriorConfig, rng: Rng, z: Tensor, is_target: Tensor) -> 
     near_const = per_column(cfg.p_near_constant) & ~is_target.unsqueeze(1)
     x = torch.where(near_const & (u > 1 - frac), const, x)
     return x
+
+
+def ordinal_codes(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
+    """(B, N, F) every column of z (B, N, F) recorded as a few ordered levels: the number of its thresholds, at
+    random quantiles of the column, a cell exceeds, counted from 0 or 1 (a 0/1 dummy, a score 1..K). Equal values
+    get equal codes."""
+    B, N, F = z.shape
+    k_max = cfg.max_ordinal_levels
+    levels = torch.where(rng.bernoulli_t((B, 1, F), cfg.ordinal_binary), 2, rng.randint_t((B, 1, F), 3, k_max))
+    cuts = (rng.rand(B, k_max - 1, F) * N).long().clamp(max=N - 1)  # (B, K-1, F) row ranks, uniform
+    thresholds = z.sort(1).values.gather(1, cuts)
+    used = torch.arange(k_max - 1, device=z.device).view(1, -1, 1) < levels - 1  # the first K-1 of them
+    thresholds = torch.where(used, thresholds, torch.inf)
+    codes = (z.unsqueeze(2) > thresholds.unsqueeze(1)).sum(2)  # (B, N, F)
+    return (codes + rng.randint_t((B, 1, F), 0, 1)).to(z.dtype)

@@ -122,7 +122,17 @@ class PriorConfig:
     p_integer: float = 0.15
     integer_scale: tuple[float, float] = (0.3, 30.0)  # log-uniform; round(z * s + c)
     p_clip: float = 0.1
-    clip_at: tuple[float, float] = (0.5, 2.0)  # bound in std units: piles up ~2-30% of a column
+    # Bound in std units: (0.5, 2.0) piles up ~2-30% of a column; a negative bound lies past the mean (-1: 84%,
+    # zero-inflated counts and hurdles: real columns often hold one value in most rows, prior_vs_real.md).
+    clip_at: tuple[float, float] = (0.5, 2.0)
+    # Ordinal codes: a share of numeric columns recorded as a few ordered levels, as real tables store 0/1 dummies
+    # and scores 1..K in numeric columns (benchmarks/results/prior_vs_real.md: 20% of real numeric columns are
+    # binary, 1.4% of the prior's). Levels cut at random quantiles of the column, codes from 0 or 1; 2 levels with
+    # probability ordinal_binary, else uniform in 3..max_ordinal_levels. 0 draws nothing (earlier priors keep
+    # their random streams).
+    p_ordinal: float = 0.0
+    ordinal_binary: float = 0.5
+    max_ordinal_levels: int = 10
     p_outliers: float = 0.1
     outlier_rate: tuple[float, float] = (0.005, 0.03)
     outlier_size: tuple[float, float] = (5.0, 15.0)  # in column std units
@@ -178,6 +188,8 @@ class PriorConfig:
             raise ValueError(f"n_rows must satisfy 4 <= lo <= hi, got {self.n_rows}")
         if self.n_features[0] < 2 or self.n_features[0] > self.n_features[1]:
             raise ValueError(f"n_features must satisfy 2 <= lo <= hi, got {self.n_features}")
+        if self.max_ordinal_levels < 3:
+            raise ValueError(f"max_ordinal_levels must be >= 3, got {self.max_ordinal_levels}")
         if self.max_classes < 2:
             raise ValueError(f"max_classes must be >= 2, got {self.max_classes}")
         if not self.student_t_df or any(df not in (2, 4) for df in self.student_t_df):
