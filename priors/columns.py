@@ -32,6 +32,8 @@ def make_columns(cfg: PriorConfig, rng: Rng, nodes: Tensor, n_features: int) -> 
     pick = rng.permutation_t(B, M)[:, :F]  # (B, F)
     z = standardize(nodes.gather(2, pick.unsqueeze(1).expand(B, N, F)))
     z = z.clamp(-cfg.max_abs_z, cfg.max_abs_z)  # (B, N, F)
+    if cfg.p_group > 0:
+        z = group_columns(cfg, rng, z)
 
     target = rng.randint_t((B,), 0, F - 1)
     is_target = torch.nn.functional.one_hot(target, F).bool()  # (B, F)
@@ -196,3 +198,21 @@ def ordinal_codes(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
     thresholds = torch.where(used, thresholds, torch.inf)
     codes = (z.unsqueeze(2) > thresholds.unsqueeze(1)).sum(2)  # (B, N, F)
     return (codes + rng.randint_t((B, 1, F), 0, 1)).to(z.dtype)
+
+
+def group_columns(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
+    """z (B, N, F) with some of its columns made group-level (``PriorConfig.p_group``): each such column holds, in
+    every row, the mean of its values over the row's group, standardized again."""
+    B, N, F = z.shape
+    size = rng.log_uniform_t((B, 1), *cfg.group_size)  # rows per group
+    coherence = rng.rand(B, 1)  # 1: groups of rows alike in their columns; 0: arbitrary groups
+    direction = standardize(z @ rng.randn(B, F, 1), dim=1).squeeze(2)  # (B, N)
+    score = coherence * direction + (1 - coherence) * rng.randn(B, N)
+    group = (score.argsort(1).argsort(1) / size).long()  # (B, N) ids of runs of `size` rows in score order
+    index = group.unsqueeze(2).expand(B, N, F)
+    sums = torch.zeros(B, N, F, dtype=z.dtype, device=z.device).scatter_add_(1, index, z)
+    counts = torch.zeros(B, N, 1, dtype=z.dtype, device=z.device).scatter_add_(1, group.unsqueeze(2), torch.ones_like(z[..., :1]))
+    means = standardize((sums / counts.clamp(min=1)).gather(1, index))
+    share = rng.uniform_t((B, 1, 1), *cfg.group_col_frac)
+    chosen = rng.bernoulli_t((B, 1, 1), cfg.p_group) & (rng.rand(B, 1, F) < share)
+    return torch.where(chosen, means, z)

@@ -133,6 +133,16 @@ class PriorConfig:
     p_ordinal: float = 0.0
     ordinal_binary: float = 0.5
     max_ordinal_levels: int = 10
+    # Group-level columns: the rows of a table fall into groups (towns, states, firms) and some columns hold one
+    # value per group, as MASS/Boston repeats a town's tax rate, industry share and NOx in every tract of the town
+    # and AER/Guns a state's density in every year: a tree or a row matching those values reads the group off them,
+    # where the prior's columns all vary row by row (the point estimate's largest per-column losses to MissForest).
+    # A table gets them with probability p_group: groups of group_size rows (log-uniform), contiguous in a score that
+    # mixes a random direction of the row's columns with noise (groups of similar rows to arbitrary ones); each
+    # column with probability uniform in group_col_frac holds its group's mean. 0 draws nothing.
+    p_group: float = 0.0
+    group_size: tuple[float, float] = (3.0, 50.0)
+    group_col_frac: tuple[float, float] = (0.2, 0.6)
     p_outliers: float = 0.1
     outlier_rate: tuple[float, float] = (0.005, 0.03)
     outlier_size: tuple[float, float] = (5.0, 15.0)  # in column std units
@@ -188,6 +198,8 @@ class PriorConfig:
             raise ValueError(f"n_rows must satisfy 4 <= lo <= hi, got {self.n_rows}")
         if self.n_features[0] < 2 or self.n_features[0] > self.n_features[1]:
             raise ValueError(f"n_features must satisfy 2 <= lo <= hi, got {self.n_features}")
+        if self.group_size[0] < 1 or self.group_size[0] > self.group_size[1]:
+            raise ValueError(f"group_size must satisfy 1 <= lo <= hi, got {self.group_size}")
         if self.max_ordinal_levels < 3:
             raise ValueError(f"max_ordinal_levels must be >= 3, got {self.max_ordinal_levels}")
         if self.max_classes < 2:

@@ -347,3 +347,20 @@ def test_the_prior_draws_ordinal_and_zero_inflated_columns_when_asked() -> None:
     a = sample_batch(PriorConfig(), torch.Generator().manual_seed(4), batch_size=4, n_rows=64, n_features=5)
     assert float(a["x"].double().sum()) == pytest.approx(-42541.47669574359, rel=1e-12)
     assert int((a["known"].flatten().nonzero().squeeze(1) ** 2 % 9973).sum()) == 4210482  # which cells are known
+
+
+def test_group_level_columns_hold_one_value_per_group() -> None:
+    plain = {"p_has_categorical": 0.0, "p_classification": 0.0, "p_near_constant": 0.0, "p_outliers": 0.0,
+             "p_skew": 0.0, "p_integer": 0.0, "p_clip": 0.0}
+    cfg = PriorConfig(p_group=1.0, group_size=(10.0, 10.0), group_col_frac=(0.5, 0.5), **plain)
+    x = sample_batch(cfg, torch.Generator().manual_seed(0), batch_size=8, n_rows=200, n_features=6, family="scm")["x"]
+    grouped_tables = 0
+    for b in range(8):
+        distinct = torch.tensor([len(x[b, :, f].unique()) for f in range(6)])
+        grouped = (distinct == 20).nonzero().squeeze(1)  # 200 rows in groups of 10
+        assert ((distinct == 20) | (distinct == 200)).all()
+        if len(grouped) >= 2:  # the group-level columns share one grouping: one column's value names the other's
+            a, c = x[b, :, grouped[0]], x[b, :, grouped[1]]
+            assert all(len(c[a == v].unique()) == 1 for v in a.unique())
+            grouped_tables += 1
+    assert grouped_tables >= 3
