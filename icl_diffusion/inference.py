@@ -170,6 +170,8 @@ class TableDenoiser:
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, known: torch.Tensor):
         self.calls += 1
         S = x_t.shape[0]
+        # The network reads numeric cells within +-CLIP, as in training; the table keeps its values beyond.
+        x_t = torch.where(self.is_cat.reshape(1, 1, -1), x_t, x_t.clamp(-CLIP, CLIP))
         kr = self.key_rows.to(x_t.device)
         if self.model.cfg.gaussian_feature and self._fit is None:
             self._fit = self.model.fit_gaussian(x_t[:1, kr], known[:1, kr], self.is_cat, self.n_classes)
@@ -961,10 +963,13 @@ def impute(
         total = passes(n_samples, keys_sub, steps) if not share else (
             first_calls * passes(1, keys_sub, 1) + sum(passes(n, draw_keys, steps - 1) for n in split))
 
+    # Imputations stay within +-CLIP (the network's input range) or the column's observed values' reach beyond it.
+    reach = torch.as_tensor(np.maximum(CLIP, np.abs(np.where(known, x, 0.0)).max(0)), dtype=torch.float32)
+
     def whole(sub: torch.Tensor) -> torch.Tensor:
         """(S, N, F) table from imputations of its rows ``rows``. No NaN or inf leaves: numeric cells are
-        clamped to the network's input range."""
-        sub = torch.nan_to_num(sub.float(), nan=0.0).clamp(-CLIP, CLIP).cpu()
+        clamped to the column's ``reach``."""
+        sub = torch.nan_to_num(sub.float(), nan=0.0).cpu().clamp(-reach, reach)
         full = torch.as_tensor(x)[None].repeat(len(sub), 1, 1)
         full[:, rows] = torch.where(torch.as_tensor(known)[rows], full[:, rows], sub)
         return full
@@ -1144,7 +1149,7 @@ def impute(
                     out = torch.where(categorical, levels.to(out.dtype), out)
             if couple_draws:
                 out = torch.where(fixed, out, coupled(out, known, is_cat, gaussian_fit(), cells))
-            out = torch.where(fixed, out, out.clamp(-CLIP, CLIP))
+            out = torch.where(fixed, out, out.clamp(-reach, reach))
         if snap_draws and not point:
             out = snap_to_support(out, x, known, is_cat)
     finally:

@@ -10,7 +10,7 @@ Column rules (decided at fit, from the observed values):
 - numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers, and object/string
   columns whose every observed value is a number written as text, e.g. '25.3'): standardized with the observed
   mean and population std (as ``scaling.standardize`` does in training; any spread is a scale, a constant
-  column is imputed with its value), clamped to +-CLIP for the network. When every observed value is an
+  column is imputed with its value), held within +-TABLE_CLIP (the network sees it clamped to +-CLIP). When every observed value is an
   integer (below 2**53), imputations are rounded.
 - dates and durations are numbers of their resolution: counts of the coarsest unit (day, hour, minute,
   second, ms, us, ns) that every observed value is a whole multiple of, so daily dates are imputed as whole days.
@@ -31,7 +31,7 @@ import scipy.sparse
 import torch
 from pandas.api.types import infer_dtype
 
-from .scaling import CLIP
+from .scaling import TABLE_CLIP
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 # Resolutions of dates and durations, coarsest first, in nanoseconds (pandas unit names).
@@ -287,19 +287,19 @@ def _moments(values: np.ndarray) -> tuple[float, float, bool]:
 
 
 def standardized(v: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """(v - mean) / std clamped to +-CLIP, float64; finite for any finite values (near the float64 limit the
+    """(v - mean) / std clamped to +-TABLE_CLIP, float64; finite for any finite values (near the float64 limit the
     difference of two values of opposite signs overflows: it is then taken halved)."""
     with np.errstate(over="ignore"):
         z = (v - mean) / std
     far = ~np.isfinite(z)
     z[far] = (v[far] / 2 - mean / 2) / (std / 2)
-    return np.clip(z, -CLIP, CLIP)
+    return np.clip(z, -TABLE_CLIP, TABLE_CLIP)
 
 
 def destandardized(z: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """Values of standardized ``z`` (clamped to +-CLIP): z * std + mean, float64, held within the finite range
+    """Values of standardized ``z`` (clamped to +-TABLE_CLIP): z * std + mean, float64, held within the finite range
     (near the float64 limit the product overflows: it is then taken on a 16x smaller scale)."""
-    z = np.clip(np.asarray(z, dtype=np.float64), -CLIP, CLIP)
+    z = np.clip(np.asarray(z, dtype=np.float64), -TABLE_CLIP, TABLE_CLIP)
     with np.errstate(over="ignore"):
         v = z * std + mean
         far = ~np.isfinite(v)

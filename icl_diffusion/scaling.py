@@ -9,6 +9,11 @@ from __future__ import annotations
 import torch
 
 CLIP = 8.0  # standardized values are clamped for the network: rare outliers must not dominate the loss
+# A user's standardized table is held within +-TABLE_CLIP (float32 and its squares stay finite); the network sees it
+# clamped to +-CLIP (``inference.TableDenoiser``), the engine's other estimates (trees, kernel regression) and its
+# imputations as it is: a column whose observed values reach 21 of their stds (AER/Guns' density under MAR, DC's
+# rows) keeps them, where a clamp at CLIP capped its imputations at 8 stds (session 39).
+TABLE_CLIP = 1e4
 
 
 def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -413,3 +413,45 @@ def test_given_blend_weights_are_taken_and_the_spread_calibration_reuses_the_tab
     draws = inference.impute(pre, x, known, cat, ncl, seed=0, n_samples=3, method="conditional", n_steps=2,
                              blend_inputs=True, center_draws=True, calibrate_spread=True, share_first_call=True)
     assert len(calls) == 1 and draws.shape == (3, *x.shape)
+
+
+def _far_group_table():
+    """400 rows, 3 columns; a group of 6 rows (column b = 10) holds a = 100, far beyond 8 of the observed values'
+    stds (two of the group's a known: 13 stds); a is hidden in the other four."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 400
+    group = np.arange(n) < 6
+    b = np.where(group, 10.0, rng.normal(size=n))
+    c = rng.normal(size=n) + 0.5 * b
+    a = np.where(group, 100.0 + rng.normal(size=n), rng.normal(size=n) + 0.3 * c)
+    missing = rng.random((n, 3)) < 0.1
+    missing[:6] = False
+    missing[2:6, 0] = True
+    return np.where(missing, np.nan, np.c_[a, b, c])
+
+
+def test_imputations_reach_beyond_the_networks_range_where_the_observed_values_do(monkeypatch):
+    """The network reads numeric cells within +-CLIP stds (as in training); the table keeps its values beyond, so
+    the trees learn the far group's value and the imputations may reach it (a clamp of the table at CLIP capped them
+    at the observed mean + 8 stds: 62.5 here, where the group's a is 100), never beyond the observed values' reach."""
+    import numpy as np
+
+    from icl_diffusion import DiffusionImputer
+
+    x = _far_group_table()
+    seen = []
+    forward = Denoiser.forward
+
+    def spy(self, x_t, *args, **kwargs):
+        seen.append(float(x_t[..., :3].abs().max()))  # the three numeric columns
+        return forward(self, x_t, *args, **kwargs)
+
+    monkeypatch.setattr(Denoiser, "forward", spy)
+    out = DiffusionImputer(random_state=0).fit_transform(x)
+    observed = x[~np.isnan(x[:, 0]), 0]
+    assert seen and max(seen) <= CLIP
+    assert out[2:6, 0].max() > observed.mean() + 8 * observed.std()  # beyond the old cap
+    assert out[:, 0].max() <= observed.max()  # within the observed values' reach
+    np.testing.assert_array_equal(out[~np.isnan(x)], x[~np.isnan(x)])  # observed cells untouched

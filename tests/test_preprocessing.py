@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from icl_diffusion.preprocessing import TablePreprocessor, as_table
-from icl_diffusion.scaling import CLIP, standardize
+from icl_diffusion.scaling import CLIP, TABLE_CLIP, standardize
 
 
 def mixed_frame() -> pd.DataFrame:
@@ -64,8 +64,10 @@ def test_numeric_standardized_like_training():
     ref, _, _ = standardize(x, torch.tensor(known)[None, :, None], torch.zeros(1, 1, dtype=torch.bool))
     np.testing.assert_allclose(enc.x[known, 0], ref[0, known, 0].numpy(), rtol=1e-6)
     assert np.array_equal(enc.known[:, 0], known) and enc.x[2, 0] == 0
-    outlier = pre.transform(pd.DataFrame({"a": [1e9]}))
-    assert outlier.x[0, 0] == CLIP  # clamped for the network
+    far = pre.transform(pd.DataFrame({"a": [200.0, 1e9]}))
+    assert far.x[0, 0] == pytest.approx((200 - 26.75) / values[known].std(), rel=1e-6)  # 4.0 stds: kept
+    assert pre.transform(pd.DataFrame({"a": [600.0]})).x[0, 0] > CLIP  # beyond the network's range, kept too
+    assert far.x[1, 0] == TABLE_CLIP  # held within float32's reach (the network sees +-CLIP: test_inference)
 
 
 def test_categorical_codes():
