@@ -10,8 +10,9 @@ Column rules (decided at fit, from the observed values):
 - numeric (int, float, nullable Int/Float, datetime/timedelta, object columns of numbers, and object/string
   columns whose every observed value is a number written as text, e.g. '25.3'): standardized with the observed
   mean and population std (as ``scaling.standardize`` does in training; any spread is a scale, a constant
-  column is imputed with its value), held within +-TABLE_CLIP (the network sees it clamped to +-CLIP). When every observed value is an
-  integer (below 2**53), imputations are rounded.
+  column is imputed with its value), held within +-TABLE_CLIP (the network reads it clamped to +-CLIP; the
+  engine's other estimates and the imputations keep values beyond). When every observed value is an integer
+  (below 2**53), imputations are rounded.
 - dates and durations are numbers of their resolution: counts of the coarsest unit (day, hour, minute,
   second, ms, us, ns) that every observed value is a whole multiple of, so daily dates are imputed as whole days.
 - categorical (object/string columns, pandas Categorical, bool): codes 0..C-1. Categories are the sorted

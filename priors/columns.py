@@ -194,7 +194,7 @@ def ordinal_codes(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
     levels = torch.where(rng.bernoulli_t((B, 1, F), cfg.ordinal_binary), 2, rng.randint_t((B, 1, F), 3, k_max))
     cuts = (rng.rand(B, k_max - 1, F) * N).long().clamp(max=N - 1)  # (B, K-1, F) row ranks, uniform
     thresholds = z.sort(1).values.gather(1, cuts)
-    used = torch.arange(k_max - 1, device=z.device).view(1, -1, 1) < levels - 1  # the first K-1 of them
+    used = torch.arange(k_max - 1, device=z.device).view(1, -1, 1) < levels - 1  # levels - 1 cuts
     thresholds = torch.where(used, thresholds, torch.inf)
     codes = (z.unsqueeze(2) > thresholds.unsqueeze(1)).sum(2)  # (B, N, F)
     return (codes + rng.randint_t((B, 1, F), 0, 1)).to(z.dtype)
@@ -211,7 +211,8 @@ def group_columns(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
     group = (score.argsort(1).argsort(1) / size).long()  # (B, N) ids of runs of `size` rows in score order
     index = group.unsqueeze(2).expand(B, N, F)
     sums = torch.zeros(B, N, F, dtype=z.dtype, device=z.device).scatter_add_(1, index, z)
-    counts = torch.zeros(B, N, 1, dtype=z.dtype, device=z.device).scatter_add_(1, group.unsqueeze(2), torch.ones_like(z[..., :1]))
+    counts = torch.zeros(B, N, 1, dtype=z.dtype, device=z.device).scatter_add_(1, group.unsqueeze(2),
+                                                                               torch.ones_like(z[..., :1]))
     means = standardize((sums / counts.clamp(min=1)).gather(1, index))
     share = rng.uniform_t((B, 1, 1), *cfg.group_col_frac)
     chosen = rng.bernoulli_t((B, 1, 1), cfg.p_group) & (rng.rand(B, 1, F) < share)
