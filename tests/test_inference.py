@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -418,8 +419,6 @@ def test_given_blend_weights_are_taken_and_the_spread_calibration_reuses_the_tab
 def _far_group_table():
     """400 rows, 3 columns; a group of 6 rows (column b = 10) holds a = 100, far beyond 8 of the observed values'
     stds (two of the group's a known: 13 stds); a is hidden in the other four."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     n = 400
     group = np.arange(n) < 6
@@ -436,8 +435,6 @@ def test_imputations_reach_beyond_the_networks_range_where_the_observed_values_d
     """The network reads numeric cells within +-CLIP stds (as in training); the table keeps its values beyond, so
     the trees learn the far group's value and the imputations may reach it (a clamp of the table at CLIP capped them
     at the observed mean + 8 stds: 62.5 here, where the group's a is 100), never beyond the observed values' reach."""
-    import numpy as np
-
     from icl_diffusion import DiffusionImputer
 
     x = _far_group_table()
