@@ -112,6 +112,18 @@ def derive(cfg: PriorConfig, rng: Rng, z: Tensor, codes: Tensor, is_cat: Tensor,
     return torch.where(derived.unsqueeze(1), derived_codes, codes), z
 
 
+def quantile_bins(rng: Rng, score: Tensor, levels: Tensor, max_levels: int) -> Tensor:
+    """Ordered integer bins (B, N, F) in [0, levels) of a continuous score (B, N, F): each cell's count of its
+    column's levels - 1 thresholds strictly below it, the thresholds at the score of random rows (at random
+    empirical quantiles, so bin sizes are Dirichlet-like); levels (B, F), at most max_levels."""
+    B, N, F = score.shape
+    rows = rng.randint_t((B, max_levels - 1, F), 0, N - 1)
+    thresholds = score.gather(1, rows).transpose(1, 2)  # (B, F, K-1)
+    unused = torch.arange(max_levels - 1, device=score.device) >= (levels - 1).unsqueeze(-1)
+    thresholds = thresholds.masked_fill(unused, float("inf")).sort(dim=-1).values
+    return torch.searchsorted(thresholds, score.transpose(1, 2).contiguous(), side="left").transpose(1, 2)
+
+
 def categorize(rng: Rng, score: Tensor, n_classes: Tensor, max_classes: int) -> Tensor:
     """Unordered integer codes from a continuous score.
 
@@ -119,15 +131,9 @@ def categorize(rng: Rng, score: Tensor, n_classes: Tensor, max_classes: int) -> 
     quantiles (so class sizes are Dirichlet-like: some rare, some common); a random permutation of the
     labels then removes the order, as for real categories. Returns int64 (B, N, F) in [0, n_classes).
     """
-    B, N, F = score.shape
+    B, _, F = score.shape
     K = max_classes
-    # Thresholds at the score of random rows = at random empirical quantiles; unused ones at +inf.
-    rows = rng.randint_t((B, K - 1, F), 0, N - 1)
-    thresholds = score.gather(1, rows).transpose(1, 2)  # (B, F, K-1)
-    unused_thr = torch.arange(K - 1, device=score.device) >= (n_classes - 1).unsqueeze(-1)
-    thresholds = thresholds.masked_fill(unused_thr, float("inf")).sort(dim=-1).values
-    # bins = number of thresholds strictly below the score
-    bins = torch.searchsorted(thresholds, score.transpose(1, 2).contiguous(), side="left")  # (B, F, N)
+    bins = quantile_bins(rng, score, n_classes, K).transpose(1, 2)  # (B, F, N)
     # Random bijection of 0..K-1: unused labels get keys > 1 so they sort last.
     unused = torch.arange(K, device=score.device) >= n_classes.unsqueeze(-1)  # (B, F, K)
     perm = torch.argsort(rng.rand(B, F, K) + 2.0 * unused, dim=-1)
@@ -186,17 +192,12 @@ def post_transform(cfg: PriorConfig, rng: Rng, z: Tensor, is_target: Tensor) -> 
 
 
 def ordinal_codes(cfg: PriorConfig, rng: Rng, z: Tensor) -> Tensor:
-    """(B, N, F) every column of z (B, N, F) recorded as a few ordered levels: the number of its thresholds, at
-    random quantiles of the column, a cell exceeds, counted from 0 or 1 (a 0/1 dummy, a score 1..K). Equal values
-    get equal codes."""
-    B, N, F = z.shape
+    """(B, N, F) every column of z (B, N, F) recorded as a few ordered levels (``quantile_bins``: thresholds at
+    random quantiles of the column), counted from 0 or 1 (a 0/1 dummy, a score 1..K). Equal values get equal codes."""
+    B, _, F = z.shape
     k_max = cfg.max_ordinal_levels
-    levels = torch.where(rng.bernoulli_t((B, 1, F), cfg.ordinal_binary), 2, rng.randint_t((B, 1, F), 3, k_max))
-    cuts = (rng.rand(B, k_max - 1, F) * N).long().clamp(max=N - 1)  # (B, K-1, F) row ranks, uniform
-    thresholds = z.sort(1).values.gather(1, cuts)
-    used = torch.arange(k_max - 1, device=z.device).view(1, -1, 1) < levels - 1  # levels - 1 cuts
-    thresholds = torch.where(used, thresholds, torch.inf)
-    codes = (z.unsqueeze(2) > thresholds.unsqueeze(1)).sum(2)  # (B, N, F)
+    levels = torch.where(rng.bernoulli_t((B, F), cfg.ordinal_binary), 2, rng.randint_t((B, F), 3, k_max))
+    codes = quantile_bins(rng, z, levels, k_max)
     return (codes + rng.randint_t((B, 1, F), 0, 1)).to(z.dtype)
 
 
