@@ -32,7 +32,7 @@ from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
-from .tree_regression import fit_rows, target_estimates, tree_estimates, tree_probabilities
+from .tree_regression import extrapolated, fit_rows, target_estimates, tree_estimates, tree_probabilities
 
 # What ``impute`` runs: "point", the one-call posterior mean, or one of the samplers.
 ENGINE_METHODS = ("point", *METHODS)
@@ -60,7 +60,9 @@ MATCH_ODDS_RANGE = (1 / 30, 30.0)
 # cells +0.0014 / +0.0017 / -0.0009; the kernel regression (smooth nonlinear relations), session 26; the trees,
 # session 27, 0.02 / 0.03 / 0.05: real grid +0.0076 / +0.0072 / +0.0061, Gaussian tables -0.0007 / -0.0001 / -0.0000
 # (benchmarks/results/imputation.md).
-INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02, "trees": 0.03}
+# The extrapolated trees, session 40: where the linear excess lowers the pooled loss at all (0.1%: on a tie the plain
+# trees); the trees' own gate counts the blends that take either.
+INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02, "trees": 0.03, "extrapolated": 0.001}
 # ... and only where that gain exceeds this many paired standard errors over the held cells (0: no such test): a
 # table with few held cells (MAR 50% of 500 rows) can show a 3% gain by chance. Session 30, 1 / 2: Gaussian tables
 # +0.0006 / +0.0008, real grid -0.0003 / -0.0035 (heavy-tailed errors widen the standard error: real gains refused;
@@ -81,8 +83,11 @@ LEVEL_AGREEMENT = 0.1
 LEVEL_CONSISTENCY = 0.5
 # The blend's inputs the engine computes itself, after the network's (``input_point``): "kernel", a kernel ridge
 # regression of each column on the row's other cells (``kernel_regression.py``, session 26); "trees", extremely
-# randomized trees per column (``tree_regression.py``, session 27).
-ENGINE_INPUTS = ("kernel", "trees")
+# randomized trees per column (``tree_regression.py``, session 27); "extrapolated", the same trees' estimate moved
+# by the Gaussian's linear excess where a row lies beyond the rows they learnt from (``tree_regression.extrapolated``,
+# session 40).
+ENGINE_INPUTS = ("kernel", "trees", "extrapolated")
+TREE_INPUTS = ("trees", "extrapolated")  # the inputs that need the trees fitted (last in ENGINE_INPUTS, this order)
 # ``input_weights`` of a table imputed as a whole: False, chosen on the rows its final call's trees learn from (every
 # row up to ``tree_regression.MAX_ROWS``, the key rows the network's context), so each input is judged as it is
 # used; True (sessions 17-28): on the key rows alone, where the trees learn from those only and lose to the others
@@ -344,12 +349,13 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
     (``ENGINE_INPUTS``: the kernel ridge regression and the trees over the table filled by the Gaussian estimate,
-    fitted on the ``key_rows``; the trees once, in the table's units, for every view), each averaged over the views
+    fitted on the ``key_rows``; the trees once, in the table's units, for every view; then the same trees
+    ``extrapolated`` beyond the rows they learnt from), each averaged over the views
     (``table_views``) in the table's units with equal weights; known cells as they are. ``tree_rows``: the rows the
     trees are fitted on (default the ``key_rows``). ``fitted``: the engine's inputs to fit (default all); the others
     stand in as the Gaussian estimate (for a blend that gives them no weight)."""
     fitted = ENGINE_INPUTS if fitted is None else fitted
-    per_member, trees = [], None
+    per_member, trees, beyond = [], None, None
     for member in members:
         transform, x_m = table_views[member]
         estimates = outputs[member][2][0].unbind(-1)  # k of (N, F), in the view's units
@@ -360,12 +366,15 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
             estimates.append(kernel_estimates(filled, known, is_cat, key_rows.to(x.device), seed) if kernel else filled)
         if transform is not None:
             estimates = [torch.where(known, x, transform.inverse(e)) for e in estimates]
-        if "trees" in ENGINE_INPUTS and filled is not None:
+        if set(TREE_INPUTS) & set(ENGINE_INPUTS) and filled is not None:
             filled = estimates[names.index("gaussian")]  # in the table's units
-            if trees is None and "trees" in fitted:  # one fit for every view: trees do not see monotone transforms
-                rows = key_rows if tree_rows is None else tree_rows
-                trees = tree_estimates(filled, known, is_cat, rows.to(x.device), seed)
-            estimates.append(filled if trees is None else trees)
+            if trees is None and set(TREE_INPUTS) & set(fitted):  # one fit for every view: trees do not see
+                rows = (key_rows if tree_rows is None else tree_rows).to(x.device)  # monotone transforms
+                trees = tree_estimates(filled, known, is_cat, rows, seed)
+                beyond = extrapolated(trees, known, is_cat, rows) if "extrapolated" in fitted else None
+            for name, estimate in zip(TREE_INPUTS, (trees, beyond)):
+                if name in ENGINE_INPUTS:
+                    estimates.append(filled if estimate is None else estimate)
         per_member.append(estimates)
     return [sum(same) / len(members) for same in zip(*per_member)]
 
@@ -593,7 +602,8 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
     for name, gain in INPUT_MIN_GAIN.items():  # gated inputs, offered where the table's held cells ask for them
         if name in names and bool(measured.any()):
-            uses = grid[:, 1 + names.index(name)] > 0  # (W,)
+            family = TREE_INPUTS if name == "trees" else (name,)  # the trees' gate: either of their inputs
+            uses = grid[:, [1 + names.index(n) for n in family if n in names]].gt(0).any(1)  # (W,)
             pooled = loss[:, measured].sum(1)
             if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()) or not significant(
                     error, mean_error, own_level, hold & measured[None, :], pooled, uses):

@@ -16,9 +16,15 @@ after the first reads the other numeric columns as the one before filled them (M
 at once so that no column order matters): a row missing two related columns then has each estimated from the
 other's tree estimate, not from its linear one. Session 29, real grid (up to 16 split candidates): one sweep of 30
 trees 0.7584, (10, 30) 0.7546, (30, 30) 0.7541, (10, 10, 30) 0.7533 (benchmarks/results/imputation.md).
-Trees do not extrapolate (a leaf's value is an average of fitted rows). ``BEYOND_RANGE`` (off): a cell whose
-Gaussian estimate lies beyond the range of the column's fitted values keeps that estimate. It mends a column missing in its most extreme rows under MAR, which the blend's held cells
-may not show (AER/Guns MAR 10%, 0.690 -> 0.454), and costs more elsewhere (real grid 0.7582 -> 0.7614). Trees do
+Trees do not extrapolate (a leaf's value is an average of fitted rows). ``extrapolated`` is the trees' estimate
+where a row's known cells lie beyond the range of the rows a column's forest learnt from moved by what the
+Gaussian conditional mean gains between the row as it is and the row clipped to that range (``linear_excess``):
+a column missing where the other columns are extreme (MAR) follows them out linearly, as the regressor's
+``extrapolate`` does for its target. The blend offers it as an input of its own (``inference.ENGINE_INPUTS``), so
+the held cells decide per table and column whether the linear excess pays (session 40: on AER/Guns MAR 10% the
+trees alone 0.597 -> 0.308; added to the trees inside their sweeps it won there and lost elsewhere, real grid
+0.7529 -> 0.7515, se 0.0018; benchmarks/results/imputation.md). It replaced session 27's cruder rule (a cell whose
+Gaussian estimate left the range of the column's fitted values kept that estimate: real grid 0.7582 -> 0.7614). Trees do
 not see monotone transforms of their features, so the engine fits them once, in the table's units, for every view.
 A linear part (trees on the residuals of a least-squares fit) was worse on the real grid (session 27). Seeded: the
 same table gets the same estimate.
@@ -32,6 +38,8 @@ import numpy as np
 import torch
 from sklearn.tree import ExtraTreeClassifier, ExtraTreeRegressor
 
+from .gaussian_feature import EM_MAX_ITERS, EM_TOL, gaussian_estimate, table_gaussian
+
 TREES = (10, 10, 30)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
 LEAF_ROWS = 1
 # Split candidates per node: every feature up to this many (the real grid's tables have at most 16), a random
@@ -39,7 +47,6 @@ LEAF_ROWS = 1
 # "sqrt", a random forest's choice (session 29: real grid 0.7539 against 0.7533, 15% less time per call, but a
 # table of three columns gets one candidate, a random split, and loses its group structure).
 MAX_FEATURES = 16
-BEYOND_RANGE = False  # the Gaussian estimate where it leaves the fitted values' range (session 27: worse)
 CATEGORICAL = True  # categorical columns' codes as features (-1 where unknown)
 MIN_ROWS = 10  # a column known in fewer key rows gets no estimate (the filled value)
 MAX_ROWS = 2048  # fit_rows: most rows a forest is fitted on
@@ -146,14 +153,55 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
             features = np.column_stack([np.delete(z, d, axis=1), levels])
             forest = _forest(ExtraTreeRegressor, trees, features[train], z[train, d], seed + d)
             estimate = forest.predict(features[unknown])
-            if BEYOND_RANGE:  # where the Gaussian estimate leaves the range the trees saw, they cannot follow it
-                low, high = z[train, d].min(), z[train, d].max()
-                linear = z[unknown, d]
-                estimate = np.where((linear < low) | (linear > high), linear, estimate)
             refilled[unknown, d] = estimate
             estimate = torch.as_tensor(estimate, dtype=out.dtype, device=out.device)
             out[torch.as_tensor(unknown, device=out.device), j] = estimate
         z = refilled
+    return out
+
+
+def extrapolated(estimates: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
+                 key_rows: torch.Tensor) -> torch.Tensor:
+    """``tree_estimates``' ``estimates`` (N, F) (known cells as they are) with each unknown numeric cell moved by its
+    ``linear_excess`` beyond the range of the ``key_rows`` (K,) its forest learnt from."""
+    numeric = (~is_cat).nonzero().squeeze(1)
+    excess = linear_excess(estimates[:, numeric], known[:, numeric], np.sort(key_rows.cpu().numpy()))
+    out = estimates.clone()
+    out[:, numeric] = (estimates[:, numeric].double() + excess.to(estimates.device)).to(estimates.dtype)
+    return out
+
+
+def linear_excess(x: torch.Tensor, known: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """(N, D) float64 of a numeric table x (N, D) with cells ``known`` (N, D): for each unknown cell (i, d), the
+    Gaussian conditional mean of column d given row i's known cells, less the same with those cells clipped to the
+    range column by column of the known cells of the ``rows`` that know d (the rows its forest learns from); 0 for
+    a row inside that range and at known cells. The Gaussian is fitted to the ``rows``' known cells by EM until it
+    converges, as the network's closed-form input at inference."""
+    n, width = x.shape
+    out = torch.zeros(n, width, dtype=torch.float64)
+    if width < 2:
+        return out
+    z, seen = x.double().cpu()[None], known.cpu()[None]
+    no_cat = torch.zeros(1, width, dtype=torch.bool)
+    key_mask = torch.zeros(1, n, dtype=torch.bool)
+    key_mask[0, torch.as_tensor(rows, dtype=torch.long)] = True
+    mean, cov = table_gaussian(z, seen, no_cat, key_mask, EM_MAX_ITERS, EM_TOL)
+    values, k = z[0].numpy(), seen[0].numpy()
+    for d in range(width):
+        learnt = np.zeros(n, dtype=bool)
+        learnt[rows] = True
+        learnt &= k[:, d]
+        shown = k & learnt[:, None]  # (N, D): the cells the forest of column d reads in its rows
+        lo = np.where(shown, values, np.inf).min(0)
+        hi = np.where(shown, values, -np.inf).max(0)
+        clipped = np.where(k & shown.any(0)[None, :], np.clip(values, np.minimum(lo, hi), hi), values)
+        beyond = np.flatnonzero(~k[:, d] & (clipped != values).any(1))
+        if len(beyond) == 0:
+            continue
+        both = torch.as_tensor(np.stack([values[beyond], clipped[beyond]]))  # (2, M, D)
+        est = gaussian_estimate(both, seen[:, beyond].expand(2, -1, -1), no_cat.expand(2, -1), cov.expand(2, -1, -1),
+                                mean.expand(2, -1))
+        out[torch.as_tensor(beyond), d] = (est[0, :, d] - est[1, :, d]).double()
     return out
 
 

