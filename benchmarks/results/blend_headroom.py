@@ -14,12 +14,16 @@ mechanism, rate), NRMSE over the hidden cells of:
 - ``best single``: per column the one estimate of least error on the hidden cells (an oracle);
 - ``oracle blend``: per column the grid's weights of least error on the hidden cells (an oracle: the most any
   choice of weights could get from these inputs);
+- each input ``own level`` and ``oracle blend own level``: the same with every input at its own level (no shift to
+  the network's level over the column's unknown cells, ``inference.read_no_shift``); ``oracle level choice``: per
+  column the better of the two oracles;
 - MissForest-like in the same process on the same masks.
 
     python benchmarks/results/blend_headroom.py [--seeds 0] [--rates 0.1,0.3,0.5] [CHECKPOINT]   # ~7 min a seed
 
-The committed blend_headroom.csv is session 40's run before the extrapolated trees joined the blend (a run now has
-their column too); results/imputation.md has its table.
+Session 40's runs (results/imputation.md has their tables): blend_headroom_before.csv before the extrapolated trees
+joined the blend (and before the own-level columns), blend_headroom.csv after, blend_headroom_own_level.csv after
+with every column's inputs at their own level (``inference.LEVEL_AGREEMENT`` set to 1e9 around ``main()``).
 """
 
 import argparse
@@ -121,6 +125,13 @@ def scores(c: dict, x_in: np.ndarray, engine: np.ndarray, truth: np.ndarray, mis
     out["best single"] = np.min(np.stack(list(singles.values())), 0)
     grid = inference.input_grid(n_in)
     out["oracle blend"] = np.min(np.stack([sq(blended(w)) for w in grid]), 0)
+    # The same with every input at its own level (``own_level`` everywhere: no shift to the network's level).
+    own = torch.ones_like(c["own_level"])
+    for k, name in enumerate(names[1:], 1):
+        out[f"{name} own level"] = sq(torch.where(known, x0, inputs[k - 1]))
+    out["oracle blend own level"] = np.min(np.stack([
+        sq(blend(x0, inputs, known, is_cat, w.expand(f, n_in), c["level_rows"], own)) for w in grid]), 0)
+    out["oracle level choice"] = np.minimum(out["oracle blend"], out["oracle blend own level"])
     cells = missing.sum()  # every hidden cell is in the engine's rows
     return {k: float(np.sqrt(v.sum() / cells)) for k, v in out.items()}
 
@@ -162,7 +173,8 @@ def main() -> None:
                           flush=True)
     d = pd.DataFrame(rows)
     d.to_csv(args.out, index=False)
-    metrics = ["engine", "chosen", "oracle blend", "best single", *names, "missforest"]
+    metrics = ["engine", "chosen", "oracle blend", "oracle blend own level", "oracle level choice", "best single",
+               *names, *(f"{n} own level" for n in names[1:]), "missforest"]
     print("\nmean NRMSE over rows (ratio to MissForest-like's mean)")
     for m in metrics:
         print(f"  {m:14s} {d[m].mean():.4f}  ({d[m].mean() / d.missforest.mean():.3f}x)")
