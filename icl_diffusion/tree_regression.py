@@ -187,11 +187,10 @@ def linear_excess(x: torch.Tensor, known: torch.Tensor, rows: np.ndarray) -> tor
     key_mask[0, torch.as_tensor(rows, dtype=torch.long)] = True
     mean, cov = table_gaussian(z, seen, no_cat, key_mask, EM_MAX_ITERS, EM_TOL)
     values, k = z[0].numpy(), seen[0].numpy()
+    in_rows = np.zeros(n, dtype=bool)
+    in_rows[rows] = True
     for d in range(width):
-        learnt = np.zeros(n, dtype=bool)
-        learnt[rows] = True
-        learnt &= k[:, d]
-        shown = k & learnt[:, None]  # (N, D): the cells the forest of column d reads in its rows
+        shown = k & (in_rows & k[:, d])[:, None]  # (N, D): the cells the forest of column d reads in its rows
         lo = np.where(shown, values, np.inf).min(0)
         hi = np.where(shown, values, -np.inf).max(0)
         clipped = np.where(k & shown.any(0)[None, :], np.clip(values, np.minimum(lo, hi), hi), values)
