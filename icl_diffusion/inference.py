@@ -68,6 +68,13 @@ INPUT_MIN_GAIN = {"sharp": 0.05, "kernel": 0.02, "trees": 0.03, "extrapolated": 
 # +0.0006 / +0.0008, real grid -0.0003 / -0.0035 (heavy-tailed errors widen the standard error: real gains refused;
 # benchmarks/results/imputation.md). Off.
 INPUT_GAIN_SE = 0.0
+# ``input_weights``: pseudo-cells of the table's mean loss per held cell added to each column's own (``least_loss``),
+# so that a column takes the blend the whole table's held cells choose unless its own clearly ask for another: a
+# column's tens of held cells choose among dozens of blends by chance. Session 41, real grid (shipped weights, gain
+# over 20, the draws' ``CALIBRATION_PRIOR_CELLS`` that it shared until then): 10 -0.0007, 40 +0.0012, 80 +0.0021,
+# 160 +0.0030 (se 0.0010; 102 rows better, 56 worse), 320 +0.0025, the table's choice for every column +0.0021
+# (benchmarks/results/imputation.md).
+INPUT_PRIOR_CELLS = 160
 # ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
 # within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
 # a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
@@ -534,7 +541,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     network (its views weighted by ``view_weights``) and by each input (``input_point``: the same calls); a
     column takes the grid blend (``input_grid``) of least squared error about its held cells' mean error (the inputs are
     shifted to the network's level where used, so their level is not theirs to win on), plus
-    ``CALIBRATION_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. Where the network's mean
+    ``INPUT_PRIOR_CELLS`` pseudo-cells of the table's mean such error per cell. Where the network's mean
     over the column's unknown cells is within ``LEVEL_AGREEMENT`` of the Gaussian estimate's, or within
     ``LEVEL_CONSISTENCY`` standard deviations of its cells' departures from it (it read no shift off the
     missingness), the inputs keep their own levels (``own_level``) and the plain squared error chooses: a
@@ -608,7 +615,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
             if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()) or not significant(
                     error, mean_error, own_level, hold & measured[None, :], pooled, uses):
                 loss = torch.where(uses[:, None], torch.inf, loss)
-    choice = least_loss(loss, cells, measured, CALIBRATION_PRIOR_CELLS)  # (F,)
+    choice = least_loss(loss, cells, measured, INPUT_PRIOR_CELLS)  # (F,)
     return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level, level_weights)
 
 

@@ -120,6 +120,8 @@ def least_loss(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, p
     """Per-column index (F,) of the candidate of least loss: ``loss`` (W, F) summed over each column's ``cells``
     (F,) held cells, plus ``prior_cells`` pseudo-cells of the ``columns``' (F,) bool mean loss per held cell, so
     that a column with few held cells follows the table (the choice elsewhere is the pooled one)."""
+    if not prior_cells:  # (0 x an infinite loss, a blend refused, would be NaN)
+        return loss.argmin(0)
     per_cell = loss[:, columns].sum(1) / cells[columns].sum()  # (W,)
     return (loss + prior_cells * per_cell[:, None]).argmin(0)
 

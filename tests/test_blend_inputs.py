@@ -253,6 +253,48 @@ def test_an_engine_input_is_offered_only_where_the_held_cells_ask_for_it(monkeyp
     assert bool((weights(table, masks[1]) == 0).all())
 
 
+def test_columns_follow_the_table_s_blend_by_its_pseudo_cells(monkeypatch):
+    """``INPUT_PRIOR_CELLS``: pseudo-cells of the table's mean held-out loss added to each column's. A table of four
+    Gaussian columns, two uniform ones and one that steps with those two (the trees'): with none each column takes
+    the blend its own few held cells choose (chance among dozens: several different ones), with the shipped number
+    fewer distinct ones, with a very large number the table's pooled choice for every column."""
+    from icl_diffusion import inference
+    from icl_diffusion.inference import input_weights
+
+    cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
+                         neighbour_feature=True)
+    torch.manual_seed(0)
+    net, diffusion = Denoiser(cfg).eval(), GaussianDiffusion()
+    rng = np.random.default_rng(0)
+    gaussian = rng.standard_normal((300, 1)) @ rng.standard_normal((1, 4)) + 0.5 * rng.standard_normal((300, 4))
+    z = rng.uniform(-2, 2, (300, 2))
+    step = np.where((z[:, 0] > 0) ^ (z[:, 1] > 0), 1.0, -1.0) + 0.1 * rng.standard_normal(300)
+    table = np.column_stack([gaussian, z, step])
+    x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
+    known = torch.as_tensor(rng.random((300, 7)) > 0.2)
+
+    def distinct_blends(prior_cells):
+        monkeypatch.setattr(inference, "INPUT_PRIOR_CELLS", prior_cells)
+        weights = input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(7, dtype=torch.bool),
+                                torch.zeros(7, dtype=torch.long), torch.ones(7, dtype=torch.bool), 1024,
+                                ("identity",), None, 0).weights
+        return len({tuple(w.tolist()) for w in weights})
+
+    shipped = distinct_blends(inference.INPUT_PRIOR_CELLS)  # first: the others set it
+    own, pooled = distinct_blends(0), distinct_blends(10**9)
+    assert own >= 4 and shipped < own and pooled == 1, (own, shipped, pooled)
+
+
+def test_least_loss_without_pseudo_cells_skips_refused_blends():
+    """A blend refused for the whole table (its loss infinite) is never chosen, with pseudo-cells or without."""
+    from icl_diffusion.local_context import least_loss
+
+    loss = torch.tensor([[1.0, 5.0], [torch.inf, torch.inf], [2.0, 1.0]], dtype=torch.float64)
+    cells, columns = torch.tensor([10.0, 10.0]), torch.tensor([True, True])
+    assert least_loss(loss, cells, columns, 0).tolist() == [0, 2]
+    assert least_loss(loss, cells, columns, 10**6).tolist() == [2, 2]  # pooled: 3.0 against 6.0
+
+
 @pytest.mark.parametrize("on_keys", [False, True])
 def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(monkeypatch, on_keys):
     """A table imputed as a whole (more rows than the context): the blend's held cells and the trees they judge span
