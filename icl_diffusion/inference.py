@@ -27,7 +27,7 @@ from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .gaussian_feature import cell_estimates, converged_em, expand_table, one_hot_layout, table_gaussian
 from .kernel_regression import kernel_estimates
-from .local_context import choose_weights, least_loss, local_tables, standardize
+from .local_context import choose_weights, local_tables, soft_choice, standardize
 from .model import Denoiser
 from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
 from .scaling import CLIP
@@ -75,6 +75,18 @@ INPUT_GAIN_SE = 0.0
 # 160 +0.0030 (se 0.0010; 102 rows better, 56 worse), 320 +0.0025, the table's choice for every column +0.0021
 # (benchmarks/results/imputation.md).
 INPUT_PRIOR_CELLS = 160
+# ``input_weights``: share of each column's observed cells hidden to choose its blend (numeric) and its trees' weight
+# (categorical; ``LEVEL_PRIOR_CELLS`` pseudo-cells of the table's mean log loss as ``INPUT_PRIOR_CELLS``). Session 42,
+# numeric, real grid against 0.1: 0.05 -0.0058 (se 0.0042), 0.2 -0.0017 (0.0013).
+INPUT_HOLD_FRAC = CALIBRATION_FRAC
+LEVEL_HOLD_FRAC = CALIBRATION_FRAC
+LEVEL_PRIOR_CELLS = CALIBRATION_PRIOR_CELLS
+# ``input_weights``: a numeric column's blend averaged over the grid's candidates within about this many held cells'
+# worth of loss of its best (``local_context.soft_choice``); 0: the best alone. Its held cells cannot tell near ties
+# apart, and their mixture is as good as either. Session 42, shipped weights, gain over 0 (se): real grid 2 +0.0005
+# (0.0003; 108 rows better, 54 worse), 6 +0.0006 (0.0005), 20 -0.0013 (0.0009); at 2 Gaussian tables +0.0004
+# (0.0003), mixed tables' numeric cells +0.0018 (0.0005), draws' CRPS +0.0003 (benchmarks/results/imputation.md).
+INPUT_SOFT_CELLS = 2.0
 # ``input_weights``: a column's inputs keep their own levels where the network's mean over its unknown cells is
 # within this of the Gaussian estimate's (standardized units), chosen on the held cells; elsewhere the network read
 # a shift off the missingness (MNAR) that held observed cells cannot show, and keeps its level. Session 26, 0.1 /
@@ -557,11 +569,12 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
     numeric = (columns.to(x.device) & ~is_cat).cpu().numpy()
-    hold = hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5]), weights=odds)
+    hold = hold_out(known.cpu().numpy(), numeric, np.random.default_rng([seed, 5]), INPUT_HOLD_FRAC, weights=odds)
     levels = CATEGORICAL_TREES and "gaussian" in model.closed_form_inputs
     if levels:  # categorical cells held as well (with the same odds), for the trees' weight in their probabilities
         categorical = (columns.to(x.device) & is_cat).cpu().numpy()
-        hold |= hold_out(known.cpu().numpy(), categorical, np.random.default_rng([seed, 6]), weights=odds)
+        hold |= hold_out(known.cpu().numpy(), categorical, np.random.default_rng([seed, 6]), LEVEL_HOLD_FRAC,
+                         weights=odds)
     hold = torch.as_tensor(hold, device=x.device)
     if not bool(hold.any()) or not model.closed_form_inputs:
         return None
@@ -580,7 +593,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         held_levels = held_levels & fitted[None, :]
         probs = torch.softmax(logits.double(), -1)
         level_weights = choose_weights(x, held_levels, is_cat, (net, probs), (net, trees), LEVEL_WEIGHT_GRID,
-                                       CALIBRATION_PRIOR_CELLS)
+                                       LEVEL_PRIOR_CELLS)
         codes = torch.where(held_levels, x, 0).round().long()[..., None]  # (N, F, 1): the held cells' levels
         p_net, p_trees = (p.gather(-1, codes)[..., 0] for p in (probs, trees))  # (N, F): their probabilities
         w = level_weights[None, :]
@@ -615,8 +628,8 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
             if bool(pooled[uses].min() > (1 - gain) * pooled[~uses].min()) or not significant(
                     error, mean_error, own_level, hold & measured[None, :], pooled, uses):
                 loss = torch.where(uses[:, None], torch.inf, loss)
-    choice = least_loss(loss, cells, measured, INPUT_PRIOR_CELLS)  # (F,)
-    return InputBlend(torch.where(measured[:, None], grid[choice], grid[0]), own_level, level_weights)
+    chosen = soft_choice(loss, cells, measured, INPUT_PRIOR_CELLS, grid, INPUT_SOFT_CELLS)  # (F, K)
+    return InputBlend(torch.where(measured[:, None], chosen, grid[0]), own_level, level_weights)
 
 
 def read_no_shift(network: torch.Tensor, gaussian: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:

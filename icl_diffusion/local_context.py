@@ -126,6 +126,23 @@ def least_loss(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, p
     return (loss + prior_cells * per_cell[:, None]).argmin(0)
 
 
+def soft_choice(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, prior_cells: int, grid: torch.Tensor,
+                soft_cells: float) -> torch.Tensor:
+    """Per-column weights (F, K) averaged over the candidates ``grid`` (W, K): ``least_loss``'s totals (loss plus
+    pseudo-cells), each candidate weighted by exp(-(its total - the least) / (``soft_cells`` x the least total per
+    cell)), so that candidates within a few cells' worth of loss of the best share the choice; 0: the best alone."""
+    if not soft_cells:
+        return grid[least_loss(loss, cells, columns, prior_cells)]
+    total = loss
+    if prior_cells:  # (0 x an infinite loss would be NaN)
+        total = loss + prior_cells * (loss[:, columns].sum(1) / cells[columns].sum())[:, None]  # (W, F)
+    least = total.min(0).values  # (F,)
+    scale = soft_cells * least / (cells + prior_cells).clamp(min=1)  # (F,)
+    logits = -(total - least) / scale.clamp(min=1e-300)
+    share = torch.softmax(torch.where(torch.isfinite(logits), logits, -torch.inf), 0)  # (W, F)
+    return share.T @ grid.to(share.dtype)
+
+
 def choose_weights(x: torch.Tensor, hold: torch.Tensor, is_cat: torch.Tensor, global_est: tuple, local_est: tuple,
                    grid: tuple[float, ...] = WEIGHT_GRID, prior_cells: int = WEIGHT_PRIOR_CELLS) -> torch.Tensor:
     """Per-column weights (F,) of the local estimate in (1 - w) global + w local, chosen on held-out observed

@@ -253,13 +253,10 @@ def test_an_engine_input_is_offered_only_where_the_held_cells_ask_for_it(monkeyp
     assert bool((weights(table, masks[1]) == 0).all())
 
 
-def test_columns_follow_the_table_s_blend_by_its_pseudo_cells(monkeypatch):
-    """``INPUT_PRIOR_CELLS``: pseudo-cells of the table's mean held-out loss added to each column's. A table of four
-    Gaussian columns, two uniform ones and one that steps with those two (the trees'): with none each column takes
-    the blend its own few held cells choose (chance among dozens: several different ones), with the shipped number
-    fewer distinct ones, with a very large number the table's pooled choice for every column."""
+def _stepped_table_weights(monkeypatch, prior_cells, soft_cells):
+    """``input_weights``' weights (7, K) with ``INPUT_PRIOR_CELLS`` and ``INPUT_SOFT_CELLS`` set, a random network, on a
+    table of four Gaussian columns, two uniform ones and one that steps with those two (the trees'), 20% MCAR."""
     from icl_diffusion import inference
-    from icl_diffusion.inference import input_weights
 
     cfg = DenoiserConfig(d_model=32, n_blocks=2, n_heads=4, max_classes=5, gaussian_em_iters=3,
                          neighbour_feature=True)
@@ -272,17 +269,42 @@ def test_columns_follow_the_table_s_blend_by_its_pseudo_cells(monkeypatch):
     table = np.column_stack([gaussian, z, step])
     x = torch.as_tensor((table - table.mean(0)) / table.std(0), dtype=torch.float32)
     known = torch.as_tensor(rng.random((300, 7)) > 0.2)
+    monkeypatch.setattr(inference, "INPUT_PRIOR_CELLS", prior_cells)
+    monkeypatch.setattr(inference, "INPUT_SOFT_CELLS", soft_cells)
+    return inference.input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(7, dtype=torch.bool),
+                                   torch.zeros(7, dtype=torch.long), torch.ones(7, dtype=torch.bool), 1024,
+                                   ("identity",), None, 0).weights
+
+
+def test_columns_follow_the_table_s_blend_by_its_pseudo_cells(monkeypatch):
+    """``INPUT_PRIOR_CELLS``: pseudo-cells of the table's mean held-out loss added to each column's. With none each
+    column takes the blend its own few held cells choose (chance among dozens: several different ones), with the
+    shipped number fewer distinct ones, with a very large number the table's pooled choice for every column (each
+    column one grid blend: no soft choice)."""
+    from icl_diffusion import inference
 
     def distinct_blends(prior_cells):
-        monkeypatch.setattr(inference, "INPUT_PRIOR_CELLS", prior_cells)
-        weights = input_weights(net, diffusion, torch.where(known, x, 0.0), known, torch.zeros(7, dtype=torch.bool),
-                                torch.zeros(7, dtype=torch.long), torch.ones(7, dtype=torch.bool), 1024,
-                                ("identity",), None, 0).weights
-        return len({tuple(w.tolist()) for w in weights})
+        return len({tuple(w.tolist()) for w in _stepped_table_weights(monkeypatch, prior_cells, 0.0)})
 
     shipped = distinct_blends(inference.INPUT_PRIOR_CELLS)  # first: the others set it
     own, pooled = distinct_blends(0), distinct_blends(10**9)
     assert own >= 4 and shipped < own and pooled == 1, (own, shipped, pooled)
+
+
+def test_a_column_s_blend_mixes_the_blends_its_held_cells_cannot_tell_apart(monkeypatch):
+    """``INPUT_SOFT_CELLS``: with the shipped number a column's weights mix the grid's near ties (some column's weights
+    are on no grid point); with 0 every column takes one grid blend. Either way each sums to 1."""
+    from icl_diffusion import inference
+
+    shipped = inference.INPUT_SOFT_CELLS  # before the calls set it
+
+    def off_grid(weights):
+        assert torch.allclose(weights.sum(1), torch.ones(len(weights), dtype=weights.dtype))
+        grid = input_grid(weights.shape[1]).to(weights.dtype)
+        return int((torch.cdist(weights, grid).min(1).values > 1e-6).sum())
+
+    assert shipped > 0 and off_grid(_stepped_table_weights(monkeypatch, 160, shipped)) >= 2
+    assert off_grid(_stepped_table_weights(monkeypatch, 160, 0.0)) == 0
 
 
 def test_least_loss_without_pseudo_cells_skips_refused_blends():
@@ -293,6 +315,25 @@ def test_least_loss_without_pseudo_cells_skips_refused_blends():
     cells, columns = torch.tensor([10.0, 10.0]), torch.tensor([True, True])
     assert least_loss(loss, cells, columns, 0).tolist() == [0, 2]
     assert least_loss(loss, cells, columns, 10**6).tolist() == [2, 2]  # pooled: 3.0 against 6.0
+
+
+def test_soft_choice_shares_near_ties_and_never_a_refused_blend():
+    """``soft_choice``: 0 soft cells is ``least_loss``'s blend; otherwise a column's weights mix the blends within a
+    few held cells' worth of loss of its best (more of them as the soft cells grow), a blend far behind or refused
+    (infinite loss) getting none."""
+    from icl_diffusion.local_context import least_loss, soft_choice
+
+    grid = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]], dtype=torch.float64)
+    loss = torch.tensor([[10.0, 30.0], [10.5, 20.0], [30.0, torch.inf]], dtype=torch.float64)  # 10 cells each
+    cells, columns = torch.tensor([10.0, 10.0]), torch.tensor([True, True])
+    assert torch.equal(soft_choice(loss, cells, columns, 0, grid, 0.0), grid[least_loss(loss, cells, columns, 0)])
+    one, three = (soft_choice(loss, cells, columns, 0, grid, s) for s in (1.0, 3.0))
+    assert torch.allclose(one.sum(1), torch.ones(2, dtype=torch.float64))
+    # column 0: blend 1 is half a cell's worth behind (weight e^-0.5 at 1 soft cell), blend 2 twenty cells' (~0)
+    assert torch.allclose(one[0], torch.tensor([0.8112, 0.1888], dtype=torch.float64), atol=1e-4)
+    assert three[0, 1] > one[0, 1]
+    # column 1: the best (20) is 10 of its cells' worth (2 each) ahead of blend 0 and blend 2 is refused
+    assert one[1, 1] == pytest.approx(0.5, abs=0.01) and one[1, 0] >= 0.5
 
 
 @pytest.mark.parametrize("on_keys", [False, True])
