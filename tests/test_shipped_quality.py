@@ -187,7 +187,9 @@ def test_blend_keeps_the_networks_reading_of_values_missing_not_at_random(shippe
         naive = quality.imputation_nrmse(shipped, x, missing)
     finally:
         inference.blend_with_inputs = original
-    assert naive > 1.03 * on, (off, on, naive)  # stage 25: 1.449 without the blend, 1.449 with, 1.512 unshifted
+    # stage 25: 1.449 without the blend, 1.449 with, 1.512 unshifted; since session 42's soft choice (a column mixes
+    # its near-tie blends, ``inference.INPUT_SOFT_CELLS``) 1.440, 1.449, 1.487: the unshifted blend still 2.6% worse
+    assert naive > 1.02 * on, (off, on, naive)
 
 
 def _numeric_table(package: str, name: str) -> np.ndarray:
