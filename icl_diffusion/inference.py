@@ -75,11 +75,12 @@ INPUT_GAIN_SE = 0.0
 # 160 +0.0030 (se 0.0010; 102 rows better, 56 worse), 320 +0.0025, the table's choice for every column +0.0021
 # (benchmarks/results/imputation.md).
 INPUT_PRIOR_CELLS = 160
-# ``input_weights``: share of each column's observed cells hidden to choose its blend (numeric) and its trees' weight
-# (categorical; ``LEVEL_PRIOR_CELLS`` pseudo-cells of the table's mean log loss as ``INPUT_PRIOR_CELLS``). Session 42,
-# numeric, real grid against 0.1: 0.05 -0.0058 (se 0.0042), 0.2 -0.0017 (0.0013).
+# ``input_weights``: share of each numeric column's observed cells hidden to choose its blend. Session 42, real grid
+# against 0.1: 0.05 -0.0058 (se 0.0042), 0.2 -0.0017 (0.0013).
 INPUT_HOLD_FRAC = CALIBRATION_FRAC
-LEVEL_HOLD_FRAC = CALIBRATION_FRAC
+# ``input_weights``: pseudo-cells of the table's mean log loss in each categorical column's choice of the trees' weight
+# (as ``INPUT_PRIOR_CELLS``). Session 42, mixed tables' accuracy against 20: 80 -0.0008 (se 0.0005), 5 +0.0004 /
+# -0.0003 on seeds 0-2 / 3-5 (benchmarks/results/categorical.md).
 LEVEL_PRIOR_CELLS = CALIBRATION_PRIOR_CELLS
 # ``input_weights``: a numeric column's blend averaged over the grid's candidates within about this many held cells'
 # worth of loss of its best (``local_context.soft_choice``); 0: the best alone. Its held cells cannot tell near ties
@@ -573,8 +574,7 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     levels = CATEGORICAL_TREES and "gaussian" in model.closed_form_inputs
     if levels:  # categorical cells held as well (with the same odds), for the trees' weight in their probabilities
         categorical = (columns.to(x.device) & is_cat).cpu().numpy()
-        hold |= hold_out(known.cpu().numpy(), categorical, np.random.default_rng([seed, 6]), LEVEL_HOLD_FRAC,
-                         weights=odds)
+        hold |= hold_out(known.cpu().numpy(), categorical, np.random.default_rng([seed, 6]), weights=odds)
     hold = torch.as_tensor(hold, device=x.device)
     if not bool(hold.any()) or not model.closed_form_inputs:
         return None

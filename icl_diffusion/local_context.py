@@ -116,26 +116,29 @@ def standardize(x: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor) -> t
     return torch.where(ok, mean, 0.0), torch.where(ok, std, 1.0)
 
 
+def pooled_loss(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, prior_cells: int) -> torch.Tensor:
+    """(W, F): ``loss`` (W, F) summed over each column's ``cells`` (F,) held cells, plus ``prior_cells`` pseudo-cells of
+    the ``columns``' (F,) bool mean loss per held cell (none: the loss as it is; 0 x an infinite loss, a blend refused,
+    would be NaN)."""
+    if not prior_cells:
+        return loss
+    return loss + prior_cells * (loss[:, columns].sum(1) / cells[columns].sum())[:, None]
+
+
 def least_loss(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, prior_cells: int) -> torch.Tensor:
-    """Per-column index (F,) of the candidate of least loss: ``loss`` (W, F) summed over each column's ``cells``
-    (F,) held cells, plus ``prior_cells`` pseudo-cells of the ``columns``' (F,) bool mean loss per held cell, so
-    that a column with few held cells follows the table (the choice elsewhere is the pooled one)."""
-    if not prior_cells:  # (0 x an infinite loss, a blend refused, would be NaN)
-        return loss.argmin(0)
-    per_cell = loss[:, columns].sum(1) / cells[columns].sum()  # (W,)
-    return (loss + prior_cells * per_cell[:, None]).argmin(0)
+    """Per-column index (F,) of the candidate of least ``pooled_loss``, so that a column with few held cells follows
+    the table (the choice elsewhere is the pooled one)."""
+    return pooled_loss(loss, cells, columns, prior_cells).argmin(0)
 
 
 def soft_choice(loss: torch.Tensor, cells: torch.Tensor, columns: torch.Tensor, prior_cells: int, grid: torch.Tensor,
                 soft_cells: float) -> torch.Tensor:
     """Per-column weights (F, K) averaged over the candidates ``grid`` (W, K): ``least_loss``'s totals (loss plus
-    pseudo-cells), each candidate weighted by exp(-(its total - the least) / (``soft_cells`` x the least total per
+    pseudo-cells, ``pooled_loss``), each candidate weighted by exp(-(its total - the least) / (``soft_cells`` x the least total per
     cell)), so that candidates within a few cells' worth of loss of the best share the choice; 0: the best alone."""
     if not soft_cells:
         return grid[least_loss(loss, cells, columns, prior_cells)]
-    total = loss
-    if prior_cells:  # (0 x an infinite loss would be NaN)
-        total = loss + prior_cells * (loss[:, columns].sum(1) / cells[columns].sum())[:, None]  # (W, F)
+    total = pooled_loss(loss, cells, columns, prior_cells)  # (W, F)
     least = total.min(0).values  # (F,)
     scale = soft_cells * least / (cells + prior_cells).clamp(min=1)  # (F,)
     logits = -(total - least) / scale.clamp(min=1e-300)
