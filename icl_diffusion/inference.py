@@ -101,6 +101,15 @@ LEVEL_AGREEMENT = 0.1
 # sd 0.41 / 0.34 (there the threshold alone moved stage 51's inputs to its level: 0.488 -> 0.970), self-masked MNAR
 # Gaussian columns' 0.12-0.19 against sd 0.07-0.10; shipped weights, real grid +0.0002 (se 0.0002), Gaussian level.
 LEVEL_CONSISTENCY = 0.5
+# ... and the inputs keep their own levels as well in a column whose missingness the other numeric columns predict
+# beyond what their linear prediction of the column itself does (``missing_by_others``): missing because of the
+# others' values (MAR), which the inputs read from the row, not because of its own (a self-masked column's
+# missingness depends on the others only through its own value). The test's F statistic (a linear probability model
+# of the missingness on the other columns against on their prediction of the column alone) must reach a p-value below
+# 10^-MAR_TEST_LOG10P; 0: off. Session 43, shipped weights, real grid (0.7474 before): 10 / 15 +0.0043 / +0.0051
+# (MAR +0.0106, MNAR +0.0048 at 15); at 5 with the extra directions also explaining half of what the others explain,
+# +0.0027, at 15 with that +0.0032 (benchmarks/results/imputation.md).
+MAR_TEST_LOG10P = 15.0
 # The blend's inputs the engine computes itself, after the network's (``input_point``): "kernel", a kernel ridge
 # regression of each column on the row's other cells (``kernel_regression.py``, session 26); "trees", extremely
 # randomized trees per column (``tree_regression.py``, session 27); "extrapolated", the same trees' estimate moved
@@ -545,7 +554,8 @@ def linear_extrapolation(pretrained: Pretrained, x: np.ndarray, edges: np.ndarra
 @torch.no_grad()
 def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.Tensor, chunk_rows: int,
                   members: tuple[str, ...], view_weights: torch.Tensor | None, seed: int,
-                  bar=None, odds: np.ndarray | None = None, key_rows: torch.Tensor | None = None) -> InputBlend | None:
+                  bar=None, odds: np.ndarray | None = None, key_rows: torch.Tensor | None = None,
+                  at_random: np.ndarray | None = None) -> InputBlend | None:
     """Per-column weights (F, 1 + k) of ``blend_with_inputs`` with the network's k closed-form inputs
     (``Denoiser.closed_form_inputs``), chosen on the rows x, known (N, F) of the call it stands for, its
     ``key_rows`` (None: every row) the network's context and the kernel regression's fit, every row the trees'
@@ -559,7 +569,9 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     ``LEVEL_CONSISTENCY`` standard deviations of its cells' departures from it (it read no shift off the
     missingness), the inputs keep their own levels (``own_level``) and the plain squared error chooses: a
     column missing where the other columns are extreme (MAR) is then filled at the level of the estimate that
-    extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). The
+    extrapolates best into those rows (on quakes, the nearest rows' where the linear one overshoots). So do the
+    ``at_random`` (F,) bool columns (``missing_by_others``: the other columns predict their missingness beyond their
+    own prediction of the column, MAR), whatever the network read. The
     network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
     lowers the table's pooled held-out loss by its ``INPUT_MIN_GAIN`` (tables of near-duplicate rows), the kernel
     regression and the trees likewise. With ``CATEGORICAL_TREES``, in each categorical one of the ``columns`` as
@@ -616,7 +628,10 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
         # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
         gaussian = estimates[1 + model.closed_form_inputs.index("gaussian")]
-        own_level = read_no_shift(estimates[0], gaussian, ~seen & ~is_cat[None, :]) & measured
+        own_level = read_no_shift(estimates[0], gaussian, ~seen & ~is_cat[None, :])
+        if at_random is not None:  # missing because of the other columns: they, not a shift, set the level
+            own_level = own_level | torch.as_tensor(at_random, device=x.device)
+        own_level = own_level & measured
         plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
         loss = torch.where(own_level[None], plain, loss)
     names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
@@ -725,6 +740,43 @@ def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, colum
         median = np.median(odds[known[:, j]])
         weights[:, j] = odds.clip(median * MATCH_ODDS_RANGE[0], median * MATCH_ODDS_RANGE[1])
     return weights
+
+
+def missing_by_others(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray,
+                      seed: int = 0) -> np.ndarray:
+    """(F,) bool: the ``columns`` whose missingness the table's other numeric cells (standardized ``x``, unknown
+    cells at 0) predict beyond their linear prediction of the column itself (an F test, ``MAR_TEST_LOG10P``):
+    least squares of the missingness on the other columns against on that prediction (fitted on the column's observed
+    rows) alone, on at most ``MATCH_FIT_ROWS`` rows (a subsample drawn with ``seed``, as ``missingness_odds``'s)."""
+    from scipy.stats import f as f_distribution
+
+    found = np.zeros(x.shape[1], dtype=bool)
+    numeric = np.flatnonzero(~is_cat)
+    if not MAR_TEST_LOG10P or len(numeric) < 3:
+        return found
+    rows = np.arange(len(x))
+    if len(x) > MATCH_FIT_ROWS:
+        rows = np.sort(np.random.default_rng([seed, 7]).choice(len(x), MATCH_FIT_ROWS, replace=False))
+    z, seen = np.where(known, x, 0.0)[rows].astype(np.float64), known[rows]
+
+    def residual(design: np.ndarray, y: np.ndarray) -> float:
+        r = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        return float(r @ r)
+
+    for j in np.flatnonzero(columns & ~is_cat):
+        missing, observed = (~seen[:, j]).astype(np.float64), seen[:, j]
+        if observed.sum() < len(numeric) + 2 or not missing.any():
+            continue
+        design = np.column_stack([np.ones(len(z)), z[:, numeric[numeric != j]]])
+        prediction = design @ np.linalg.lstsq(design[observed], z[observed, j], rcond=None)[0]
+        full = residual(design, missing)
+        alone = residual(np.column_stack([np.ones(len(z)), prediction]), missing)
+        extra, dof = design.shape[1] - 2, len(z) - design.shape[1]
+        if extra < 1 or dof < 1 or full <= 0:
+            continue
+        statistic = (alone - full) / extra / (full / dof)
+        found[j] = f_distribution.logsf(statistic, extra, dof) < -MAR_TEST_LOG10P * math.log(10)
+    return found
 
 
 def _extend(bar, passes: int) -> None:
@@ -1033,6 +1085,7 @@ def impute(
                 sub = keys_sub.cpu() if WEIGHTS_ON_KEYS else fit_rows(len(rows), keys_sub, seed)
                 columns = (~ks).any(0)
                 odds = missingness_odds(x, known, is_cat, (~known).any(0), seed)[rows[sub].numpy()]
+                at_random = missing_by_others(x, known, is_cat, (~known).any(0), seed)
             else:
                 # Rows imputed against fitted ones: the weights from those alone, every column held, so that
                 # a row's imputation does not depend on the other rows imputed with it.
@@ -1040,10 +1093,12 @@ def impute(
                 columns = torch.ones_like(cat)
                 fitted = keys.numpy()
                 odds = missingness_odds(x[fitted], known[fitted], is_cat, (~known[fitted]).any(0), seed)
+                at_random = missing_by_others(x[fitted], known[fitted], is_cat, (~known[fitted]).any(0), seed)
             context = None if len(sub) == len(keys_sub) else torch.searchsorted(sub, keys_sub.cpu())  # both sorted
             sx = sub.to(dev)
             weights["inputs"] = input_weights(model, diffusion, xs[sx], ks[sx], cat, ncl, columns, chunk_rows,
-                                              ensemble, view_weights_of(), seed, bar, odds, context)
+                                              ensemble, view_weights_of(), seed, bar, odds,
+                                              key_rows=context, at_random=at_random)
         return weights.get("inputs")
 
     def point_estimate_of(outputs: dict | None = None, table_views: dict | None = None):

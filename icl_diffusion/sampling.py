@@ -96,7 +96,9 @@ class SamplerConfig:
         closed-form inputs, the Gaussian conditional mean and the nearest-rows estimates, and since session 26 the
         engine's kernel ridge regression of the column on the row's other cells (``kernel_regression.py``) and since
         session 27 its extremely randomized trees (``tree_regression.py``), shifted to the network's level over the
-        column's unknown cells (or at their own where the network read no shift: ``inference.read_no_shift``), by weights chosen on held-out observed cells of the key rows
+        column's unknown cells (or at their own where the network read no shift: ``inference.read_no_shift``, or
+        where the other columns predict the column's missingness: ``inference.missing_by_others``, session 43), by
+        weights chosen on held-out observed cells of the key rows
         (``inference.input_weights``, ``blend_with_inputs``; one more network call per view on the key rows, and
         the inputs' own estimates). Stage 25, session 17 (benchmarks/results/blend_inputs.md): real-table
         numeric NRMSE 0.7997 -> 0.7934 (MissForest-like 0.793), Gaussian tables 1.040 -> 1.033 times the exact

@@ -350,9 +350,9 @@ def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(mon
     seen, trees = [], []
     weights, estimates = engine.input_weights, engine.tree_estimates
 
-    def recording_weights(model, diffusion, x, known, *args):
-        seen.append((len(x), None if args[-1] is None else len(args[-1])))
-        return weights(model, diffusion, x, known, *args)
+    def recording_weights(model, diffusion, x, known, *args, key_rows=None, **kwargs):
+        seen.append((len(x), None if key_rows is None else len(key_rows)))
+        return weights(model, diffusion, x, known, *args, key_rows=key_rows, **kwargs)
 
     def recording_trees(filled, known, is_cat, key_rows, seed=0):
         trees.append((len(filled), len(key_rows)))
@@ -386,3 +386,35 @@ def test_a_shift_is_read_only_where_the_network_departs_from_the_gaussian_estima
     unknown[:100, 3] = False
     network[:100, 3] = gaussian[:100, 3] + 10 * noise[:100, 3]  # known cells' scatter does not count
     assert read_no_shift(network, gaussian, unknown).tolist() == [False, True, True, False]
+
+
+def test_a_column_missing_because_of_the_others_is_told_from_one_missing_by_its_own_value():
+    """``missing_by_others``: a column lost where another column is large (MAR) is flagged; a column lost where its
+    own value is large (self-masking MNAR) is not, though the other columns predict that too (through its own
+    value, which they predict); nor one lost at random, nor an observed one. What lets the blend's inputs keep their
+    own levels under MAR (``input_weights``) while the network's reading of a shift stands under MNAR."""
+    from icl_diffusion import inference
+    from icl_diffusion.inference import missing_by_others
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    common = rng.standard_normal((n, 1))
+    x = common + 0.6 * rng.standard_normal((n, 5))  # five correlated columns
+    x = (x - x.mean(0)) / x.std(0)
+    known = np.ones_like(x, dtype=bool)
+    known[:, 0] = ~(x[:, 1] - x[:, 2] + rng.logistic(size=n) > 1.0)  # MAR: lost where column 1 exceeds column 2
+    known[:, 3] = ~(2 * x[:, 3] + rng.logistic(size=n) > 1.5)  # MNAR: lost where its own value is large
+    known[:, 4] = rng.random(n) > 0.3  # MCAR
+    is_cat = np.zeros(5, dtype=bool)
+    columns = ~known.all(0)
+    assert missing_by_others(x, known, is_cat, columns).tolist() == [True, False, False, False, False]
+    # The others predict the self-masked column's missingness strongly, but only along its prediction.
+    assert (known[:, 3] == (x[:, [0, 1, 2, 4]].mean(1) < 0.5)).mean() > 0.6
+    # A categorical column is not tested; off, nothing is flagged.
+    assert not missing_by_others(x, known, np.array([True, False, False, False, False]), columns).any()
+    original = inference.MAR_TEST_LOG10P
+    inference.MAR_TEST_LOG10P = 0.0
+    try:
+        assert not missing_by_others(x, known, is_cat, columns).any()
+    finally:
+        inference.MAR_TEST_LOG10P = original
