@@ -388,7 +388,7 @@ def test_a_shift_is_read_only_where_the_network_departs_from_the_gaussian_estima
     assert read_no_shift(network, gaussian, unknown).tolist() == [False, True, True, False]
 
 
-def test_a_column_missing_because_of_the_others_is_told_from_one_missing_by_its_own_value():
+def test_a_column_missing_because_of_the_others_is_told_from_one_missing_by_its_own_value(monkeypatch):
     """``missing_by_others``: a column lost where another column is large (MAR) is flagged; a column lost where its
     own value is large (self-masking MNAR) is not, though the other columns predict that too (through its own
     value, which they predict); nor one lost at random, nor an observed one. What lets the blend's inputs keep their
@@ -412,9 +412,17 @@ def test_a_column_missing_because_of_the_others_is_told_from_one_missing_by_its_
     assert (known[:, 3] == (x[:, [0, 1, 2, 4]].mean(1) < 0.5)).mean() > 0.6
     # A categorical column is not tested; off, nothing is flagged.
     assert not missing_by_others(x, known, np.array([True, False, False, False, False]), columns).any()
-    original = inference.MAR_TEST_LOG10P
-    inference.MAR_TEST_LOG10P = 0.0
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(inference, "MAR_TEST_LOG10P", 0.0)
         assert not missing_by_others(x, known, is_cat, columns).any()
-    finally:
-        inference.MAR_TEST_LOG10P = original
+    # A categorical column's level drives the missingness (its levels unrelated to the numeric columns): found through
+    # the levels' indicators, and not without them.
+    kind = rng.integers(0, 3, n).astype(float)
+    table = np.column_stack([x, kind])
+    seen = np.ones_like(table, dtype=bool)
+    seen[:, 1] = ~((kind == 2) & (rng.random(n) < 0.6))
+    seen[rng.random(n) < 0.1, 5] = False
+    with_kind = np.array([False] * 5 + [True])
+    assert missing_by_others(table, seen, with_kind, ~seen.all(0)).tolist() == [False, True] + [False] * 4
+    monkeypatch.setattr(inference, "MAR_TEST_CATEGORICAL", False)
+    assert not missing_by_others(table, seen, with_kind, ~seen.all(0)).any()
