@@ -711,6 +711,14 @@ def hold_out(known: np.ndarray, columns: np.ndarray, rng: np.random.Generator,
     return hold
 
 
+def match_rows(n: int, seed: int) -> np.ndarray:
+    """The rows (sorted indices) the missingness fits (``missingness_odds``, ``missing_by_others``) are fitted on: every
+    one of n, or a subsample of ``MATCH_FIT_ROWS`` drawn with ``seed`` beyond that."""
+    if n <= MATCH_FIT_ROWS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 7]).choice(n, MATCH_FIT_ROWS, replace=False))
+
+
 def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, columns: np.ndarray,
                      seed: int = 0) -> np.ndarray:
     """(N, F) weights under which a column's observed cells look like its missing ones: in each of the
@@ -723,9 +731,7 @@ def missingness_odds(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, colum
     weights = np.ones(x.shape, dtype=np.float64)
     numeric = np.flatnonzero(~is_cat)
     z = np.where(known, x, 0.0)[:, numeric].astype(np.float64)
-    fit = np.arange(len(z))
-    if len(z) > MATCH_FIT_ROWS:
-        fit = np.sort(np.random.default_rng([seed, 7]).choice(len(z), MATCH_FIT_ROWS, replace=False))
+    fit = match_rows(len(z), seed)
     for j in np.flatnonzero(columns):
         missing = ~known[:, j]
         if not missing[fit].any() or missing[fit].all():
@@ -757,11 +763,9 @@ def missing_by_others(x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, colu
 
     found = np.zeros(x.shape[1], dtype=bool)
     numeric = np.flatnonzero(~is_cat)
-    if not MAR_TEST_LOG10P or len(numeric) < 2:
+    if not MAR_TEST_LOG10P:
         return found
-    rows = np.arange(len(x))
-    if len(x) > MATCH_FIT_ROWS:
-        rows = np.sort(np.random.default_rng([seed, 7]).choice(len(x), MATCH_FIT_ROWS, replace=False))
+    rows = match_rows(len(x), seed)
     z, seen = np.where(known, x, 0.0)[rows].astype(np.float64), known[rows]
     levels = [np.zeros((len(rows), 0))]
     if MAR_TEST_CATEGORICAL:  # the categorical columns' levels as indicators (unknown cells: none), all but the first
