@@ -16,6 +16,8 @@ after the first reads the other numeric columns as the one before filled them (M
 at once so that no column order matters): a row missing two related columns then has each estimated from the
 other's tree estimate, not from its linear one. Session 29, real grid (up to 16 split candidates): one sweep of 30
 trees 0.7584, (10, 30) 0.7546, (30, 30) 0.7541, (10, 10, 30) 0.7533 (benchmarks/results/imputation.md).
+The estimate is the mean of ``CHAINS`` such chains of sweeps, seeded apart: each fills the other columns its own
+way, and the mean is over those fills as much as over the trees (as multiple imputation's chains).
 Trees do not extrapolate (a leaf's value is an average of fitted rows). ``extrapolated`` is the trees' estimate
 where a row's known cells lie beyond the range of the rows a column's forest learnt from moved by what the
 Gaussian conditional mean gains between the row as it is and the row clipped to that range (``linear_excess``):
@@ -40,7 +42,15 @@ from sklearn.tree import ExtraTreeClassifier, ExtraTreeRegressor
 
 from .gaussian_feature import EM_MAX_ITERS, EM_TOL, gaussian_estimate, table_gaussian
 
-TREES = (10, 10, 30)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
+TREES = (1, 1, 3)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
+# Independent chains of those sweeps, their final estimates averaged (``tree_estimates``). A chain of few trees a
+# forest fills the other columns noisily, each its own way; its last forests read that fill, and the mean over
+# chains is over fills as much as over trees, where one chain of many trees plugs in one smooth fill. Session 44,
+# real grid (shipped weights, the point estimate; one chain of (10, 10, 30) 0.7423): 3 chains of (4, 4, 10) +0.0017
+# (se 0.0009), 6 of (2, 2, 5) +0.0031 (0.0011), 10 of (1, 1, 3) +0.0057 (0.0010) at the same time a table, 20 of
+# (1, 1, 2) +0.0064 (0.0011) at 25% more, 25 of two sweeps (1, 1) +0.0019 (0.0016) (benchmarks/results/imputation.md).
+CHAINS = 10
+CHAIN_SEED = 7919  # a chain's forests are seeded this much apart from the chain before's
 LEAF_ROWS = 1
 # Split candidates per node: every feature up to this many (the real grid's tables have at most 16), a random
 # subset of this many beyond (a forest's time grows with them: 2,048 rows x 100 columns, 67 -> 16 s a fit), or
@@ -130,9 +140,9 @@ def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) ->
 
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
                    seed: int = 0) -> torch.Tensor:
-    """(N, F) estimates of every numeric cell with unknown cells in its column: ``filled`` (N, F) (known cells as
-    they are, the others the Gaussian estimate) where known or where no forest is fitted; categorical columns as
-    filled. ``key_rows`` (K,): the rows a forest is fitted on."""
+    """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``CHAINS`` chains of
+    sweeps (``TREES``): ``filled`` (N, F) (known cells as they are, the others the Gaussian estimate) where known or
+    where no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted on."""
     out = filled.clone()
     numeric = (~is_cat).nonzero().squeeze(1).tolist()
     if len(numeric) + int(is_cat.sum()) < 2:  # no other column to read
@@ -143,20 +153,22 @@ def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tens
     levels = torch.where(known, filled, -1.0)[:, is_cat].double().cpu().numpy()  # (N, C): codes, -1 unknown
     if not CATEGORICAL:
         levels = levels[:, :0]
-    for trees in TREES:
-        refilled = z.copy()
-        for d, j in enumerate(numeric):
-            unknown = np.flatnonzero(~seen[:, d])
-            train = keys[seen[keys, d]]
-            if len(unknown) == 0 or len(train) < MIN_ROWS:
-                continue
-            features = np.column_stack([np.delete(z, d, axis=1), levels])
-            forest = _forest(ExtraTreeRegressor, trees, features[train], z[train, d], seed + d)
-            estimate = forest.predict(features[unknown])
-            refilled[unknown, d] = estimate
-            estimate = torch.as_tensor(estimate, dtype=out.dtype, device=out.device)
-            out[torch.as_tensor(unknown, device=out.device), j] = estimate
-        z = refilled
+    total, start = np.zeros_like(z), z
+    for chain in range(CHAINS):
+        z = start
+        for trees in TREES:
+            refilled = z.copy()
+            for d in range(len(numeric)):
+                unknown = np.flatnonzero(~seen[:, d])
+                train = keys[seen[keys, d]]
+                if len(unknown) == 0 or len(train) < MIN_ROWS:
+                    continue
+                features = np.column_stack([np.delete(z, d, axis=1), levels])
+                forest = _forest(ExtraTreeRegressor, trees, features[train], z[train, d], seed + d + CHAIN_SEED * chain)
+                refilled[unknown, d] = forest.predict(features[unknown])
+            z = refilled
+        total += z
+    out[:, numeric] = torch.as_tensor(np.where(seen, start, total / CHAINS), dtype=out.dtype, device=out.device)
     return out
 
 
