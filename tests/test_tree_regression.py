@@ -197,9 +197,12 @@ def _xor_levels(n=400, seed=0):
     return x, known, torch.tensor([False] * 4 + [True])
 
 
-def test_a_categorical_column_s_levels_are_read_off_the_other_columns():
+@pytest.mark.parametrize("chains", [False, True])
+def test_a_categorical_column_s_levels_are_read_off_the_other_columns(monkeypatch, chains):
+    """Also with ``LEVEL_CHAINS`` (the classifiers split among the numeric chains' fills; off by default)."""
     from icl_diffusion.tree_regression import tree_probabilities
 
+    monkeypatch.setattr(tree_regression, "LEVEL_CHAINS", chains)
     x, known, is_cat = _xor_levels()
     filled = torch.where(known, x, 0.0)
     probs, fitted = tree_probabilities(filled, known, is_cat, 3, torch.arange(len(x)))
