@@ -71,10 +71,10 @@ LEVEL_TREES = 30  # trees per forest of a categorical column (``tree_probabiliti
 # The categorical columns' classifiers read each of the numeric chains' fills (``chain_fills``) instead of the
 # Gaussian estimate, ``LEVEL_TREES`` split among them and their probabilities averaged. Session 44, shipped weights,
 # mixed tables' accuracy: +0.0017 (se 0.0010) / +0.0008 (0.0009) on seeds 0-2 / 3-5, at 46% more time a mixed table
-# with the chains fitted again for the classifiers. Session 45 handed them the numeric trees' chains where both were
-# fitted: the same accuracy (+0.0015 (se 0.0010) / +0.0008 (0.0011)), 14% more time on four mixed tables (the last call
-# fits the numeric trees only where their blend weight is not 0, rarely on mixed tables; the classifiers then fit
-# chains of their own). Off: within the noise for its cost.
+# with the chains fitted again for the classifiers. Session 45 prototyped handing them the numeric trees' chains where
+# both are fitted (removed): the same accuracy (+0.0015 (se 0.0010) / +0.0008 (0.0011)), 14% more time on four mixed
+# tables (the last call fits the numeric trees only where their blend weight is not 0, rarely on mixed tables; the
+# classifiers then fit chains of their own). Off: within the noise for its cost.
 LEVEL_CHAINS = False
 
 
