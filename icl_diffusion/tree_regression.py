@@ -7,7 +7,8 @@ isotropic local averages (the nearest-rows estimates). A tree partitions the row
 the one it predicts: steps and thresholds, interactions, heavy-tailed columns whose extreme rows it keeps apart,
 groups named by a categorical column. This is what MissForest's random forests read and the network does not learn.
 
-Definitions: every unknown numeric cell of the table is first filled with the Gaussian conditional mean (the
+Definitions: every unknown numeric cell of the table is first filled (``tree_estimates``' ``filled``: the engine hands
+the network's estimate, ``inference.TREES_START_NETWORK``; before session 45 the Gaussian conditional mean, the
 network's input); for numeric column j an extremely randomized forest (``Forest``) (``MAX_FEATURES`` split candidates a node,
 leaves of ``LEAF_ROWS`` rows or more) is fitted on the key rows that know column j, its features the row's other
 numeric columns so filled and its categorical columns' codes (-1 where unknown: a level of its own), and predicts
