@@ -389,13 +389,13 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
     (``ENGINE_INPUTS``: the kernel ridge regression over the table filled by the Gaussian estimate, fitted on the
-    ``key_rows``, and the trees over the table filled by ``start``; the trees once, in the table's units, for every view; then the same trees
-    ``extrapolated`` beyond the rows they learnt from), each averaged over the views
+    ``key_rows``, and the trees over the table filled by ``start``; the trees once, in the table's units, for every
+    view; then the same trees ``extrapolated`` beyond the rows they learnt from), each averaged over the views
     (``table_views``) in the table's units with equal weights; known cells as they are. ``tree_rows``: the rows the
     trees are fitted on (default the ``key_rows``). ``fitted``: the engine's inputs to fit (default all); the others
     stand in as the Gaussian estimate (for a blend that gives them no weight). ``start`` (N, F): the network's
-    estimate in the table's units, which the trees' chains start from where ``TREES_START_NETWORK`` is set (None:
-    the Gaussian estimate)."""
+    estimate in the table's units, known cells as they are (``ensemble_point``'s), which the trees' chains start from
+    where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate)."""
     fitted = ENGINE_INPUTS if fitted is None else fitted
     per_member, trees, beyond = [], None, None
     for member in members:
@@ -413,7 +413,7 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
             if trees is None and set(TREE_INPUTS) & set(fitted):  # one fit for every view: trees do not see
                 rows = (key_rows if tree_rows is None else tree_rows).to(x.device)  # monotone transforms
                 begin = start if TREES_START_NETWORK and start is not None else filled
-                trees = tree_estimates(torch.where(known, x, begin.to(filled.dtype)), known, is_cat, rows, seed)
+                trees = tree_estimates(begin, known, is_cat, rows, seed)
                 beyond = extrapolated(trees, known, is_cat, rows) if "extrapolated" in fitted else None
             for name, estimate in zip(TREE_INPUTS, (trees, beyond)):
                 if name in ENGINE_INPUTS:

@@ -44,7 +44,7 @@ from sklearn.tree import ExtraTreeClassifier, ExtraTreeRegressor
 
 from .gaussian_feature import EM_MAX_ITERS, EM_TOL, gaussian_estimate, table_gaussian
 
-TREES = (1, 1, 3)  # trees per forest, one entry per sweep (the first sweep reads the Gaussian estimate)
+TREES = (1, 1, 3)  # trees per forest, one entry per sweep (the first sweep reads the table as ``filled`` fills it)
 # Independent chains of those sweeps, their final estimates averaged (``tree_estimates``). A chain of few trees a
 # forest fills the other columns noisily, each its own way; its last forests read that fill, and the mean over
 # chains is over fills as much as over trees, where one chain of many trees plugs in one smooth fill. Session 44,
@@ -158,8 +158,8 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
                 seed: int = 0) -> list[np.ndarray]:
     """The ``CHAINS`` chains of sweeps (``TREES``) of ``tree_estimates``: each chain's last fill (N, D) float64 of the
     numeric columns (known cells as they are, unknown ones the chain's last forests' estimate, or as ``filled`` where no
-    forest is fitted). ``filled`` (N, F): known cells as they are, the others the Gaussian estimate; ``key_rows`` (K,):
-    the rows a forest is fitted on."""
+    forest is fitted). ``filled`` (N, F): known cells as they are, the others a first estimate (the engine's: the
+    network's, ``inference.TREES_START_NETWORK``); ``key_rows`` (K,): the rows a forest is fitted on."""
     numeric = (~is_cat).nonzero().squeeze(1).tolist()
     start = filled[:, numeric].double().cpu().numpy()  # (N, D)
     if len(numeric) + int(is_cat.sum()) < 2:  # no other column to read
@@ -192,8 +192,8 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
                    seed: int = 0) -> torch.Tensor:
     """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``chain_fills``' chains:
-    ``filled`` (N, F) (known cells as they are, the others the Gaussian estimate) where known or where no forest is
-    fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted on."""
+    ``filled`` (N, F) (known cells as they are, the others a first estimate, as ``chain_fills``') where known or where
+    no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted on."""
     out = filled.clone()
     numeric = ~is_cat
     seen = known[:, numeric].cpu().numpy()
