@@ -101,6 +101,18 @@ LEVEL_AGREEMENT = 0.1
 # sd 0.41 / 0.34 (there the threshold alone moved stage 51's inputs to its level: 0.488 -> 0.970), self-masked MNAR
 # Gaussian columns' 0.12-0.19 against sd 0.07-0.10; shipped weights, real grid +0.0002 (se 0.0002), Gaussian level.
 LEVEL_CONSISTENCY = 0.5
+# ... and where the network keeps its level, each input still brings its own departure from the Gaussian estimate's
+# level over the column's unknown cells (``blend_with_inputs``): the network reads the shift off the missingness
+# against that linear estimate, and the trees' or the nearest rows' reading of a nonlinear relation adds to it (quakes
+# MNAR 10%: latitude and depth missing at their extremes, which the trees read from the other columns as
+# MissForest-like does and the linear estimate does not). The departure is weighted 1 - (the column's missing share) /
+# DEPARTURE_SHARE, none at or beyond it: an input fitted to half a column self-masked at its top learnt from a truncated
+# range, and its departure there is no reading of the relation. 0: off (the inputs at the network's level). Session
+# 46, shipped weights, real grid: every departure kept (no weighting) +0.0070 (se 0.0034) / +0.0084 (0.0033) on the
+# masks of seeds 0-2 / 3-5 (MNAR 10% +0.07 a mask, MNAR 50% -0.02, Boston MAR 10% -0.025); weighted at 0.5 +0.0079
+# (0.0026) / +0.0067 (0.0022) / +0.0072 (0.0023) on seeds 0-2 / 3-5 / 6-8 (MNAR 10% +0.05 a mask, 50% 0), Gaussian
+# tables -0.0001 (0.0001) (benchmarks/results/imputation.md).
+DEPARTURE_SHARE = 0.5
 # ... and the inputs keep their own levels as well in a column whose missingness the other numeric columns predict
 # beyond what their linear prediction of the column itself does (``missing_by_others``): missing because of the
 # others' values (MAR), which the inputs read from the row, not because of its own (a self-masked column's
@@ -437,7 +449,9 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
         fitted = tuple(name for name, used in zip(ENGINE_INPUTS, taken) if used)  # none fitted for no weight
         others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows,
                              tree_rows=tree_rows, fitted=fitted, start=x0)
-        x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level)
+        names = model.closed_form_inputs
+        gaussian = others[names.index("gaussian")] if "gaussian" in names else None
+        x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level, gaussian)
         if blend.levels is not None and bool(blend.levels.gt(0).any()):
             trees, fitted = level_inputs(outputs, table_views, x, known, is_cat, logits.shape[-1], members,
                                          model.closed_form_inputs, key_rows if tree_rows is None else tree_rows,
@@ -452,14 +466,17 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
 
 def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch.Tensor, is_cat: torch.Tensor,
                       weights: torch.Tensor, level_rows: torch.Tensor | None = None,
-                      own_level: torch.Tensor | None = None) -> torch.Tensor:
+                      own_level: torch.Tensor | None = None, gaussian: torch.Tensor | None = None) -> torch.Tensor:
     """The network's numeric estimates x0 (N, F) blended per column with its ``inputs``' (``input_point``) by
     ``weights`` (F, 1 + len(inputs)), each input first shifted so that its mean over the column's unknown cells
     is the network's: the blend takes the inputs' shape of the relation, not their level. The network reads
     the level off the missingness itself (a column missing its high values under MNAR), which no estimate
-    fitted to the observed cells can. Where ``own_level`` (F,) bool is set (``input_weights``: the network read
-    no such shift there) the inputs keep their own levels. ``level_rows`` (N,) bool: the rows whose unknown cells
-    measure the level (None: all); a column with none there keeps the network's estimate."""
+    fitted to the observed cells can. Each input still keeps its own departure from the level of the ``gaussian``
+    estimate (N, F), the linear one the network reads its shift against (None: none kept), weighted by
+    ``DEPARTURE_SHARE``'s rule: the blend's level is the network's plus what the inputs read of the relation beyond
+    the linear one on the rows that miss the column. Where ``own_level`` (F,) bool is set (``input_weights``: the
+    network read no such shift there) the inputs keep their own levels. ``level_rows`` (N,) bool: the rows whose
+    unknown cells measure the level (None: all); a column with none there keeps the network's estimate."""
     unknown = ~known if level_rows is None else ~known & level_rows[:, None]
     count = unknown.sum(0)
 
@@ -467,9 +484,14 @@ def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch
         return torch.where(unknown, e.double(), 0.0).sum(0) / count.clamp(min=1)
 
     own = torch.zeros(x0.shape[1], dtype=torch.bool, device=x0.device) if own_level is None else own_level
+    kept = 0.0  # (F,): the share of each input's departure from the Gaussian estimate's level it keeps
+    if gaussian is not None and DEPARTURE_SHARE:
+        kept = (1 - (~known).double().mean(0) / DEPARTURE_SHARE).clamp(0, 1)
     out = weights[:, 0] * x0.double()
     for k, est in enumerate(inputs, 1):
-        out = out + weights[:, k] * (est.double() - torch.where(own, 0.0, level(est) - level(x0)))
+        departure = 0.0 if gaussian is None else kept * (level(est) - level(gaussian))  # (F,): the input's own reading
+        shift = level(est) - level(x0) - departure
+        out = out + weights[:, k] * (est.double() - torch.where(own, 0.0, shift))
     keep = known | is_cat[None, :] | (count == 0)[None, :]
     return torch.where(keep, x0, out.to(x0.dtype))
 
