@@ -111,7 +111,8 @@ LEVEL_CONSISTENCY = 0.5
 # 46, shipped weights, real grid: every departure kept (no weighting) +0.0070 (se 0.0034) / +0.0084 (0.0033) on the
 # masks of seeds 0-2 / 3-5 (MNAR 10% +0.07 a mask, MNAR 50% -0.02, Boston MAR 10% -0.025); weighted at 0.5 +0.0079
 # (0.0026) / +0.0067 (0.0022) / +0.0072 (0.0023) on seeds 0-2 / 3-5 / 6-8 (MNAR 10% +0.05 a mask, 50% 0), Gaussian
-# tables -0.0001 (0.0001) (benchmarks/results/imputation.md).
+# tables -0.0001 (0.0001), mixed tables' numeric cells +0.0001 (0.0003), draws' CRPS -0.0005 (0.0004), targets
+# bit-identical (benchmarks/results/imputation.md).
 DEPARTURE_SHARE = 0.5
 # ... and the inputs keep their own levels as well in a column whose missingness the other numeric columns predict
 # beyond what their linear prediction of the column itself does (``missing_by_others``): missing because of the
@@ -473,10 +474,11 @@ def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch
     the level off the missingness itself (a column missing its high values under MNAR), which no estimate
     fitted to the observed cells can. Each input still keeps its own departure from the level of the ``gaussian``
     estimate (N, F), the linear one the network reads its shift against (None: none kept), weighted by
-    ``DEPARTURE_SHARE``'s rule: the blend's level is the network's plus what the inputs read of the relation beyond
-    the linear one on the rows that miss the column. Where ``own_level`` (F,) bool is set (``input_weights``: the
-    network read no such shift there) the inputs keep their own levels. ``level_rows`` (N,) bool: the rows whose
-    unknown cells measure the level (None: all); a column with none there keeps the network's estimate."""
+    ``DEPARTURE_SHARE``'s rule (the missing share counted on the ``level_rows``): the blend's level is the network's
+    plus what the inputs read of the relation beyond the linear one on the rows that miss the column. Where
+    ``own_level`` (F,) bool is set (``input_weights``: the network read no such shift there) the inputs keep their own
+    levels. ``level_rows`` (N,) bool: the rows whose unknown cells measure the level (None: all); a column with none
+    there keeps the network's estimate."""
     unknown = ~known if level_rows is None else ~known & level_rows[:, None]
     count = unknown.sum(0)
 
@@ -485,8 +487,9 @@ def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch
 
     own = torch.zeros(x0.shape[1], dtype=torch.bool, device=x0.device) if own_level is None else own_level
     kept = 0.0  # (F,): the share of each input's departure from the Gaussian estimate's level it keeps
-    if gaussian is not None and DEPARTURE_SHARE:
-        kept = (1 - (~known).double().mean(0) / DEPARTURE_SHARE).clamp(0, 1)
+    if gaussian is not None and DEPARTURE_SHARE:  # the missing share of the level rows, as the level itself
+        rows = len(known) if level_rows is None else int(level_rows.sum())
+        kept = (1 - count.double() / max(rows, 1) / DEPARTURE_SHARE).clamp(0, 1)
     out = weights[:, 0] * x0.double()
     for k, est in enumerate(inputs, 1):
         departure = 0.0 if gaussian is None else kept * (level(est) - level(gaussian))  # (F,): the input's own reading
