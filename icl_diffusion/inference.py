@@ -490,10 +490,11 @@ def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch
     if gaussian is not None and DEPARTURE_SHARE:  # the missing share of the level rows, as the level itself
         rows = len(known) if level_rows is None else int(level_rows.sum())
         kept = (1 - count.double() / max(rows, 1) / DEPARTURE_SHARE).clamp(0, 1)
+    network, linear = level(x0), (0.0 if gaussian is None else level(gaussian))
     out = weights[:, 0] * x0.double()
     for k, est in enumerate(inputs, 1):
-        departure = 0.0 if gaussian is None else kept * (level(est) - level(gaussian))  # (F,): the input's own reading
-        shift = level(est) - level(x0) - departure
+        own_reading = level(est)
+        shift = own_reading - network - (0.0 if gaussian is None else kept * (own_reading - linear))
         out = out + weights[:, k] * (est.double() - torch.where(own, 0.0, shift))
     keep = known | is_cat[None, :] | (count == 0)[None, :]
     return torch.where(keep, x0, out.to(x0.dtype))
