@@ -146,6 +146,13 @@ TREES_START_NETWORK = True
 # used; True (sessions 17-28): on the key rows alone, where the trees learn from those only and lose to the others
 # on tables of more rows than the context (session 29: real grid 0.7584 -> 0.7533 with the trees' sweeps).
 WEIGHTS_ON_KEYS = False
+# The trees' chains (``tree_regression.chain_fills``) of the final call, where the blend gives them weight; the
+# held-out call that chose that weight fits ``tree_regression.CHAINS``. The weight needs the trees roughly; the
+# estimate gains from every chain (a mean over more fills). Session 47, real grid seeds 0-2 against 10 chains in both
+# calls (0.7248): final 20 +0.0022 (se 0.0003), final 40 +0.0034 (0.0004) at 1.5x the time; held-out 5 and final 20
+# +0.0022 (0.0007) at about the same time a table, 30 +0.0030 (0.0007) at 1.2x; 1,000 x 20 Gaussian (no trees in its
+# final call) 4.9 -> 3.9 s (benchmarks/results/imputation.md).
+FINAL_CHAINS = 20
 # Categorical cells: the network's class probabilities blended per column with extremely randomized trees'
 # (``tree_regression.tree_probabilities``), (1 - w) network + w trees, w of ``LEVEL_WEIGHT_GRID`` chosen by the log
 # loss of held observed cells of the column (``input_weights``), as the numeric inputs are. False: the network's.
@@ -397,7 +404,8 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
 
 def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...], names: tuple[str, ...],
                 is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0, tree_rows: torch.Tensor | None = None,
-                fitted: tuple[str, ...] | None = None, start: torch.Tensor | None = None) -> list[torch.Tensor]:
+                fitted: tuple[str, ...] | None = None, start: torch.Tensor | None = None,
+                chains: int | None = None) -> list[torch.Tensor]:
     """The numeric estimates (N, F) of the network's closed-form inputs (``names``, its ``closed_form_inputs``: the
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
@@ -426,7 +434,7 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
             if trees is None and set(TREE_INPUTS) & set(fitted):  # one fit for every view: trees do not see
                 rows = (key_rows if tree_rows is None else tree_rows).to(x.device)  # monotone transforms
                 begin = start if TREES_START_NETWORK and start is not None else filled
-                trees = tree_estimates(begin, known, is_cat, rows, seed)
+                trees = tree_estimates(begin, known, is_cat, rows, seed, chains)
                 beyond = extrapolated(trees, known, is_cat, rows) if "extrapolated" in fitted else None
             for name, estimate in zip(TREE_INPUTS, (trees, beyond)):
                 if name in ENGINE_INPUTS:
@@ -449,7 +457,7 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
         taken = blend.weights[:, 1 + len(model.closed_form_inputs):].ne(0).any(0).tolist()
         fitted = tuple(name for name, used in zip(ENGINE_INPUTS, taken) if used)  # none fitted for no weight
         others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows,
-                             tree_rows=tree_rows, fitted=fitted, start=x0)
+                             tree_rows=tree_rows, fitted=fitted, start=x0, chains=FINAL_CHAINS)
         names = model.closed_form_inputs
         gaussian = others[names.index("gaussian")] if "gaussian" in names else None
         x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level, gaussian)
