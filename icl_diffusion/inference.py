@@ -416,7 +416,8 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     trees are fitted on (default the ``key_rows``). ``fitted``: the engine's inputs to fit (default all); the others
     stand in as the Gaussian estimate (for a blend that gives them no weight). ``start`` (N, F): the network's
     estimate in the table's units, known cells as they are (``ensemble_point``'s), which the trees' chains start from
-    where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate)."""
+    where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate). ``chains``: the trees' chains of sweeps
+    (``tree_regression.chain_fills``; None: ``tree_regression.CHAINS``; the final call: ``FINAL_CHAINS``)."""
     fitted = ENGINE_INPUTS if fitted is None else fitted
     per_member, trees, beyond = [], None, None
     for member in members:
