@@ -495,15 +495,16 @@ def blend_with_inputs(x0: torch.Tensor, inputs: list[torch.Tensor], known: torch
         return torch.where(unknown, e.double(), 0.0).sum(0) / count.clamp(min=1)
 
     own = torch.zeros(x0.shape[1], dtype=torch.bool, device=x0.device) if own_level is None else own_level
-    kept = 0.0  # (F,): the share of each input's departure from the Gaussian estimate's level it keeps
+    kept, linear = 0.0, 0.0  # (F,): the share of each input's departure from the Gaussian level it keeps; that level
     if gaussian is not None and DEPARTURE_SHARE:  # the missing share of the level rows, as the level itself
         rows = len(known) if level_rows is None else int(level_rows.sum())
         kept = (1 - count.double() / max(rows, 1) / DEPARTURE_SHARE).clamp(0, 1)
-    network, linear = level(x0), (0.0 if gaussian is None else level(gaussian))
+        linear = level(gaussian)
+    network = level(x0)
     out = weights[:, 0] * x0.double()
     for k, est in enumerate(inputs, 1):
         own_reading = level(est)
-        shift = own_reading - network - (0.0 if gaussian is None else kept * (own_reading - linear))
+        shift = own_reading - network - kept * (own_reading - linear)
         out = out + weights[:, k] * (est.double() - torch.where(own, 0.0, shift))
     keep = known | is_cat[None, :] | (count == 0)[None, :]
     return torch.where(keep, x0, out.to(x0.dtype))
