@@ -207,6 +207,13 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
         return _Read("bool", missing, values)
     if inferred == "complex":
         raise ValueError(f"Complex data not supported ({label})")
+    if inferred in ("datetime", "datetime64", "timedelta", "timedelta64"):  # Timestamps / Timedeltas as objects
+        if inferred.startswith("datetime") and any(getattr(v, "tzinfo", None) is not None for v in obs):
+            raise ValueError(f"{label} holds time-zone-aware dates as objects: convert it with pd.to_datetime")
+        convert = pd.to_datetime if inferred.startswith("datetime") else pd.to_timedelta
+        return _read_column(pd.Series(convert(values)), label)
+    if inferred == "date":
+        raise ValueError(f"{label} holds datetime.date objects: convert it with pd.to_datetime")
     kinds = set()
     for v in obs:
         if isinstance(v, (bool, np.bool_)):

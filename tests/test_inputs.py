@@ -6,6 +6,7 @@ Bad inputs: one line naming the column or option (exit status 1 on the CLI), no 
 
 from __future__ import annotations
 
+import datetime
 import shutil
 
 import numpy as np
@@ -48,6 +49,10 @@ ACCEPTED = {
     "daily dates": lambda: _with(_dates("D")),
     "hourly dates with a time zone": lambda: _with(_dates("h", tz="America/New_York")),
     "durations in minutes": lambda: _with(pd.to_timedelta(np.arange(N) * 7, unit="min")),
+    # Timestamps / Timedeltas held as Python objects (a table built row by row, JSON): read as dates and durations,
+    # imputed as Timestamps / Timedeltas in the object column (session 48; before, a TypeError)
+    "dates as objects": lambda: _with(list(_dates("D")), dtype=object),
+    "durations as objects": lambda: _with(list(pd.to_timedelta(np.arange(N) * 7, unit="min")), dtype=object),
     "categorical with unused levels": lambda: _with(pd.Categorical(
         ["a", "b", "c"] * (N // 3), categories=[f"{c}" for c in "abcdefghijk"])),
     "nullable Int64": lambda: _with(pd.array(range(N), dtype="Int64")),
@@ -87,6 +92,10 @@ def test_imputations_at_the_right_resolution(tiny_checkpoint):
     imputer = DiffusionImputer(checkpoint=tiny_checkpoint, random_state=0)
     days = imputer.fit_transform(ACCEPTED["daily dates"]())["v"]
     assert (days == days.dt.normalize()).all()
+    as_objects = imputer.fit_transform(ACCEPTED["dates as objects"]())["v"]
+    assert all(isinstance(v, pd.Timestamp) and v == v.normalize() for v in as_objects)
+    minutes = imputer.fit_transform(ACCEPTED["durations as objects"]())["v"]
+    assert all(isinstance(v, pd.Timedelta) and v == v.round("min") for v in minutes)
     assert (imputer.fit_transform(ACCEPTED["constant non-integer"]())["v"] == 0.5).all()
     text = imputer.fit_transform(ACCEPTED["numbers as strings (str)"]())["v"]
     assert text[HOLES].str.fullmatch(r"-?\d+").all()
@@ -116,6 +125,10 @@ API_BAD = [
     ({}, _base().assign(v=np.nan), ValueError, "column 'v' has no observed values"),
     ({}, _base().assign(v=[f"s{i}" for i in range(N)]).iloc[:0], ValueError, "0 sample"),
     ({}, pd.DataFrame({"v": [{"a": 1}] * 3}), TypeError, "column 'v'"),
+    ({}, _base().assign(v=pd.Series([datetime.date(2020, 1, i + 1) for i in range(N)], dtype=object)), ValueError,
+     "column 'v' holds datetime.date objects: convert it with pd.to_datetime"),
+    ({}, _base().assign(v=pd.Series(list(_dates("D", tz="UTC")), dtype=object)), ValueError,
+     "column 'v' holds time-zone-aware dates as objects"),
     ({"device": "tpu"}, _base(), ValueError, "unknown device 'tpu'"),
     ({"device": "cuda"}, _base(), ValueError, "device 'cuda' is not available"),
 ]

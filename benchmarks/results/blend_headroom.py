@@ -23,7 +23,8 @@ mechanism, rate), NRMSE over the hidden cells of:
 
 Session 40's runs (results/imputation.md has their tables): blend_headroom_before.csv before the extrapolated trees
 joined the blend (and before the own-level columns), blend_headroom.csv after, blend_headroom_own_level.csv after
-with every column's inputs at their own level (``inference.LEVEL_AGREEMENT`` set to 1e9 around ``main()``).
+with every column's inputs at their own level (``inference.LEVEL_AGREEMENT`` set to 1e9 around ``main()``). Session 48
+passes the blend's Gaussian level (``blend_with_inputs``' ``gaussian``, session 46's departures) through the capture.
 """
 
 import argparse
@@ -73,10 +74,10 @@ def recording(original):
 
 
 def capturing(original):
-    def wrapper(x0, inputs, known, is_cat, weights, level_rows=None, own_level=None):
+    def wrapper(x0, inputs, known, is_cat, weights, level_rows=None, own_level=None, gaussian=None):
         CAPTURED.append({"x0": x0, "inputs": inputs, "known": known, "is_cat": is_cat, "weights": weights,
-                         "level_rows": level_rows, "own_level": own_level})
-        return original(x0, inputs, known, is_cat, weights, level_rows, own_level)
+                         "level_rows": level_rows, "own_level": own_level, "gaussian": gaussian})
+        return original(x0, inputs, known, is_cat, weights, level_rows, own_level, gaussian)
 
     return wrapper
 
@@ -105,7 +106,7 @@ def scores(c: dict, x_in: np.ndarray, engine: np.ndarray, truth: np.ndarray, mis
     else:
         raise RuntimeError("the engine's rows not found")
     x_in, engine, truth, missing = x_in[rows], engine[rows], truth[rows], missing[rows]
-    chosen = blend(x0, inputs, known, is_cat, c["weights"], c["level_rows"], c["own_level"])
+    chosen = blend(x0, inputs, known, is_cat, c["weights"], c["level_rows"], c["own_level"], c["gaussian"])
     maps = unit_maps(chosen, known, x_in, engine)
     unit = lambda e: maps[0] * e.double().cpu().numpy() + maps[1]
     sq = lambda e: np.where(missing, (unit(e) - truth) ** 2, 0.0).sum(0)
@@ -113,7 +114,7 @@ def scores(c: dict, x_in: np.ndarray, engine: np.ndarray, truth: np.ndarray, mis
     f = x0.shape[1]
 
     def blended(w: torch.Tensor) -> torch.Tensor:
-        return blend(x0, inputs, known, is_cat, w.expand(f, n_in), c["level_rows"], c["own_level"])
+        return blend(x0, inputs, known, is_cat, w.expand(f, n_in), c["level_rows"], c["own_level"], c["gaussian"])
 
     out = {"chosen": sq(chosen)}
     singles = {}
@@ -130,7 +131,7 @@ def scores(c: dict, x_in: np.ndarray, engine: np.ndarray, truth: np.ndarray, mis
     for k, name in enumerate(names[1:], 1):
         out[f"{name} own level"] = sq(torch.where(known, x0, inputs[k - 1]))
     out["oracle blend own level"] = np.min(np.stack([
-        sq(blend(x0, inputs, known, is_cat, w.expand(f, n_in), c["level_rows"], own)) for w in grid]), 0)
+        sq(blend(x0, inputs, known, is_cat, w.expand(f, n_in), c["level_rows"], own, c["gaussian"])) for w in grid]), 0)
     out["oracle level choice"] = np.minimum(out["oracle blend"], out["oracle blend own level"])
     cells = missing.sum()  # every hidden cell is in the engine's rows
     return {k: float(np.sqrt(v.sum() / cells)) for k, v in out.items()}
