@@ -48,6 +48,7 @@ from .preprocessing import (
     _moments,
     as_table,
     destandardized,
+    objects_as_temporal,
     standardized,
     temporal_counts,
     temporal_values,
@@ -678,6 +679,7 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     def fit(self, X, y):
         table, y = self._validate(X, y)
+        y = objects_as_temporal(np.asarray(y), "the target")  # Timestamps / Timedeltas as objects: their dtype
         # A date or duration target is regressed as its count of ticks and predicted in its own dtype.
         if y.dtype.kind in "mM" and np.datetime_data(y.dtype)[0] not in ("s", "ms", "us", "ns"):
             y = y.astype(f"{y.dtype.kind}8[s]")  # days, weeks, ...: in seconds, a unit pandas also has

@@ -35,6 +35,7 @@ from pandas.api.types import infer_dtype
 from .scaling import TABLE_CLIP
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
+_TEMPORAL_INFERRED = {"datetime", "datetime64", "timedelta", "timedelta64"}  # Timestamps / Timedeltas as objects
 # Resolutions of dates and durations, coarsest first, in nanoseconds (pandas unit names).
 _UNITS_NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
              "ns": 1}
@@ -207,13 +208,8 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
         return _Read("bool", missing, values)
     if inferred == "complex":
         raise ValueError(f"Complex data not supported ({label})")
-    if inferred in ("datetime", "datetime64", "timedelta", "timedelta64"):  # Timestamps / Timedeltas as objects
-        if inferred.startswith("datetime") and any(getattr(v, "tzinfo", None) is not None for v in obs):
-            raise ValueError(f"{label} holds time-zone-aware dates as objects: convert it with pd.to_datetime")
-        convert = pd.to_datetime if inferred.startswith("datetime") else pd.to_timedelta
-        return _read_column(pd.Series(convert(values)), label)
-    if inferred == "date":
-        raise ValueError(f"{label} holds datetime.date objects: convert it with pd.to_datetime")
+    if inferred in _TEMPORAL_INFERRED or inferred == "date":  # dates refused there
+        return _read_column(pd.Series(objects_as_temporal(values, label)), label)
     kinds = set()
     for v in obs:
         if isinstance(v, (bool, np.bool_)):
@@ -226,6 +222,25 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
             raise TypeError(f"{label}: float() argument must be a string or a real number, "
                             f"not {type(v).__name__!r}")
     raise ValueError(f"{label} mixes {' and '.join(sorted(kinds))}: make every value of a column the same type")
+
+
+def objects_as_temporal(values: np.ndarray, label: str) -> np.ndarray:
+    """An object array whose values are Timestamps / datetimes or Timedeltas (None / NaT / NaN missing), a table built
+    row by row, as datetime64 / timedelta64 (NaT missing); any other array as it is. ``datetime.date`` objects and
+    time-zone-aware Timestamps: a ValueError naming ``label``."""
+    if values.dtype != object:
+        return values
+    obs = values[~pd.isna(values)]
+    inferred = infer_dtype(obs, skipna=False) if len(obs) else "empty"
+    if inferred == "date":
+        raise ValueError(f"{label} holds datetime.date objects: convert it with pd.to_datetime")
+    if inferred not in _TEMPORAL_INFERRED:
+        return values
+    if inferred.startswith("datetime"):
+        if any(getattr(v, "tzinfo", None) is not None for v in obs):
+            raise ValueError(f"{label} holds time-zone-aware dates as objects: convert it with pd.to_datetime")
+        return pd.to_datetime(values).to_numpy()
+    return pd.to_timedelta(values).to_numpy()
 
 
 def _text_format(strings: np.ndarray) -> str:

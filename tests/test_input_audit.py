@@ -290,6 +290,17 @@ def test_regressor_predicts_dates_for_a_date_target(unit):
         assert (values == values.astype("M8[D]").astype(y.dtype)).all()
 
 
+def test_regressor_reads_a_target_of_timestamp_objects_as_dates():
+    """A target of Timestamps held as Python objects raised scikit-learn's TypeError (session 48)."""
+    dates = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.round(X * 100), unit="D")
+    y = pd.Series(list(dates), dtype=object)
+    reg = DiffusionRegressor(random_state=0).fit(pd.DataFrame({"x": X}), y)
+    pred = reg.predict(pd.DataFrame({"x": [-1.0, 1.0]}))
+    assert pred.dtype.kind == "M" and dates.min() <= pred[0] < pred[1] <= dates.max() and reg.y_unit_ == "D"
+    with pytest.raises(ValueError, match="the target holds datetime.date objects"):
+        DiffusionRegressor().fit(pd.DataFrame({"x": X}), pd.Series([d.date() for d in dates], dtype=object))
+
+
 def test_regressor_keeps_a_finer_resolution_of_its_date_target():
     """Timestamps to the second are regressed and predicted in seconds, not rounded to days."""
     y = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.round(X * 1e5) + 1, unit="s")).to_numpy()
