@@ -153,6 +153,11 @@ WEIGHTS_ON_KEYS = False
 # +0.0022 (0.0007) at about the same time a table, 30 +0.0030 (0.0007) at 1.2x; 1,000 x 20 Gaussian (no trees in its
 # final call) 4.9 -> 3.9 s (benchmarks/results/imputation.md).
 FINAL_CHAINS = 20
+# ... each of these sweeps (trees per forest, one entry per sweep): one sweep more than the held-out call's
+# ``tree_regression.TREES``. Session 48, real grid against (1, 1, 3) in both calls: +0.0011 (se 0.0003) / +0.0006
+# (0.0004) on the masks of seeds 0-2 / 3-5; four sweeps in both calls +0.0009 (0.0008) / +0.0013 (0.0006), and a
+# third more trees in the held-out call, which a table whose trees get no weight pays (benchmarks/results/imputation.md).
+FINAL_TREES = (1, 1, 1, 3)
 # Categorical cells: the network's class probabilities blended per column with extremely randomized trees'
 # (``tree_regression.tree_probabilities``), (1 - w) network + w trees, w of ``LEVEL_WEIGHT_GRID`` chosen by the log
 # loss of held observed cells of the column (``input_weights``), as the numeric inputs are. False: the network's.
@@ -405,7 +410,7 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
 def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...], names: tuple[str, ...],
                 is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0, tree_rows: torch.Tensor | None = None,
                 fitted: tuple[str, ...] | None = None, start: torch.Tensor | None = None,
-                chains: int | None = None) -> list[torch.Tensor]:
+                chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> list[torch.Tensor]:
     """The numeric estimates (N, F) of the network's closed-form inputs (``names``, its ``closed_form_inputs``: the
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
@@ -416,8 +421,9 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     trees are fitted on (default the ``key_rows``). ``fitted``: the engine's inputs to fit (default all); the others
     stand in as the Gaussian estimate (for a blend that gives them no weight). ``start`` (N, F): the network's
     estimate in the table's units, known cells as they are (``ensemble_point``'s), which the trees' chains start from
-    where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate). ``chains``: the trees' chains of sweeps
-    (``tree_regression.chain_fills``; None: ``tree_regression.CHAINS``; the final call: ``FINAL_CHAINS``)."""
+    where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate). ``chains`` and ``sweeps``: the trees' chains
+    and each one's sweeps (``tree_regression.chain_fills``; None: ``tree_regression.CHAINS`` and ``TREES``; the final
+    call: ``FINAL_CHAINS`` and ``FINAL_TREES``)."""
     fitted = ENGINE_INPUTS if fitted is None else fitted
     per_member, trees, beyond = [], None, None
     for member in members:
@@ -435,7 +441,7 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
             if trees is None and set(TREE_INPUTS) & set(fitted):  # one fit for every view: trees do not see
                 rows = (key_rows if tree_rows is None else tree_rows).to(x.device)  # monotone transforms
                 begin = start if TREES_START_NETWORK and start is not None else filled
-                trees = tree_estimates(begin, known, is_cat, rows, seed, chains)
+                trees = tree_estimates(begin, known, is_cat, rows, seed, chains, sweeps)
                 beyond = extrapolated(trees, known, is_cat, rows) if "extrapolated" in fitted else None
             for name, estimate in zip(TREE_INPUTS, (trees, beyond)):
                 if name in ENGINE_INPUTS:
@@ -458,7 +464,7 @@ def blended_point(model, diffusion, x, known, is_cat, n_classes, key_rows, chunk
         taken = blend.weights[:, 1 + len(model.closed_form_inputs):].ne(0).any(0).tolist()
         fitted = tuple(name for name, used in zip(ENGINE_INPUTS, taken) if used)  # none fitted for no weight
         others = input_point(outputs, table_views, x, known, members, model.closed_form_inputs, is_cat, key_rows,
-                             tree_rows=tree_rows, fitted=fitted, start=x0, chains=FINAL_CHAINS)
+                             tree_rows=tree_rows, fitted=fitted, start=x0, chains=FINAL_CHAINS, sweeps=FINAL_TREES)
         names = model.closed_form_inputs
         gaussian = others[names.index("gaussian")] if "gaussian" in names else None
         x0 = blend_with_inputs(x0, others, known, is_cat, blend.weights, level_rows, blend.own_level, gaussian)

@@ -53,7 +53,7 @@ TREES = (1, 1, 3)  # trees per forest, one entry per sweep (the first sweep read
 # (se 0.0009), 6 of (2, 2, 5) +0.0031 (0.0011), 10 of (1, 1, 3) +0.0057 (0.0010) at the same time a table, 20 of
 # (1, 1, 2) +0.0064 (0.0011) at 25% more, 25 of two sweeps (1, 1) +0.0019 (0.0016) (benchmarks/results/imputation.md).
 # The held-out call that chooses the blend's weights (``inference.input_weights``) takes this many; the final call
-# takes ``inference.FINAL_CHAINS`` (session 47: 5 and 20, against 10 and 10 before).
+# takes ``inference.FINAL_CHAINS`` (session 47: 5 and 20, against 10 and 10 before), each of ``inference.FINAL_TREES``.
 CHAINS = 5
 CHAIN_SEED = 7919  # a chain's forests are seeded this much apart from the chain before's
 # A sweep refits the columns in turn, fewest unknown cells first, each reading the others as the sweep has filled
@@ -166,13 +166,15 @@ def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) ->
 
 
 def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
-                seed: int = 0, chains: int | None = None) -> list[np.ndarray]:
-    """The ``chains`` (default ``CHAINS``) chains of sweeps (``TREES``) of ``tree_estimates``: each chain's last fill
+                seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> list[np.ndarray]:
+    """The ``chains`` (default ``CHAINS``) chains of ``sweeps`` (default ``TREES``: trees per forest, one entry per
+    sweep) of ``tree_estimates``: each chain's last fill
     (N, D) float64 of the numeric columns (known cells as they are, unknown ones the chain's last forests' estimate, or
     as ``filled`` where no forest is fitted). ``filled`` (N, F): known cells as they are, the others a first estimate
     (the engine's: the network's, ``inference.TREES_START_NETWORK``); ``key_rows`` (K,): the rows a forest is fitted
     on. The first chains are the same for any number of them (each seeded by its index)."""
     chains = CHAINS if chains is None else chains
+    sweeps = TREES if sweeps is None else sweeps
     numeric = (~is_cat).nonzero().squeeze(1).tolist()
     start = filled[:, numeric].double().cpu().numpy()  # (N, D)
     if len(numeric) + int(is_cat.sum()) < 2:  # no other column to read
@@ -187,7 +189,7 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
     fills = []
     for chain in range(chains):
         z = start.copy() if IN_TURN else start
-        for trees in TREES:
+        for trees in sweeps:
             refilled = z if IN_TURN else z.copy()
             for d in order:
                 unknown = np.flatnonzero(~seen[:, d])
@@ -203,15 +205,16 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
 
 
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
-                   seed: int = 0, chains: int | None = None) -> torch.Tensor:
-    """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``chain_fills``' ``chains``:
+                   seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> torch.Tensor:
+    """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``chain_fills``' ``chains``
+    of ``sweeps``:
     ``filled`` (N, F) (known cells as they are, the others a first estimate, as ``chain_fills``') where known or where
     no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted on."""
     out = filled.clone()
     numeric = ~is_cat
     seen = known[:, numeric].cpu().numpy()
     start = filled[:, numeric].double().cpu().numpy()
-    fills = chain_fills(filled, known, is_cat, key_rows, seed, chains)
+    fills = chain_fills(filled, known, is_cat, key_rows, seed, chains, sweeps)
     mean = sum(fills) / len(fills)
     out[:, numeric] = torch.as_tensor(np.where(seen, start, mean), dtype=out.dtype, device=out.device)
     return out
