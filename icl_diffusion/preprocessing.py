@@ -208,7 +208,7 @@ def _read_objects(values: np.ndarray, label: str) -> _Read:
         return _Read("bool", missing, values)
     if inferred == "complex":
         raise ValueError(f"Complex data not supported ({label})")
-    if inferred in _TEMPORAL_INFERRED or inferred == "date":  # dates refused there
+    if inferred in _TEMPORAL_INFERRED or inferred == "date":  # datetime.date objects: a one-line error there
         return _read_column(pd.Series(objects_as_temporal(values, label)), label)
     kinds = set()
     for v in obs:
