@@ -156,7 +156,8 @@ FINAL_CHAINS = 20
 # ... each of these sweeps (trees per forest, one entry per sweep): one sweep more than the held-out call's
 # ``tree_regression.TREES``. Session 48, real grid against (1, 1, 3) in both calls: +0.0011 (se 0.0003) / +0.0006
 # (0.0004) on the masks of seeds 0-2 / 3-5; four sweeps in both calls +0.0009 (0.0008) / +0.0013 (0.0006), and a
-# third more trees in the held-out call, which a table whose trees get no weight pays (benchmarks/results/imputation.md).
+# third more trees in the held-out call, which a table whose trees get no weight pays
+# (benchmarks/results/imputation.md).
 FINAL_TREES = (1, 1, 1, 3)
 # Categorical cells: the network's class probabilities blended per column with extremely randomized trees'
 # (``tree_regression.tree_probabilities``), (1 - w) network + w trees, w of ``LEVEL_WEIGHT_GRID`` chosen by the log

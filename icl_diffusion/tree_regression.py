@@ -169,9 +169,10 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
                 seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> list[np.ndarray]:
     """The ``chains`` (default ``CHAINS``) chains of ``sweeps`` (default ``TREES``: trees per forest, one entry per
     sweep) of ``tree_estimates``: each chain's last fill (N, D) float64 of the numeric columns (known cells as they
-    are, unknown ones the chain's last forests' estimate, or as ``filled`` where no forest is fitted). ``filled`` (N, F): known cells as they are, the others a first estimate
-    (the engine's: the network's, ``inference.TREES_START_NETWORK``); ``key_rows`` (K,): the rows a forest is fitted
-    on. The first chains are the same for any number of them (each seeded by its index)."""
+    are, unknown ones the chain's last forests' estimate, or as ``filled`` where no forest is fitted). ``filled``
+    (N, F): known cells as they are, the others a first estimate (the engine's: the network's,
+    ``inference.TREES_START_NETWORK``); ``key_rows`` (K,): the rows a forest is fitted on. The first chains are the
+    same for any number of them (each seeded by its index)."""
     chains = CHAINS if chains is None else chains
     sweeps = TREES if sweeps is None else sweeps
     numeric = (~is_cat).nonzero().squeeze(1).tolist()
@@ -206,9 +207,9 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
                    seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> torch.Tensor:
     """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``chain_fills``' ``chains``
-    of ``sweeps``:
-    ``filled`` (N, F) (known cells as they are, the others a first estimate, as ``chain_fills``') where known or where
-    no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted on."""
+    of ``sweeps``; ``filled`` (N, F) (known cells as they are, the others a first estimate, as ``chain_fills``') where
+    known or where no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted
+    on."""
     out = filled.clone()
     numeric = ~is_cat
     seen = known[:, numeric].cpu().numpy()

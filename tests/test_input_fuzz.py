@@ -37,7 +37,8 @@ def _column(kind: str, n: int, rng: np.random.Generator) -> pd.Series:
         "skewed": lambda: pd.Series(np.exp(rng.normal(size=n) * 3)),
         "dates": lambda: pd.Series(days),
         "date_objects": lambda: pd.Series(list(days), dtype=object),
-        "duration_objects": lambda: pd.Series(list(pd.to_timedelta(rng.integers(1, 500, n), unit="min")), dtype=object),
+        "duration_objects": lambda: pd.Series(list(pd.to_timedelta(rng.integers(1, 500, n), unit="min")),
+                                              dtype=object),
         "nullable_int": lambda: pd.Series(pd.array(rng.integers(0, 9, n), dtype="Int64")),
         "nullable_bool": lambda: pd.Series(pd.array(rng.random(n) < 0.5, dtype="boolean")),
     }[kind]()
