@@ -28,6 +28,7 @@ from .diffusion import MASK, schedule_alphas_cumprod
 from .gaussian_feature import cell_estimates, converged_em
 from .neighbour_feature import neighbour_estimates
 from .noisy_feature import denoised_estimates, noisy_cells
+from .tree_regression import feature_estimates
 
 
 @dataclass
@@ -83,6 +84,13 @@ class DenoiserConfig:
     # of the hurdle a row is on, and the numeric cells that depend on it, get a linear estimate. Not with
     # noisy_feature.
     point_mass_feature: bool = False
+    # Feed every numeric cell the trees' estimate too (tree_regression.feature_estimates: extremely randomized
+    # trees on the row's other cells, fitted to the key rows as the point estimate's blend fits them), and add it to
+    # the numeric output at a learned per-cell weight: the nonlinear estimate the blend leans on most (issue 13),
+    # so that the network learns from the prior where to trust it and where not (e.g. beyond the range the trees
+    # learnt from). Its input layer and output weight start at zero: switching it on keeps a checkpoint's outputs.
+    # Needs gaussian_feature (the trees read the unknown cells as the Gaussian estimate fills them).
+    tree_feature: bool = False
     schedule: str = "cosine"
 
     def to_dict(self) -> dict:
@@ -241,6 +249,14 @@ class Denoiser(nn.Module):
             nn.init.zeros_(self.skip_gate.weight)
             nn.init.zeros_(self.skip_gate.bias)
 
+        if cfg.tree_feature:  # zero-initialized like the features above
+            if not cfg.gaussian_feature:
+                raise ValueError("tree_feature needs gaussian_feature (the trees read its estimate)")
+            self.tree_in = nn.Linear(2, d)  # (trees' estimate less the Gaussian one, fitted flag) into the value MLP
+            self.tree_gate = nn.Linear(d, 1)  # that difference's weight in the numeric output, per cell
+            for p in (*self.tree_in.parameters(), *self.tree_gate.parameters()):
+                nn.init.zeros_(p)
+
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         half = self.cfg.d_model // 2
         freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
@@ -259,12 +275,13 @@ class Denoiser(nn.Module):
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n_features, n_levels, self.cfg.level_embed_dim, generator=g).to(device)
 
-    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None, neighbours=None, denoised=None):
+    def embed(self, x, known, is_cat, level_embed, gauss=None, probs=None, neighbours=None, denoised=None, trees=None):
         """Cell tokens (B, N, F, D) from values x (B, N, F), known (B, N, F), is_cat (B, F), the level identity
         vectors (B or 1, F, C, level_embed_dim), and the closed-form estimates when the config uses them:
         gauss (B, N, F) for numeric cells, probs (B, N, F, C) for categorical ones; ``neighbours`` is the
         nearest-rows estimates (``neighbour_estimates``'s four tensors) or None; ``denoised`` the noisy-table
-        Gaussian denoiser's (posterior mean, log variance) (``denoised_estimates``) or None.
+        Gaussian denoiser's (posterior mean, log variance) (``denoised_estimates``) or None; ``trees`` the trees'
+        (estimate less the Gaussian one, fitted flag) (``tree_feature``) or None.
 
         A categorical cell embeds a distribution over its levels: its code (one-hot) when known or revealed,
         the closed-form probabilities (or nothing) while absorbed."""
@@ -278,6 +295,8 @@ class Denoiser(nn.Module):
             hidden = hidden + self.neighbour_in(torch.stack([smooth, sharp, log_dist[..., None].expand_as(sharp)], -1))
         if denoised is not None:
             hidden = hidden + self.noisy_in(torch.stack(denoised, -1))
+        if trees is not None:
+            hidden = hidden + self.tree_in(torch.stack(trees, -1))
         num_tok = self.value[2](self.value[1](hidden))
         C = level_embed.shape[-2]
         masked = cat & (x == MASK)
@@ -292,10 +311,11 @@ class Denoiser(nn.Module):
         tok = torch.where(cat.unsqueeze(-1), cat_tok, num_tok)
         return tok + self.flags(known.long() * 2 + cat.long())
 
-    def heads(self, h, n_classes, level_embed, probs=None, neighbour_probs=None, denoised_mean=None):
+    def heads(self, h, n_classes, level_embed, probs=None, neighbour_probs=None, denoised_mean=None, trees=None):
         """Numeric output (B, N, F) and level logits (B, N, F, C); levels beyond a column's count get -1e4.
         ``denoised_mean`` (B, N, F): the noisy-table Gaussian denoiser's posterior mean, added to the numeric output
-        at the weight ``skip_gate`` reads off each cell (``numeric_skip``)."""
+        at the weight ``skip_gate`` reads off each cell (``numeric_skip``); ``trees`` (B, N, F): the trees' estimate
+        less the Gaussian one, likewise at the weight ``tree_gate`` reads (``tree_feature``)."""
         h = self.norm_out(h)
         B, C = h.shape[0], level_embed.shape[-2]
         keys = self.level_k(level_embed).expand(B, -1, -1, -1)  # (B, F, C, D)
@@ -308,6 +328,8 @@ class Denoiser(nn.Module):
         numeric = self.num_head(h).squeeze(-1)
         if denoised_mean is not None:
             numeric = numeric + self.skip_gate(h).squeeze(-1) * denoised_mean
+        if trees is not None:
+            numeric = numeric + self.tree_gate(h).squeeze(-1) * trees
         return numeric, logits.masked_fill(~valid, -1e4)
 
     def forward(
@@ -395,7 +417,14 @@ class Denoiser(nn.Module):
             keys = None if context is None else (*context["rows"], context["noisy"])
             denoised = denoised_estimates(x, seen, noisy, is_cat, n_classes, self.alphas_cumprod, t, fit, keys,
                                           key_mask, self.cfg.categorical_feature)
-        h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours, denoised) + temb[:, None, None, :] * unknown
+        trees, tree_rows = None, None
+        if self.cfg.tree_feature:
+            tree_rows = (torch.where(seen, x, gauss), seen)  # numeric cells: known as they are, else the Gaussian's
+            keys = None if context is None else context["trees"]
+            estimates, fitted = feature_estimates(*tree_rows, is_cat, key_mask if context is None else None, keys)
+            trees = (torch.where(fitted, estimates - gauss, 0.0), fitted.to(x.dtype))
+        h = self.embed(x, known, is_cat, level_embed, gauss, probs, neighbours, denoised, trees)
+        h = h + temb[:, None, None, :] * unknown
         if self.col_proj is not None:
             if col_embed is None:
                 col_embed = self.column_embeddings(x.shape[2], device=x.device)
@@ -405,7 +434,7 @@ class Denoiser(nn.Module):
             h, kv = block(h, temb, unknown, key_mask, col_mask, None if context is None else context["kv"][b])
             kvs.append(kv)
         out = self.heads(h, n_classes, level_embed, probs, None if neighbours is None else neighbours[2],
-                         denoised[0] if self.cfg.numeric_skip else None)
+                         denoised[0] if self.cfg.numeric_skip else None, None if trees is None else trees[0])
         if return_inputs:
             found = {"gaussian": gauss, "neighbours": None if neighbours is None else neighbours[0],
                      "sharp": None if neighbours is None else neighbours[1]}
@@ -414,7 +443,7 @@ class Denoiser(nn.Module):
         if not return_context:
             return out
         noisy = noisy if self.cfg.noisy_feature else None
-        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy": noisy})
+        return (*out, {"kv": kvs, "gaussian": fit, "rows": (x, seen), "noisy": noisy, "trees": tree_rows})
 
     @property
     def closed_form_inputs(self) -> tuple[str, ...]:

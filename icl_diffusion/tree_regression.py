@@ -333,3 +333,46 @@ def target_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Te
     out[rows] = (_class_probabilities(forest, features[unknown], n_levels, out.device) if cat else
                  torch.as_tensor(forest.predict(features[unknown]), dtype=torch.float64, device=out.device))
     return out
+
+
+# The network's tree input (``DenoiserConfig.tree_feature``): one chain of these sweeps, cheaper than the blend's
+# (training fits it on every table of every batch).
+FEATURE_SWEEPS = (3,)
+
+
+def feature_estimates(filled: torch.Tensor, seen: torch.Tensor, is_cat: torch.Tensor,
+                      key_mask: torch.Tensor | None = None,
+                      keys: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's tree input: (estimates (B, N, F), fitted (B, N, F) bool) of a batch ``filled`` (B, N, F) (numeric
+    cells: known as they are, unknown the Gaussian estimate; categorical: codes where ``seen``) with cells ``seen``
+    (B, N, F) and columns ``is_cat`` (B, F). Each table's forests (``tree_estimates``, one chain of
+    ``FEATURE_SWEEPS``) are fitted on its key rows (``key_mask`` (B, N), None = every row) or, given ``keys``, on
+    those cached rows (filled (B, K, F), seen (B, K, F): a query chunk's key rows); ``fitted`` marks the unknown
+    numeric cells a forest estimated (estimates are ``filled`` elsewhere). Seeded: the same table gets the same
+    estimate, and a sampler's identical copies of a table are fitted once. A column no row knows (padding) is neither
+    fitted nor read."""
+    out, fitted = filled.clone(), torch.zeros_like(seen)
+    n = filled.shape[1]
+    for b in range(filled.shape[0]):
+        same = b > 0 and (key_mask is None or torch.equal(key_mask[b], key_mask[0]))
+        if same and torch.equal(seen[b], seen[0]) and torch.equal(filled[b], filled[0]):  # a sampler's copies
+            out[b], fitted[b] = out[0], fitted[0]
+            continue
+        if keys is None:
+            table, known = filled[b], seen[b]
+            rows = torch.arange(n) if key_mask is None else key_mask[b].cpu().nonzero().squeeze(1)
+        else:  # one cached copy of the key rows serves every sample
+            k = b if len(keys[0]) > 1 else 0
+            table, known = torch.cat([keys[0][k], filled[b]]), torch.cat([keys[1][k], seen[b]])
+            rows = torch.arange(keys[0].shape[1])
+        columns = known.any(0).cpu()  # a column no row knows (padding, or a table that knows nothing) is left out
+        if int(columns.sum()) < 2 or len(rows) < MIN_ROWS:
+            continue
+        where = columns.nonzero().squeeze(1)
+        estimates = tree_estimates(table[:, where], known[:, where], is_cat[b, where].cpu(), rows,
+                                   chains=1, sweeps=FEATURE_SWEEPS)[-n:]
+        numeric = ~is_cat[b, where].to(seen.device)
+        done = ~known[-n:, where] & numeric & (known[rows][:, where].sum(0) >= MIN_ROWS)
+        out[b][:, where.to(out.device)] = estimates.to(out.dtype)
+        fitted[b][:, where.to(out.device)] = done
+    return out, fitted
