@@ -360,8 +360,9 @@ class Denoiser(nn.Module):
             key_mask: (B, N) bool, rows other rows may attend to (also the row padding mask). None = all.
             col_mask: (B, F) bool, real (non-padded) features. None = all.
             context: what a previous ``return_context=True`` call on the key rows returned (per-block keys,
-                the key rows' Gaussian fit: mean, covariance, and their values and known flags); when given, the rows of ``x`` attend only to those cached
-                rows (``key_mask`` is ignored).
+                the key rows' Gaussian fit: mean, covariance, and their values and known flags, and with
+                ``tree_feature`` the rows the trees are fitted on); when given, the rows of ``x`` attend only to those
+                cached rows (``key_mask`` is ignored).
             col_embed: (B, F, col_embed_dim) or (F, col_embed_dim) column identity vectors; None = the
                 seeded default ``column_embeddings(F)``. Permute it with the columns for exact equivariance.
             gaussian_fit: (mean (B or 1, E), cov (B or 1, E, E)) from ``fit_gaussian`` on the same key rows'

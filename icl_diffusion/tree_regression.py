@@ -1,6 +1,6 @@
 """Extremely randomized trees regressing each numeric column on the row's other cells (and classifying each
 categorical one: ``tree_probabilities``): a nonlinear estimate the point estimate's blend may take
-(``inference.input_weights``), computed at inference only.
+(``inference.input_weights``), and with ``DenoiserConfig.tree_feature`` a network input (``feature_estimates``).
 
 Why: the network's inputs are linear (the Gaussian conditional mean), smooth (the kernel ridge regression) or
 isotropic local averages (the nearest-rows estimates). A tree partitions the rows on the columns that matter for

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from icl_diffusion import DiffusionImputer
-from icl_diffusion.checkpoint import Pretrained, load_checkpoint
+from icl_diffusion.checkpoint import load_checkpoint
 from icl_diffusion.diffusion import GaussianDiffusion
 from icl_diffusion.gaussian_feature import cell_estimates
 from icl_diffusion.model import Denoiser, DenoiserConfig
