@@ -111,6 +111,9 @@ def test_padding_and_a_table_that_knows_nothing_get_no_trees():
     plain, plain_fitted = feature_estimates(filled, known, is_cat)
     torch.testing.assert_close(estimates[:, :60, :3], plain)
     assert torch.equal(fitted[:, :60, :3], plain_fitted) and not bool(fitted[:, :, 3].any())
+    seen[:, 60:, :3] = True  # padded rows flagged known (the model's padding test does this too): still not read
+    flagged = feature_estimates(padded, seen, torch.zeros(1, 4, dtype=torch.bool), key_mask)[0]
+    torch.testing.assert_close(flagged[:, :60, :3], plain)
     nothing = torch.zeros_like(known)  # an unconditional table: no key row knows a cell
     assert not bool(feature_estimates(torch.zeros_like(x), nothing, is_cat)[1].any())
 
