@@ -249,7 +249,6 @@ class Denoiser(nn.Module):
             self.skip_gate = nn.Linear(d, 1)  # the posterior mean's weight in the numeric output, per cell
             nn.init.zeros_(self.skip_gate.weight)
             nn.init.zeros_(self.skip_gate.bias)
-
         if cfg.tree_feature:  # zero-initialized like the features above
             if not cfg.gaussian_feature:
                 raise ValueError("tree_feature needs gaussian_feature (the trees read its estimate)")
