@@ -89,8 +89,9 @@ class DenoiserConfig:
     # the numeric output at a learned per-cell weight: the nonlinear estimate the blend leans on most (issue 13),
     # so that the network learns from the prior where to trust it and where not (e.g. beyond the range the trees
     # learnt from). Its input layer and output weight start at zero: switching it on keeps a checkpoint's outputs.
-    # Needs gaussian_feature (the trees read the unknown cells as the Gaussian estimate fills them). The trees grow on
-    # the host (scikit-learn), table by table: on a GPU every step waits for them (no part of issue 16's sync-free step).
+    # Needs gaussian_feature (the trees read the unknown cells as the Gaussian estimate fills them). The trees grow
+    # on the host (scikit-learn), table by table: on a GPU every step waits for them (outside issue 16's sync-free
+    # step). Stages 75-76 (session 49): the network alone gained, the blended point estimate did not (not adopted).
     tree_feature: bool = False
     schedule: str = "cosine"
 
