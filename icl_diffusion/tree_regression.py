@@ -355,6 +355,8 @@ def feature_estimates(filled: torch.Tensor, seen: torch.Tensor, is_cat: torch.Te
     n = filled.shape[1]
     for b in range(filled.shape[0]):
         same = b > 0 and (key_mask is None or torch.equal(key_mask[b], key_mask[0]))
+        if keys is not None and len(keys[0]) > 1:  # key rows of its own: the same only if they are too
+            same = same and torch.equal(keys[0][b], keys[0][0]) and torch.equal(keys[1][b], keys[1][0])
         if same and torch.equal(seen[b], seen[0]) and torch.equal(filled[b], filled[0]):  # a sampler's copies
             out[b], fitted[b] = out[0], fitted[0]
             continue

@@ -88,6 +88,12 @@ def test_cached_key_rows_and_a_sampler_s_copies_see_the_trees_of_one_pass():
                      is_cat.expand(S, -1), n_classes.expand(S, -1), context=ctx)
     for s in range(S):
         torch.testing.assert_close(q_num[s : s + 1], num[:, K:], atol=1e-5, rtol=0)
+    # Per-sample key rows (no shared cache): copies of the same query rows against different key rows differ
+    key_values, key_seen = ctx["trees"]
+    keys = (torch.cat([key_values, -key_values]), key_seen.expand(2, -1, -1))
+    own = feature_estimates(x_in[:, K:].expand(2, -1, -1), known[:, K:].expand(2, -1, -1), is_cat.expand(2, -1),
+                            keys=keys)[0]
+    assert not torch.equal(own[0], own[1])
     off = _model(tree_weights=False)
     off.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("tree_")}, strict=False)
     changed = (off(x_in, t, known, is_cat, n_classes, key_mask=key_mask)[0] - num).abs()
