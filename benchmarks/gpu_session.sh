@@ -11,8 +11,9 @@
 # 2. With the device tool: run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600).
 #    Without a GPU (CUDA not available) it runs the same steps on the CPU, a few seconds each (a dry run).
 # 3. Here, on the files that come back (files_at):
-#        python benchmarks/screen.py gpu=FILES_AT/gpu_weights.safetensors --sections grid,gaussian,categorical,draws,prediction \
-#            --out-dir runs/screen_gpu --reference benchmarks/results/screen/stage25
+#        python benchmarks/screen.py gpu=FILES_AT/gpu_weights.safetensors \
+#            --sections grid,gaussian,categorical,draws,prediction --out-dir runs/screen_gpu \
+#            --reference benchmarks/results/screen/stage25
 #    and adopt the weights only where every cell type gains (checkpoints/README.md).
 #
 # What it writes under $OUT (at most 8 files come back): env.txt (nvidia-smi, versions), tests.log (the CUDA
@@ -100,15 +101,18 @@ else
     default_seconds=60
 fi
 seconds=${PRETRAIN_SECONDS:-$default_seconds}
-read -r -a args <<< "${PRETRAIN_ARGS:-experiment=cpu_recipe_phase67 seed=1067 prior.max_batch_size=64 prior.max_cells=65536 optim.max_steps=4000 trainer.max_steps=4000 trainer.val_check_interval=500 callbacks.checkpoint_every_n_steps=500}"
+recipe="experiment=cpu_recipe_phase67 seed=1067 prior.max_batch_size=64 prior.max_cells=65536 optim.max_steps=4000"
+recipe+=" trainer.max_steps=4000 trainer.val_check_interval=500 callbacks.checkpoint_every_n_steps=500"
+read -r -a args <<< "${PRETRAIN_ARGS:-$recipe}"
 max_time=$(printf "00:00:%02d:%02d" $((seconds / 60)) $((seconds % 60)))
 stamp "pretraining for $seconds s: ${args[*]}"
-timeout $((seconds + 120)) "$PY" -m icl_diffusion.train "${args[@]}" "${trainer_args[@]}" "+trainer.max_time=$max_time" \
-    out_dir="$run_dir" > "$OUT/pretrain.log" 2>&1
+timeout $((seconds + 120)) "$PY" -m icl_diffusion.train "${args[@]}" "${trainer_args[@]}" \
+    "+trainer.max_time=$max_time" out_dir="$run_dir" > "$OUT/pretrain.log" 2>&1
 stamp "pretraining rc=$? ($(grep -c . "$run_dir/curves.csv" 2>/dev/null) curve rows)"
 cp "$run_dir/curves.csv" "$OUT/" 2>/dev/null
 if [[ -f "$run_dir/checkpoints/last.ckpt" ]]; then
-    "$PY" -m icl_diffusion.cli export "$run_dir/checkpoints/last.ckpt" -o "$run_dir/gpu_weights.safetensors" 2>&1 | tail -1
+    "$PY" -m icl_diffusion.cli export "$run_dir/checkpoints/last.ckpt" -o "$run_dir/gpu_weights.safetensors" 2>&1 |
+        tail -1
     # A file comes back only up to 16 MiB: a larger export (the base model's, about 17 MB) in 15 MiB parts (join
     # them with cat); the Lightning checkpoint only where it fits whole (the small model's, 4 MB).
     split -b 15m -d "$run_dir/gpu_weights.safetensors" "$OUT/gpu_weights.safetensors.part"
