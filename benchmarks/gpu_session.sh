@@ -23,9 +23,13 @@
 # gpu_weights.safetensors.partNN: `cat` them) and last.ckpt (its Lightning checkpoint, where it fits: resume it on the
 # next GPU with ckpt_path=... out_dir=...).
 #
-# The pretraining run continues the shipped weights with stage 67's recipe (conf/experiment/cpu_recipe_phase67.yaml)
-# at four times the tables a step, for PRETRAIN_SECONDS (default 240) of wall time; PRETRAIN_ARGS replaces its
-# Hydra overrides, e.g. PRETRAIN_ARGS="experiment=gpu_base" for the base model from scratch.
+# The pretraining run continues the larger model's line (issue 13's capacity question: the medium model, d_model 96
+# with induced-point row attention, 623k parameters, stage 46's recipe from its 76k-table candidate
+# checkpoints/candidates/stage45_step6500.safetensors, level with the shipped small model on the real validation
+# tables and behind it on the Gaussian ones after 94k tables on the CPU) at four times the cells a step (stage 77
+# measures that batch on the CPU), for PRETRAIN_SECONDS (default 240) of wall time. PRETRAIN_ARGS replaces its Hydra
+# overrides: e.g. "experiment=cpu_recipe_phase67 prior.max_batch_size=64 prior.max_cells=65536" continues the
+# shipped small model with its recipe, "experiment=gpu_base" trains the base model from scratch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,8 +105,8 @@ else
     default_seconds=60
 fi
 seconds=${PRETRAIN_SECONDS:-$default_seconds}
-recipe="experiment=cpu_recipe_phase67 seed=1067 prior.max_batch_size=64 prior.max_cells=65536 optim.max_steps=4000"
-recipe+=" trainer.max_steps=4000 trainer.val_check_interval=500 callbacks.checkpoint_every_n_steps=500"
+recipe="experiment=cpu_recipe_phase46 seed=1046 prior.max_batch_size=64 prior.max_cells=65536 optim.max_steps=8000"
+recipe+=" trainer.max_steps=8000 trainer.val_check_interval=500 callbacks.checkpoint_every_n_steps=500"
 read -r -a args <<< "${PRETRAIN_ARGS:-$recipe}"
 max_time=$(printf "00:00:%02d:%02d" $((seconds / 60)) $((seconds % 60)))
 stamp "pretraining for $seconds s: ${args[*]}"
