@@ -121,9 +121,11 @@ if [[ -f "$run_dir/checkpoints/last.ckpt" ]]; then
         tail -1
     # A file comes back only up to 16 MiB: a larger export (the base model's, about 17 MB) in 15 MiB parts (join
     # them with cat); the Lightning checkpoint only where it fits whole (the small model's, 4 MB).
-    split -b 15m -d "$run_dir/gpu_weights.safetensors" "$OUT/gpu_weights.safetensors.part"
-    parts=("$OUT"/gpu_weights.safetensors.part*)
-    [[ ${#parts[@]} == 1 ]] && mv "${parts[0]}" "$OUT/gpu_weights.safetensors"
+    if [[ -f "$run_dir/gpu_weights.safetensors" ]]; then
+        split -b 15m -d "$run_dir/gpu_weights.safetensors" "$OUT/gpu_weights.safetensors.part"
+        parts=("$OUT"/gpu_weights.safetensors.part*)
+        [[ ${#parts[@]} == 1 ]] && mv "${parts[0]}" "$OUT/gpu_weights.safetensors"
+    fi
     (( $(stat -c %s "$run_dir/checkpoints/last.ckpt") < 15 * 2**20 )) && cp "$run_dir/checkpoints/last.ckpt" "$OUT/"
 fi
 stamp "done"
