@@ -28,8 +28,9 @@
 # The pretraining run continues the larger model's line (issue 13's capacity question: the medium model, d_model 96
 # with induced-point row attention, 623k parameters, stage 46's recipe from its 76k-table candidate
 # checkpoints/candidates/stage45_step6500.safetensors, level with the shipped small model on the real validation
-# tables and behind it on the Gaussian ones after 94k tables on the CPU) at four times the cells a step (stage 77
-# measures that batch on the CPU), for PRETRAIN_SECONDS (default 210) of wall time. PRETRAIN_ARGS replaces its Hydra
+# tables and behind it on the Gaussian ones after 94k tables on the CPU) at four times the cells a step (stage 77,
+# checkpoints/README.md: on the CPU, at the same learning rate, that batch learnt a little less per table; a GPU sees
+# far more tables, and a larger optim.lr may pay), for PRETRAIN_SECONDS (default 210) of wall time. PRETRAIN_ARGS replaces its Hydra
 # overrides: e.g. "experiment=cpu_recipe_phase67 prior.max_batch_size=64 prior.max_cells=65536" continues the
 # shipped small model with its recipe, "experiment=gpu_base" trains the base model from scratch.
 set -uo pipefail
