@@ -30,9 +30,9 @@
 # checkpoints/candidates/stage45_step6500.safetensors, level with the shipped small model on the real validation
 # tables and behind it on the Gaussian ones after 94k tables on the CPU) at four times the cells a step (stage 77,
 # checkpoints/README.md: on the CPU, at the same learning rate, that batch learnt a little less per table; a GPU sees
-# far more tables, and a larger optim.lr may pay), for PRETRAIN_SECONDS (default 210) of wall time. PRETRAIN_ARGS replaces its Hydra
-# overrides: e.g. "experiment=cpu_recipe_phase67 prior.max_batch_size=64 prior.max_cells=65536" continues the
-# shipped small model with its recipe, "experiment=gpu_base" trains the base model from scratch.
+# far more tables, and a larger optim.lr may pay), for PRETRAIN_SECONDS (default 210) of wall time. PRETRAIN_ARGS
+# replaces its Hydra overrides: e.g. "experiment=cpu_recipe_phase67 prior.max_batch_size=64 prior.max_cells=65536"
+# continues the shipped small model with its recipe, "experiment=gpu_base" trains the base model from scratch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
