@@ -248,6 +248,10 @@ def _model_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     p.add_argument("--max-context-rows", type=int, default=None,
                    help=f"most rows attended to (default: the checkpoint's, {SamplerConfig.max_context_rows})")
+    p.add_argument("--context-cells", type=int, default=None,
+                   help="a narrow table's key rows raised to this many cells (rows x columns), at most twice "
+                   f"--max-context-rows; 0: --max-context-rows always (default: the checkpoint's, "
+                   f"{SamplerConfig.context_cells})")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"query rows per forward pass (default: the checkpoint's, {SamplerConfig.chunk_rows})")
     p.add_argument("--ensemble", default=None, help="views of the table the point estimate is averaged over, "
@@ -301,7 +305,8 @@ def _common_kwargs(args) -> dict:
         except ValueError as err:
             raise UserError(f"--ensemble {args.ensemble}: {err}") from err
     kwargs = {"checkpoint": args.checkpoint, "random_state": args.seed, "device": args.device,
-              "max_context_rows": args.max_context_rows, "batch_size": args.batch_size, "progress": _progress(args),
+              "max_context_rows": args.max_context_rows, "context_cells": args.context_cells,
+              "batch_size": args.batch_size, "progress": _progress(args),
               "ensemble": ensemble}
     # Unset: each estimator's default (the predictors' blend is off; the regressor's local contexts on).
     for name in ("blend_inputs", "local_context_rows"):

@@ -53,7 +53,7 @@ from .preprocessing import (
     temporal_counts,
     temporal_values,
 )
-from .sampling import SamplerConfig
+from .sampling import SamplerConfig, context_rows
 from .transforms import check_members
 
 _LOADED: dict[tuple, Pretrained] = {}
@@ -124,7 +124,8 @@ EXTRAPOLATE_SE = 1.0
 EDGE_FRAC = 0.1
 # Estimator parameters whose None means the checkpoint's tuned value: parameter -> SamplerConfig field.
 TUNED = {"variance_mix": "variance_mix", "center_draws": "center_draws", "calibrate_spread": "calibrate_spread",
-         "max_context_rows": "max_context_rows", "batch_size": "chunk_rows", "ensemble": "ensemble",
+         "max_context_rows": "max_context_rows", "context_cells": "context_cells", "batch_size": "chunk_rows",
+         "ensemble": "ensemble",
          "ensemble_draws": "ensemble_draws", "local_context_rows": "local_context_rows",
          "ensemble_folds": "ensemble_folds", "blend_inputs": "blend_inputs", "snap_draws": "snap_draws",
          "couple_draws": "couple_draws", "parameter_draws": "parameter_draws"}
@@ -207,6 +208,10 @@ class _Base(BaseEstimator):
             if value is None and name in TUNED:
                 continue
             _check_count(name, value)
+        cells = getattr(self, "context_cells", None)
+        if cells is not None and (not isinstance(cells, (int, np.integer)) or isinstance(cells, bool) or cells < 0):
+            raise ValueError(f"context_cells must be an integer >= 0 (0: max_context_rows always; or None: the "
+                             f"checkpoint's), got {cells!r}")
         local = getattr(self, "local_context_rows", None)
         if local is not None and (not isinstance(local, (int, np.integer)) or isinstance(local, bool) or local < 0):
             raise ValueError(f"local_context_rows must be an integer >= 0 (0: off; or None: the checkpoint's), "
@@ -236,6 +241,10 @@ class _Base(BaseEstimator):
         value = getattr(self, name, None)
         return getattr(self.pretrained_.sampler, TUNED[name]) if value is None else value
 
+    def _context_rows(self, n_columns: int) -> int:
+        """Most key rows of a table of ``n_columns`` columns (``sampling.context_rows``)."""
+        return context_rows(self._setting("max_context_rows"), self._setting("context_cells"), n_columns)
+
     def _load(self) -> Pretrained:
         return load_model(self.checkpoint, resolve_device(self.device))
 
@@ -250,7 +259,8 @@ class _Base(BaseEstimator):
             "jump_n_sample": getattr(self, "jump_n_sample", 1), "variance_mix": self._setting("variance_mix"),
             "center_draws": self._setting("center_draws"), "calibrate_spread": self._setting("calibrate_spread"),
             "ensemble": tuple(self._setting("ensemble")), "ensemble_draws": self._setting("ensemble_draws"),
-            "max_context_rows": self._setting("max_context_rows"), "chunk_rows": self._setting("batch_size"),
+            "max_context_rows": self._setting("max_context_rows"), "context_cells": self._setting("context_cells"),
+            "chunk_rows": self._setting("batch_size"),
             "local_context_rows": self._setting("local_context_rows"), "ensemble_folds": self._setting("ensemble_folds"),
             "blend_inputs": self._setting("blend_inputs"), "seed": _seed(self.random_state), "progress": self.progress,
             # Draws returned as such (``sample``, quantiles) are snapped; those averaged into one estimate are not.
@@ -308,8 +318,11 @@ class DiffusionImputer(TransformerMixin, _Base):
         device: "auto" (cuda if available), "cpu", "cuda", ...
         random_state: seed of the key-row subsample and of the sampler's noise.
         max_context_rows: most key rows a cell attends to across rows. batch_size: query rows per pass.
+        context_cells: a narrow table's key rows raised to this many cells (key rows x columns), at most twice
+            max_context_rows (``SamplerConfig.context_cells``); 0: max_context_rows always.
             variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws, local_context_rows,
-            blend_inputs, snap_draws, couple_draws, parameter_draws, max_context_rows, batch_size: None = the checkpoint's tuned value (``pretrained_.sampler``, a
+            blend_inputs, snap_draws, couple_draws, parameter_draws, max_context_rows, context_cells, batch_size:
+            None = the checkpoint's tuned value (``pretrained_.sampler``, a
             ``SamplerConfig``).
         progress: show a tqdm progress bar.
 
@@ -324,8 +337,9 @@ class DiffusionImputer(TransformerMixin, _Base):
                  n_imputations=1, device="auto", random_state=None, max_context_rows=None, batch_size=None,
                  progress=False, variance_mix=None, center_draws=None, calibrate_spread=None, ensemble=None,
                  ensemble_draws=None, local_context_rows=None, blend_inputs=None, snap_draws=None,
-                 couple_draws=None, parameter_draws=None):
+                 couple_draws=None, parameter_draws=None, context_cells=None):
         self.checkpoint = checkpoint
+        self.context_cells = context_cells
         self.ensemble = ensemble
         self.ensemble_draws = ensemble_draws
         self.local_context_rows = local_context_rows
@@ -373,9 +387,10 @@ class DiffusionImputer(TransformerMixin, _Base):
         if not same:  # the fit table's complete rows join as context (all its rows if none is complete)
             ctx = self.known_fit_.all(1)
             ctx = np.flatnonzero(ctx if ctx.any() else np.ones_like(ctx))
-            if len(ctx) > self._setting("max_context_rows"):
+            most = self._context_rows(x.shape[1])
+            if len(ctx) > most:
                 rng = check_random_state(_seed(self.random_state))
-                ctx = np.sort(rng.choice(ctx, self._setting("max_context_rows"), replace=False))
+                ctx = np.sort(rng.choice(ctx, most, replace=False))
             x = np.concatenate([self.x_fit_[ctx], x])
             known = np.concatenate([self.known_fit_[ctx], known])
         out = self._run(x, known, enc.is_cat, enc.n_classes, n_samples=n_samples, sampling=sampling)
@@ -437,9 +452,10 @@ class _Predictor(_Base):
         self.preprocessor_ = TablePreprocessor(self.pretrained_.model.cfg.max_classes).fit(table)
         enc = self.preprocessor_.transform(table)
         rows = np.arange(len(y_x))
-        if len(rows) > self._setting("max_context_rows"):
+        most = self._context_rows(enc.x.shape[1] + 1)  # the features and the target
+        if len(rows) > most:
             rng = check_random_state(self.random_state)
-            rows = np.sort(rng.choice(rows, self._setting("max_context_rows"), replace=False))
+            rows = np.sort(rng.choice(rows, most, replace=False))
         self.x_context_ = np.concatenate([enc.x, y_x[:, None].astype(np.float32)], 1)[rows]
         self.known_context_ = np.concatenate([enc.known, np.ones((len(y_x), 1), bool)], 1)[rows]
         self.is_cat_ = np.append(enc.is_cat, y_cat)
@@ -510,9 +526,10 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
     """Zero-shot classifier: the class of each query row is the model's imputation of its target cell.
 
     Args:
-        checkpoint, device, random_state, max_context_rows, batch_size, progress, ensemble, local_context_rows:
-            as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
-            Training sets larger than max_context_rows are subsampled (with random_state) as the context.
+        checkpoint, device, random_state, max_context_rows, context_cells, batch_size, progress, ensemble,
+            local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only).
+            Training sets larger than max_context_rows (more for few features: context_cells) are subsampled
+            (with random_state) as the context.
         blend_inputs: as ``DiffusionImputer``; off by default (``PREDICTOR_BLEND_INPUTS``: the target is never
             blended); None: the checkpoint's setting.
         calibrate: fit a softmax temperature to the context rows (``CROSS_FIT_FOLDS``-fold: each fold's
@@ -535,8 +552,9 @@ class DiffusionClassifier(ClassifierMixin, _Predictor):
 
     def __init__(self, checkpoint=None, device="auto", random_state=None, max_context_rows=None,
                  batch_size=None, progress=False, calibrate=True, ensemble=None, local_context_rows=None,
-                 blend_inputs=PREDICTOR_BLEND_INPUTS, tree_weight="auto"):
+                 blend_inputs=PREDICTOR_BLEND_INPUTS, tree_weight="auto", context_cells=None):
         self.checkpoint = checkpoint
+        self.context_cells = context_cells
         self.tree_weight = tree_weight
         self.ensemble = ensemble
         self.local_context_rows = local_context_rows
@@ -608,9 +626,9 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
 
     Args:
         checkpoint, method, n_steps, jump_length, jump_n_sample, device, random_state, max_context_rows,
-            batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble, ensemble_draws,
-            local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training rows only);
-            ``REGRESSOR_LOCAL_CONTEXT_ROWS`` by default; None: the checkpoint's setting.
+            context_cells, batch_size, progress, variance_mix, center_draws, calibrate_spread, ensemble,
+            ensemble_draws, local_context_rows: as ``DiffusionImputer`` (local contexts are drawn from the training
+            rows only); ``REGRESSOR_LOCAL_CONTEXT_ROWS`` by default; None: the checkpoint's setting.
         n_imputations: imputations averaged by ``predict`` (1 with "point": the posterior mean).
         ensemble_folds: with the two views of the ensemble, the target's estimate weighs them (the Yeo-Johnson
             view's weight 0, 1/2 or 1) as this many folds of cross-validation on the training rows favour
@@ -653,8 +671,9 @@ class DiffusionRegressor(RegressorMixin, _Predictor):
                  ensemble_draws=None, local_context_rows=REGRESSOR_LOCAL_CONTEXT_ROWS,
                  ensemble_folds=REGRESSOR_ENSEMBLE_FOLDS,
                  blend_inputs=PREDICTOR_BLEND_INPUTS, snap_draws=None, tree_weight="auto",
-                 extrapolate="auto"):
+                 extrapolate="auto", context_cells=None):
         self.checkpoint = checkpoint
+        self.context_cells = context_cells
         self.extrapolate = extrapolate
         self.tree_weight = tree_weight
         self.ensemble = ensemble

@@ -2,7 +2,8 @@
 
 Strategy for any table size (documented in the README):
 - Key rows: the rows every cell may attend to across rows. If the table has more than ``max_context_rows``
-  rows, a seeded random subset of that many rows is the key set (TabPFN-style context subsampling; rows
+  rows (up to twice as many for a narrow table: ``SamplerConfig.context_cells``), a seeded random subset of that
+  many rows is the key set (TabPFN-style context subsampling; rows
   with every cell known are preferred, since they carry the most information and can be cached).
 - Every other row is a query row: it attends to the key rows only, so query rows are processed in chunks
   of ``chunk_rows`` against the key rows' cached keys, and one call costs O(rows x keys), linear in rows.
@@ -29,7 +30,7 @@ from .gaussian_feature import cell_estimates, converged_em, expand_table, one_ho
 from .kernel_regression import kernel_estimates
 from .local_context import choose_weights, local_tables, soft_choice, standardize
 from .model import Denoiser
-from .sampling import METHODS, SamplerConfig, count_calls, repaint_schedule, sample
+from .sampling import METHODS, SamplerConfig, context_rows, count_calls, repaint_schedule, sample
 from .scaling import CLIP
 from .transforms import YeoJohnson, check_members
 from .tree_regression import extrapolated, fit_rows, target_estimates, tree_estimates, tree_probabilities
@@ -991,7 +992,7 @@ def forward_passes(n_samples: int, n_rows: int, n_keys: int, chunk_rows: int, ke
 def impute(
     pretrained: Pretrained, x: np.ndarray, known: np.ndarray, is_cat: np.ndarray, n_classes: np.ndarray, *,
     n_samples: int = 1, method: str = "point", n_steps: int = 1, jump_length: int = 1, jump_n_sample: int = 1,
-    max_context_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0,
+    max_context_rows: int | None = None, context_cells: int | None = None, chunk_rows: int | None = None, seed: int = 0,
     key_rows: np.ndarray | None = None, progress=False, return_logits: bool = False,
     variance_mix: float | None = None, share_first_call: bool | None = None, draw_context_rows: int | None = None,
     center_draws: bool | None = None, calibrate_spread: bool | None = None, ensemble: tuple[str, ...] | None = None,
@@ -1005,7 +1006,7 @@ def impute(
 
     ``method="point"`` (the default; also ``"ddim"`` with one step and one sample): the one-call point estimate
     (then also the logits (N, F, C) if ``return_logits``); a sampler (``"conditional"``, ``"repaint"``,
-    ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``chunk_rows``,
+    ``"ddim"``): ``impute_standardized``. ``max_context_rows``, ``context_cells``, ``chunk_rows``,
     ``variance_mix``, ``share_first_call``, ``draw_context_rows``, ``center_draws``, ``calibrate_spread``,
     ``ensemble``, ``ensemble_draws``, ``local_context_rows``, ``local_query_rows``, ``ensemble_folds``,
     ``blend_inputs``, ``snap_draws``, ``couple_draws`` and ``parameter_draws`` left None take the checkpoint's tuned values (``pretrained.sampler``). The point estimate is
@@ -1030,8 +1031,9 @@ def impute(
     ``input_blend``: the blend's weights (``input_weights``' result) where the caller has them for this table: the
     spread calibration's call on the table's key rows takes its table's instead of choosing them again (one network
     call per view and a fit of the trees fewer).
-    Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``. Rows that are complete and not key rows influence no other row (query
-    rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
+    Key rows: ``key_rows``, or a seeded choice of at most ``max_context_rows``, more for a narrow table
+    (``context_cells``, ``sampling.context_rows``). Rows that are complete and not key rows influence no other row
+    (query rows attend to key rows only), so they are left out of the call. Numeric outputs are clamped once, here,
     to the network's input range; observed cells are returned bit for bit. ``progress``: a tqdm bar ticked
     by a forward hook on the network (one tick per forward pass), the spread calibration's and the centre's
     passes included (their nested calls get the bar itself, and add their passes to its total).
@@ -1073,7 +1075,8 @@ def impute(
     N = x.shape[0]
     known_t = torch.as_tensor(known)
     cpu_gen = torch.Generator().manual_seed(seed)
-    keys = choose_key_rows(known_t, max_context_rows, cpu_gen) if key_rows is None else torch.as_tensor(key_rows)
+    table_rows = context_rows(max_context_rows, tuned.context_cells, x.shape[1])
+    keys = choose_key_rows(known_t, table_rows, cpu_gen) if key_rows is None else torch.as_tensor(key_rows)
     rows = torch.as_tensor(~known).any(1)
     rows[keys] = True
     rows = rows.nonzero().squeeze(1)  # (R,) sorted: key rows + rows with something to impute

@@ -56,7 +56,17 @@ class SamplerConfig:
         Boston and Gaussian tables as good), the 90% ranges' coverage inside 87-93% on Boston and Auto (3
         steps: 0.87 on Auto's MAR), categorical draws' Brier score lower on the mixed tables.
     variance_mix: the ancestral steps' variance, see ``VARIANCE_MIX``.
-    max_context_rows: most key rows a cell attends to across rows (benchmarks/results/context_rows.md).
+    max_context_rows: most key rows a cell attends to across rows (benchmarks/results/context_rows.md), raised for
+        a narrow table by ``context_cells`` (``context_rows``).
+    context_cells: a table of F columns gets up to ``context_cells`` // F key rows where that is more than
+        ``max_context_rows``, at most twice as many (``context_rows``): a query row's attention across rows costs
+        key rows x columns, so a narrow table has the context of ``max_context_rows`` rows of a 20-column table
+        at the same cost a row. 0: ``max_context_rows`` always. Session 51, the shipped weights, the real grid's
+        four tables past 512 rows (quakes 5 columns, close_college 8: every row a key row; AER/Guns 11: 931;
+        College 17: 602): NRMSE +0.0094 (seeds 0-2) / +0.0043 (3-5), the whole grid 0.7215 -> 0.7152 (+0.0062, se
+        0.0026) / +0.0029 (0.0033), MNAR +0.016 / +0.014, MAR +0.001 / -0.009; categorical cells, targets and draws
+        level; 1,024 key rows on every table instead: +0.0081 / +0.0059 on the four tables, and a 1,000 x 20 table's
+        time up as theirs (benchmarks/results/context_rows.md).
     chunk_rows: rows per network pass (over all samples of a pass).
     share_first_call: the draws' first call, at t = T, made once for all of them (``sample``): the same
         draws' quality (benchmarks/results/draws_speed.md) for one call fewer per draw.
@@ -137,6 +147,7 @@ class SamplerConfig:
     draw_steps: int = 2
     variance_mix: float = VARIANCE_MIX
     max_context_rows: int = 512
+    context_cells: int = 10240
     chunk_rows: int = 1024
     share_first_call: bool = True
     draw_context_rows: int = 64
@@ -157,6 +168,12 @@ class SamplerConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def context_rows(max_context_rows: int, context_cells: int, n_columns: int) -> int:
+    """Most key rows of a table of ``n_columns`` columns (``SamplerConfig.context_cells``): ``max_context_rows``,
+    or ``context_cells`` // ``n_columns`` where that is more, at most twice ``max_context_rows``."""
+    return max(max_context_rows, min(context_cells // max(n_columns, 1), 2 * max_context_rows))
 
 
 def repaint_schedule(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:

@@ -210,23 +210,27 @@ def test_ensemble_option(table_csv, tiny_checkpoint, tmp_path, capsys):
     assert len(err) == 1 and "--ensemble log" in err[0] and "yeo_johnson" in err[0]
 
 
-def test_local_context_rows_option(tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    """--local-context-rows reaches the engine (0: off, another table), a negative count is a one-line error."""
+@pytest.mark.parametrize("option, rows, values", [
+    ("--local-context-rows", 300, ("0", "32")),  # off, and 32-row local contexts
+    ("--context-cells", 600, ("0", "10240")),  # 512 key rows of the 600, and all of them (3 columns)
+])
+def test_count_options(option, rows, values, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """A count option reaches the engine (its two values: two tables), a negative count is a one-line error."""
     import torch
 
     import icl_diffusion.inference
 
-    # the tiny random model's local estimates lose on held-out cells: weigh them in regardless
-    monkeypatch.setattr(icl_diffusion.inference, "choose_weights", lambda x, *_: torch.ones(x.shape[1]))
+    if option == "--local-context-rows":  # the tiny model's local estimates lose on held cells: weigh them in
+        monkeypatch.setattr(icl_diffusion.inference, "choose_weights", lambda x, *_: torch.ones(x.shape[1]))
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 3))
+    x = rng.normal(size=(rows, 3))
     x[rng.random(x.shape) < 0.2] = np.nan
     table = tmp_path / "t.csv"
     pd.DataFrame(x, columns=["a", "b", "c"]).to_csv(table, index=False)
-    (off, on), err = _option_outputs_and_error(table, tiny_checkpoint, tmp_path, capsys, "--local-context-rows",
-                                               ("0", "32"), "-1")
-    assert not off.equals(on)
-    assert len(err) == 1 and "local_context_rows must be an integer >= 0" in err[0]
+    (one, other), err = _option_outputs_and_error(table, tiny_checkpoint, tmp_path, capsys, option, values, "-1")
+    assert not one.equals(other)
+    name = option.strip("-").replace("-", "_")
+    assert len(err) == 1 and f"{name} must be an integer >= 0" in err[0]
 
 
 def test_blend_inputs_option(tiny_checkpoint, tmp_path):

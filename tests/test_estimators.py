@@ -198,12 +198,16 @@ def test_aggregate_mean_and_mode():
 def test_classifier(tiny_checkpoint):
     df = holey_frame()
     y = np.where(np.arange(len(df)) % 3 == 0, "yes", "no")
-    clf = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, random_state=0).fit(df, y)
+    clf = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, context_cells=0,
+                              random_state=0).fit(df, y)
     assert clf.classes_.tolist() == ["no", "yes"] and len(clf.x_context_) == 25
+    # A narrow table's context widens to context_cells key cells, at most twice max_context_rows (all 40 rows here).
+    assert len(DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25).fit(df, y).x_context_) == 40
     proba = clf.predict_proba(df.iloc[:6])
     assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
     assert clf.predict(df.iloc[:6]).tolist() == clf.classes_[proba.argmax(1)].tolist()
-    refit = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, random_state=0).fit(df, y)
+    refit = DiffusionClassifier(checkpoint=str(tiny_checkpoint), max_context_rows=25, context_cells=0,
+                                random_state=0).fit(df, y)
     assert np.array_equal(refit.predict_proba(df.iloc[:6]), proba)
     # Many classes work without retraining (level identity vectors); beyond max_classes a clear error.
     many = DiffusionClassifier(checkpoint=str(tiny_checkpoint)).fit(df.iloc[:36], np.arange(36) % 12)
@@ -241,6 +245,9 @@ def test_bad_parameters_and_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="local_context_rows must be an integer >= 0"):
             DiffusionClassifier(checkpoint=str(tiny_checkpoint), local_context_rows=bad).fit(X, [0, 1] * 3)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="context_cells must be an integer >= 0"):
+            DiffusionImputer(checkpoint=str(tiny_checkpoint), context_cells=bad).fit_transform(X)
     for bad in (-1, 1, 2.5, True):
         with pytest.raises(ValueError, match=r"^ensemble_folds must be 0 \(off\), an integer >= 2 or None"):
             DiffusionRegressor(checkpoint=str(tiny_checkpoint), ensemble_folds=bad).fit(X, X[:, 0])

@@ -271,6 +271,34 @@ def test_choose_key_rows():
     assert not torch.equal(a, b)
 
 
+def test_context_rows_widen_a_narrow_table_s_context():
+    from icl_diffusion.sampling import context_rows
+
+    assert context_rows(512, 10240, 20) == 512  # 512 rows of a 20-column table: the cells' budget
+    assert context_rows(512, 10240, 100) == 512  # a wide table keeps max_context_rows
+    assert context_rows(512, 10240, 16) == 640
+    assert context_rows(512, 10240, 5) == 1024  # at most twice max_context_rows
+    assert context_rows(512, 0, 5) == 512  # off
+    assert context_rows(16, 10240, 5) == 32
+
+
+def test_a_narrow_table_is_imputed_with_the_wider_context(tiny_checkpoint):
+    """Through the estimator: a 4-column table of 700 rows has every row as a key row by default (its imputation is
+    that of max_context_rows=700 without the widening) and 512 with ``context_cells=0``."""
+    import numpy as np
+
+    from icl_diffusion import DiffusionImputer
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((700, 4))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    run = lambda **kw: DiffusionImputer(checkpoint=str(tiny_checkpoint), random_state=0, **kw).fit_transform(x)
+    default = run()
+    np.testing.assert_array_equal(default, run(max_context_rows=700, context_cells=0))
+    assert not np.array_equal(default, run(context_cells=0))
+    np.testing.assert_array_equal(run(context_cells=0), run(max_context_rows=512, context_cells=0))
+
+
 def test_tuned_sampler_settings_travel_in_the_checkpoint_and_fill_unset_parameters(tmp_path):
     import numpy as np
 
