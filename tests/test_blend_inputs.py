@@ -362,7 +362,7 @@ def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(mon
     monkeypatch.setattr(engine, "tree_estimates", recording_trees)
     x, known = make_table(1, N=60)
     known[known.all(1), 4] = False  # every row has a cell to impute: all 60 go through the call
-    _impute(x, known, max_context_rows=20)
+    _impute(x, known, max_context_rows=20, context_cells=0)  # 20 key rows (the narrow table's widening off)
     assert seen == [(20, None)] if on_keys else seen == [(60, 20)]
     assert trees[0] == ((20, 20) if on_keys else (60, 60))  # held-out trees: fitted as the final call's would be
     seen.clear()

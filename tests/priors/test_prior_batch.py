@@ -345,7 +345,9 @@ def test_the_prior_draws_ordinal_and_zero_inflated_columns_when_asked() -> None:
     # p_ordinal = 0 (the default) draws nothing: earlier recipes keep their tables bit for bit (this batch's sum
     # before the ordinal codes existed, session 39).
     a = sample_batch(PriorConfig(), torch.Generator().manual_seed(4), batch_size=4, n_rows=64, n_features=5)
-    assert float(a["x"].double().sum()) == pytest.approx(-42541.47669574359, rel=1e-12)
+    # rel 1e-9: the float32 math of one CPU differs from another's in the last bits (session 51's machine: 3e-11);
+    # a change in what is drawn moves the sum by far more.
+    assert float(a["x"].double().sum()) == pytest.approx(-42541.47669574359, rel=1e-9)
     assert int((a["known"].flatten().nonzero().squeeze(1) ** 2 % 9973).sum()) == 4210482  # which cells are known
 
 
