@@ -36,7 +36,7 @@ from .evaluation import evaluate_engine
 from .inference import beats_noise
 from .lit import DiffusionLitModule, HostFactsDataModule
 from .preprocessing import EncodedTable, TablePreprocessor, as_table
-from .sampling import SamplerConfig
+from .sampling import SamplerConfig, context_rows
 from .scaling import standardize
 from .training import LossConfig
 from .transforms import YeoJohnson, check_members
@@ -158,8 +158,9 @@ def validation_batches(tables: list[EncodedTable], seed: int, rate: float = 0.2,
     """One batch per validation table: rate of its observed cells hidden (MCAR, seeded).
 
     ``context`` (one table: its training rows): the batch is the training table's complete rows (all of its
-    rows if none is complete; a seeded subset of at most ``max_context_rows``) above the validation rows, none
-    of their cells hidden, as ``DiffusionImputer.transform`` imputes new rows of the table it was fitted on.
+    rows if none is complete; a seeded subset of at most ``max_context_rows``, the caller's ``sampling.context_rows``)
+    above the validation rows, none of their cells hidden, as ``DiffusionImputer.transform`` imputes new rows of the
+    table it was fitted on.
     """
     out = []
     for i, enc in enumerate(tables):
@@ -429,8 +430,9 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     module.model.load_state_dict(start.model.state_dict())
     module.set_start()
     # One table: its validation rows imputed with its training rows as context, as new rows would be.
-    module._val_batches = validation_batches(val_tables, cfg.seed, context=train_tables[0] if len(encoded) == 1
-                                             else None, max_context_rows=start.sampler.max_context_rows)
+    context = train_tables[0] if len(encoded) == 1 else None
+    most = context_rows(start.sampler.max_context_rows, start.sampler.context_cells, train_tables[0].x.shape[1])
+    module._val_batches = validation_batches(val_tables, cfg.seed, context=context, max_context_rows=most)
     if cfg.max_forgetting is not None:
         module._val_batches += guard_batches()
     start_metrics = module.validate()
