@@ -11,7 +11,8 @@ categorical cells (imputed label == true label) and NRMSE of the numeric cells (
 column's complete-data std, ``common.nrmse``); wall seconds of each imputation call.
 
 Methods (a DataFrame with NaN in, a filled DataFrame out):
-- ``icl``: ``DiffusionImputer`` defaults (the one-call point estimate), ``max_context_rows=512``.
+- ``icl``: ``DiffusionImputer`` defaults (the one-call point estimate), ``max_context_rows=512`` (widened for a narrow
+  table by the checkpoint's ``context_cells``).
 - ``mode_mean``: column mean (numeric), column mode (categorical).
 - ``missforest_mixed``: MissForest for mixed tables (``missforest_mixed`` below).
 

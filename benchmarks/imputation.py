@@ -71,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also run the conditional sampler and average K draws (0 = off; slow on CPU)")
     p.add_argument("--sampler-steps", type=int, default=10)
     p.add_argument("--max-context-rows", type=int, default=512)
+    p.add_argument("--context-cells", type=int, default=None,
+                   help="icl's key cells of a narrow table (SamplerConfig.context_cells; default: the checkpoint's)")
     p.add_argument("--local-context-rows", type=int, default=128, help="icl_local's local context rows")
     p.add_argument("--neighbour-kernel", choices=("all", "nearest"), default=None,
                    help="the checkpoint's nearest-rows input read another way (DenoiserConfig.neighbour_kernel; "
@@ -96,7 +98,8 @@ def build_methods(args, pretrained) -> dict:
     methods = {}
     for name in args.methods.split(","):
         if name == "icl_point":
-            methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows)
+            methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows,
+                                              context_cells=args.context_cells)
         elif name == "icl_local":  # the point estimate blended with local contexts (local_context.py)
             methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows,
                                               local_context_rows=args.local_context_rows)
