@@ -65,8 +65,9 @@ class SamplerConfig:
         four tables past 512 rows (quakes 5 columns, close_college 8: every row a key row; AER/Guns 11: 931;
         College 17: 602): NRMSE +0.0094 / +0.0043 / +0.0005 on the masks of seeds 0-2 / 3-5 / 6-8 (better on 198
         of 324 masks, worse on 126), the whole grid 0.7215 -> 0.7152 (+0.0062, se 0.0026) on seeds 0-2; MNAR gains,
-        MAR loses a little (-0.012 on seeds 3-5 and 6-8); categorical cells, targets and draws level; 1,024 key rows on every table instead: +0.0081 / +0.0059 on the four tables, and a 1,000 x 20 table's
-        time up as theirs (benchmarks/results/context_rows.md).
+        MAR loses a little (-0.012 on seeds 3-5 and 6-8); categorical cells, targets and draws level; 1,024 key
+        rows on every table instead: +0.0081 / +0.0059 on the four tables, and a 1,000 x 20 table's time up as
+        theirs (benchmarks/results/context_rows.md).
     chunk_rows: rows per network pass (over all samples of a pass).
     share_first_call: the draws' first call, at t = T, made once for all of them (``sample``): the same
         draws' quality (benchmarks/results/draws_speed.md) for one call fewer per draw.
