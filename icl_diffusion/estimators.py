@@ -208,14 +208,11 @@ class _Base(BaseEstimator):
             if value is None and name in TUNED:
                 continue
             _check_count(name, value)
-        cells = getattr(self, "context_cells", None)
-        if cells is not None and (not isinstance(cells, (int, np.integer)) or isinstance(cells, bool) or cells < 0):
-            raise ValueError(f"context_cells must be an integer >= 0 (0: max_context_rows always; or None: the "
-                             f"checkpoint's), got {cells!r}")
-        local = getattr(self, "local_context_rows", None)
-        if local is not None and (not isinstance(local, (int, np.integer)) or isinstance(local, bool) or local < 0):
-            raise ValueError(f"local_context_rows must be an integer >= 0 (0: off; or None: the checkpoint's), "
-                             f"got {local!r}")
+        for name, zero in (("context_cells", "max_context_rows always"), ("local_context_rows", "off")):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 (0: {zero}; or None: the checkpoint's), "
+                                 f"got {value!r}")
         mix = getattr(self, "variance_mix", None)
         if mix is not None and (not isinstance(mix, (int, float, np.number)) or not 0 <= mix <= 1):
             raise ValueError(f"variance_mix must be a number in [0, 1] (or None: the checkpoint's), got {mix!r}")

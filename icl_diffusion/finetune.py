@@ -430,9 +430,12 @@ def fine_tune(tables, *, checkpoint: str | os.PathLike | Pretrained | None = Non
     module.model.load_state_dict(start.model.state_dict())
     module.set_start()
     # One table: its validation rows imputed with its training rows as context, as new rows would be.
-    context = train_tables[0] if len(encoded) == 1 else None
-    most = context_rows(start.sampler.max_context_rows, start.sampler.context_cells, train_tables[0].x.shape[1])
-    module._val_batches = validation_batches(val_tables, cfg.seed, context=context, max_context_rows=most)
+    if len(encoded) == 1:
+        context = train_tables[0]
+        most = context_rows(start.sampler.max_context_rows, start.sampler.context_cells, context.x.shape[1])
+        module._val_batches = validation_batches(val_tables, cfg.seed, context=context, max_context_rows=most)
+    else:  # whole tables: each validation table is imputed as a whole, no context rows
+        module._val_batches = validation_batches(val_tables, cfg.seed)
     if cfg.max_forgetting is not None:
         module._val_batches += guard_batches()
     start_metrics = module.validate()
