@@ -58,10 +58,12 @@ def table_shape(
     n_features: int | None = None,
 ) -> tuple[int, int, int]:
     """(B, N, F) of a batch: what is not given is drawn on ``rng``'s host generator (N and F log-uniform,
-    drawn rows moved by ``filled_rows`` unless B is given or ``cfg.fill_budget`` is off) and B =
-    ``default_batch_size``."""
+    drawn rows cut to ``cfg.wide_table_cells`` and moved by ``filled_rows`` unless B is given or
+    ``cfg.fill_budget`` is off) and B = ``default_batch_size``."""
     N = n_rows if n_rows is not None else rng.int_log_uniform(*cfg.n_rows)
     F = n_features if n_features is not None else rng.int_log_uniform(*cfg.n_features)
+    if n_rows is None and cfg.wide_table_cells:
+        N = min(N, max(cfg.n_rows[1] // 2, cfg.wide_table_cells // F))
     if n_rows is None and batch_size is None and cfg.fill_budget:
         N = filled_rows(cfg, N, F)
     return (batch_size if batch_size is not None else default_batch_size(cfg, N, F)), N, F

@@ -33,6 +33,10 @@ class PriorConfig:
     # columns a table costs more in a larger batch (the Gaussian feature pads every table to the widest
     # one-hot table of its batch): -7% tables/s on stage 8's prior (+0.4% on cpu_recipe's).
     fill_budget: bool = False
+    # > 0: a table keeps rows past half of n_rows[1] only while it holds at most this many cells, as the
+    # inference engine's key rows do (icl_diffusion.sampling.context_rows: a narrow table gets more of them);
+    # a wider table's drawn rows are cut to max(n_rows[1] // 2, wide_table_cells // features). 0: no cut.
+    wide_table_cells: int = 0
 
     family_weights: dict[str, float] = field(default_factory=lambda: {"scm": 0.8, "gaussian": 0.2})
 
@@ -196,6 +200,8 @@ class PriorConfig:
         """Raise ValueError on settings the generator cannot honour."""
         if self.n_rows[0] < 4 or self.n_rows[0] > self.n_rows[1]:
             raise ValueError(f"n_rows must satisfy 4 <= lo <= hi, got {self.n_rows}")
+        if self.wide_table_cells < 0:
+            raise ValueError(f"wide_table_cells must be >= 0, got {self.wide_table_cells}")
         if self.n_features[0] < 2 or self.n_features[0] > self.n_features[1]:
             raise ValueError(f"n_features must satisfy 2 <= lo <= hi, got {self.n_features}")
         if self.group_size[0] < 1 or self.group_size[0] > self.group_size[1]:

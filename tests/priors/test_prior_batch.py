@@ -156,6 +156,24 @@ def test_filled_rows_leave_given_sizes_and_capped_batches_alone() -> None:
         assert drawn[2] == filled[2] and drawn[0] == default_batch_size(as_drawn, drawn[1], drawn[2])
 
 
+def test_only_narrow_tables_keep_rows_past_half_the_range() -> None:
+    """wide_table_cells (the engine's context_cells rule): a drawn table keeps rows past n_rows[1] // 2 only
+    while it holds at most that many cells; the draw is the same otherwise, and given rows are kept."""
+    cut = PriorConfig(n_rows=(64, 1024), n_features=(2, 32), max_cells=16384, wide_table_cells=10240)
+    uncut = PriorConfig(n_rows=(64, 1024), n_features=(2, 32), max_cells=16384)
+    long_narrow = long_wide = 0
+    for seed in range(400):
+        B, N, F = table_shape(cut, Rng(torch.Generator().manual_seed(seed)))
+        _, N0, F0 = table_shape(uncut, Rng(torch.Generator().manual_seed(seed)))
+        assert F == F0 and N == min(N0, max(512, 10240 // F)) and B == default_batch_size(cut, N, F)
+        long_narrow += N > 512 and F <= 10
+        long_wide += N0 > 512 and F > 20
+    assert long_narrow > 20 and long_wide > 5  # both cases drawn
+    assert table_shape(cut, Rng(torch.Generator().manual_seed(0)), n_rows=1000, n_features=30)[1] == 1000
+    with pytest.raises(ValueError, match="wide_table_cells"):
+        PriorConfig(wide_table_cells=-1)
+
+
 def test_same_generator_state_gives_identical_batch() -> None:
     for seed in range(5):
         a = sample_batch(SMALL, torch.Generator().manual_seed(seed))
