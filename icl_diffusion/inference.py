@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import tree_regression
 from .checkpoint import Pretrained
 from .diffusion import MASK, GaussianDiffusion
 from .gaussian_feature import cell_estimates, converged_em, expand_table, one_hot_layout, table_gaussian
@@ -160,6 +161,15 @@ FINAL_CHAINS = 20
 # third more trees in the held-out call, which a table whose trees get no weight pays
 # (benchmarks/results/imputation.md).
 FINAL_TREES = (1, 1, 1, 3)
+# The held-out call fits ``tree_regression.CHAINS`` first, then, where the trees help at all (the best blend
+# that takes them has a lower pooled loss over the held cells than the best that does not), chains up to this many
+# (the later ones only: chains are seeded by index), so that the held cells judge the trees by a mean nearer the one
+# the final call blends; where the trees do not help (most Gaussian tables) five chains say so. Session 52, real grid
+# against 5 (se): 10 where the trees help +0.0017 (0.0005) on the masks of seeds 0-2, mixed tables' numeric cells
+# +0.0006, draws' CRPS +0.0004, Gaussian tables -0.0006 (0.0004, MNAR) at 1.15x the time a table (College 1.41x); 10
+# in every table +0.0017 / +0.0016 on seeds 0-2 / 3-5; 20 where they help +0.0029 / +0.0021 at 1.31x (College 1.66x);
+# 10 only where the five pass the trees' 3% gate +0.0007, Gaussian level (benchmarks/results/imputation.md).
+HELD_CHAINS = 10
 # Categorical cells: the network's class probabilities blended per column with extremely randomized trees'
 # (``tree_regression.tree_probabilities``), (1 - w) network + w trees, w of ``LEVEL_WEIGHT_GRID`` chosen by the log
 # loss of held observed cells of the column (``input_weights``), as the numeric inputs are. False: the network's.
@@ -412,7 +422,8 @@ def view_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.T
 def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, ...], names: tuple[str, ...],
                 is_cat: torch.Tensor, key_rows: torch.Tensor, seed: int = 0, tree_rows: torch.Tensor | None = None,
                 fitted: tuple[str, ...] | None = None, start: torch.Tensor | None = None,
-                chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+                chains: int | None = None, sweeps: tuple[int, ...] | None = None,
+                first_chain: int = 0) -> list[torch.Tensor]:
     """The numeric estimates (N, F) of the network's closed-form inputs (``names``, its ``closed_form_inputs``: the
     Gaussian conditional mean, the smooth and the sharp nearest-rows estimates), read off the ``members``' first
     calls (``outputs``, made with ``ensemble_point(inputs=True)``), and after them the engine's own
@@ -425,7 +436,7 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
     estimate in the table's units, known cells as they are (``ensemble_point``'s), which the trees' chains start from
     where ``TREES_START_NETWORK`` is set (None: the Gaussian estimate). ``chains`` and ``sweeps``: the trees' chains
     and each one's sweeps (``tree_regression.chain_fills``; None: ``tree_regression.CHAINS`` and ``TREES``; the final
-    call: ``FINAL_CHAINS`` and ``FINAL_TREES``)."""
+    call: ``FINAL_CHAINS`` and ``FINAL_TREES``), the trees the mean of those from chain ``first_chain`` on."""
     fitted = ENGINE_INPUTS if fitted is None else fitted
     per_member, trees, beyond = [], None, None
     for member in members:
@@ -443,7 +454,7 @@ def input_point(outputs: dict, table_views: dict, x, known, members: tuple[str, 
             if trees is None and set(TREE_INPUTS) & set(fitted):  # one fit for every view: trees do not see
                 rows = (key_rows if tree_rows is None else tree_rows).to(x.device)  # monotone transforms
                 begin = start if TREES_START_NETWORK and start is not None else filled
-                trees = tree_estimates(begin, known, is_cat, rows, seed, chains, sweeps)
+                trees = tree_estimates(begin, known, is_cat, rows, seed, chains, sweeps, first_chain)
                 beyond = extrapolated(trees, known, is_cat, rows) if "extrapolated" in fitted else None
             for name, estimate in zip(TREE_INPUTS, (trees, beyond)):
                 if name in ENGINE_INPUTS:
@@ -632,10 +643,11 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     own prediction of the column, MAR), whatever the network read. The
     network's alone where nothing was measured; None without inputs. The sharp nearest-rows estimate is offered only where it
     lowers the table's pooled held-out loss by its ``INPUT_MIN_GAIN`` (tables of near-duplicate rows), the kernel
-    regression and the trees likewise. With ``CATEGORICAL_TREES``, in each categorical one of the ``columns`` as
-    many observed cells are hidden in the same call, and the column takes the weight of ``LEVEL_WEIGHT_GRID`` in
-    (1 - w) network + w trees' class probabilities (``level_inputs``) of least log loss over them
-    (``local_context.choose_weights``), the trees offered where they lower the table's pooled log loss by
+    regression and the trees likewise. The trees are judged by the mean of ``HELD_CHAINS`` chains where their
+    first ``tree_regression.CHAINS`` show them helping. With ``CATEGORICAL_TREES``, in each categorical one of the
+    ``columns`` as many observed cells are hidden in the same call, and the column takes the weight of
+    ``LEVEL_WEIGHT_GRID`` in (1 - w) network + w trees' class probabilities (``level_inputs``) of least log loss
+    over them (``local_context.choose_weights``), the trees offered where they lower the table's pooled log loss by
     ``LEVEL_MIN_GAIN`` (``InputBlend.levels``). ``odds``
     (N, F): the held cells are drawn with these weights (``missingness_odds``), so that they sit where the
     table's missing cells do; None: uniformly."""
@@ -672,27 +684,48 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
         if bool(gain.sum() < LEVEL_MIN_GAIN * loss) or not beats_noise(gain, LEVEL_GAIN_SE):
             level_weights = torch.zeros_like(level_weights)  # the table's held cells do not ask for the trees
     hold = hold & ~is_cat[None, :]  # the numeric inputs' weights from the numeric held cells
+    cells = hold.sum(0).double()  # (F,)
+    measured = cells > 0
+
+    def held_losses(others: list[torch.Tensor]):
+        """The grid of blends (W, K), their errors (W, N, F), mean errors (W, F) and losses (W, F) over the held
+        cells, and the columns whose inputs keep their own levels (F,)."""
+        grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
+        estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
+        error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
+        mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
+        loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
+        own_level = torch.zeros_like(measured)
+        if "gaussian" in model.closed_form_inputs:
+            # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
+            # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
+            gaussian = estimates[1 + model.closed_form_inputs.index("gaussian")]
+            own_level = read_no_shift(estimates[0], gaussian, ~seen & ~is_cat[None, :])
+            if at_random is not None:  # missing because of the other columns: they, not a shift, set the level
+                own_level = own_level | torch.as_tensor(at_random, device=x.device)
+            own_level = own_level & measured
+            plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
+            loss = torch.where(own_level[None], plain, loss)
+        return grid, error, mean_error, loss, own_level
+
     others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
                          tree_rows=every, start=net)
-    grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
-    estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
-    error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
-    cells = hold.sum(0).double()  # (F,)
-    mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
-    loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
-    measured = cells > 0
-    own_level = torch.zeros_like(measured)
-    if "gaussian" in model.closed_form_inputs:
-        # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
-        # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
-        gaussian = estimates[1 + model.closed_form_inputs.index("gaussian")]
-        own_level = read_no_shift(estimates[0], gaussian, ~seen & ~is_cat[None, :])
-        if at_random is not None:  # missing because of the other columns: they, not a shift, set the level
-            own_level = own_level | torch.as_tensor(at_random, device=x.device)
-        own_level = own_level & measured
-        plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
-        loss = torch.where(own_level[None], plain, loss)
+    grid, error, mean_error, loss, own_level = held_losses(others)
     names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
+    trees = [1 + names.index(n) for n in TREE_INPUTS if n in names]  # the grid's columns of the trees' inputs
+    if HELD_CHAINS > tree_regression.CHAINS and trees and bool(measured.any()):
+        uses = grid[:, trees].gt(0).any(1)  # (W,)
+        pooled = loss[:, measured].sum(1)
+        if bool(pooled[uses].min() < pooled[~uses].min()):  # the trees help: judge them by the mean of more chains
+            first = tree_regression.CHAINS
+            more = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
+                               tree_rows=every, fitted=("trees",), start=net, chains=HELD_CHAINS, first_chain=first)
+            at = 1 + names.index("trees")
+            mean = (first * others[at - 1].double() + (HELD_CHAINS - first) * more[at - 1].double()) / HELD_CHAINS
+            others[at - 1] = torch.where(seen, x, mean.to(x.dtype))
+            if "extrapolated" in names:
+                others[names.index("extrapolated")] = extrapolated(others[at - 1], seen, is_cat, every)
+            grid, error, mean_error, loss, own_level = held_losses(others)
     for name, gain in INPUT_MIN_GAIN.items():  # gated inputs, offered where the table's held cells ask for them
         if name in names and bool(measured.any()):
             family = TREE_INPUTS if name == "trees" else (name,)  # the trees' gate: either of their inputs

@@ -54,6 +54,7 @@ TREES = (1, 1, 3)  # trees per forest, one entry per sweep (the first sweep read
 # (1, 1, 2) +0.0064 (0.0011) at 25% more, 25 of two sweeps (1, 1) +0.0019 (0.0016) (benchmarks/results/imputation.md).
 # The held-out call that chooses the blend's weights (``inference.input_weights``) takes this many; the final call
 # takes ``inference.FINAL_CHAINS`` (session 47: 5 and 20, against 10 and 10 before), each of ``inference.FINAL_TREES``.
+# Since session 52 the held-out call fits ``inference.HELD_CHAINS`` where these show the trees helping.
 CHAINS = 5
 CHAIN_SEED = 7919  # a chain's forests are seeded this much apart from the chain before's
 # A sweep refits the columns in turn, fewest unknown cells first, each reading the others as the sweep has filled
@@ -166,19 +167,21 @@ def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) ->
 
 
 def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
-                seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> list[np.ndarray]:
+                seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None,
+                first: int = 0) -> list[np.ndarray]:
     """The ``chains`` (default ``CHAINS``) chains of ``sweeps`` (default ``TREES``: trees per forest, one entry per
     sweep) of ``tree_estimates``: each chain's last fill (N, D) float64 of the numeric columns (known cells as they
     are, unknown ones the chain's last forests' estimate, or as ``filled`` where no forest is fitted). ``filled``
     (N, F): known cells as they are, the others a first estimate (the engine's: the network's,
     ``inference.TREES_START_NETWORK``); ``key_rows`` (K,): the rows a forest is fitted on. The first chains are the
-    same for any number of them (each seeded by its index)."""
+    same for any number of them (each seeded by its index); ``first``: the chains before it are not fitted (a caller
+    that has them)."""
     chains = CHAINS if chains is None else chains
     sweeps = TREES if sweeps is None else sweeps
     numeric = (~is_cat).nonzero().squeeze(1).tolist()
     start = filled[:, numeric].double().cpu().numpy()  # (N, D)
     if len(numeric) + int(is_cat.sum()) < 2:  # no other column to read
-        return [start] * chains
+        return [start] * (chains - first)
     seen = known[:, numeric].cpu().numpy()
     keys = np.sort(key_rows.cpu().numpy())
     levels = torch.where(known, filled, -1.0)[:, is_cat].double().cpu().numpy()  # (N, C): codes, -1 unknown
@@ -187,7 +190,7 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
     # in turn: fewest unknown cells first (MissForest's order; ties in the table's order)
     order = np.argsort((~seen).sum(0), kind="stable") if IN_TURN else range(len(numeric))
     fills = []
-    for chain in range(chains):
+    for chain in range(first, chains):
         z = start.copy() if IN_TURN else start
         for trees in sweeps:
             refilled = z if IN_TURN else z.copy()
@@ -205,16 +208,17 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
 
 
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,
-                   seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None) -> torch.Tensor:
+                   seed: int = 0, chains: int | None = None, sweeps: tuple[int, ...] | None = None,
+                   first: int = 0) -> torch.Tensor:
     """(N, F) estimates of every numeric cell with unknown cells in its column, the mean of ``chain_fills``' ``chains``
-    of ``sweeps``; ``filled`` (N, F) (known cells as they are, the others a first estimate, as ``chain_fills``') where
-    known or where no forest is fitted; categorical columns as filled. ``key_rows`` (K,): the rows a forest is fitted
-    on."""
+    of ``sweeps`` (from chain ``first`` on); ``filled`` (N, F) (known cells as they are, the others a first
+    estimate, as ``chain_fills``') where known or where no forest is fitted; categorical columns as filled.
+    ``key_rows`` (K,): the rows a forest is fitted on."""
     out = filled.clone()
     numeric = ~is_cat
     seen = known[:, numeric].cpu().numpy()
     start = filled[:, numeric].double().cpu().numpy()
-    fills = chain_fills(filled, known, is_cat, key_rows, seed, chains, sweeps)
+    fills = chain_fills(filled, known, is_cat, key_rows, seed, chains, sweeps, first)
     mean = sum(fills) / len(fills)
     out[:, numeric] = torch.as_tensor(np.where(seen, start, mean), dtype=out.dtype, device=out.device)
     return out

@@ -354,9 +354,9 @@ def test_a_whole_table_s_weights_are_chosen_on_the_rows_its_trees_learn_from(mon
         seen.append((len(x), None if key_rows is None else len(key_rows)))
         return weights(model, diffusion, x, known, *args, key_rows=key_rows, **kwargs)
 
-    def recording_trees(filled, known, is_cat, key_rows, seed=0, chains=None, sweeps=None):
+    def recording_trees(filled, known, is_cat, key_rows, *args):
         trees.append((len(filled), len(key_rows)))
-        return estimates(filled, known, is_cat, key_rows, seed, chains, sweeps)
+        return estimates(filled, known, is_cat, key_rows, *args)
 
     monkeypatch.setattr(engine, "input_weights", recording_weights)
     monkeypatch.setattr(engine, "tree_estimates", recording_trees)

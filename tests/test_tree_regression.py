@@ -38,7 +38,8 @@ def test_it_learns_a_step_and_keeps_known_cells():
 
 def test_more_chains_add_chains_and_lower_the_estimate_s_spread():
     """``chains`` chains of sweeps (the final call's ``inference.FINAL_CHAINS``, more than the held-out call's
-    ``CHAINS``): the first chains are the same for any number of them, and the mean of more varies less between seeds."""
+    ``CHAINS``): the first chains are the same for any number of them (so a caller that has them fits the later ones
+    alone: ``first``, the held-out call's ``inference.HELD_CHAINS``), and the mean of more varies less between seeds."""
     x, known = _table()
     filled = torch.where(known, x, 0.0)
     numeric, keys = torch.zeros(3, dtype=torch.bool), torch.arange(len(x))
@@ -46,6 +47,12 @@ def test_more_chains_add_chains_and_lower_the_estimate_s_spread():
     many = tree_regression.chain_fills(filled, known, numeric, keys, chains=8)
     assert len(few) == 2 and len(many) == 8
     assert all(np.array_equal(a, b) for a, b in zip(few, many))
+    later = tree_regression.chain_fills(filled, known, numeric, keys, chains=8, first=2)  # chains 2-7 only
+    assert len(later) == 6 and all(np.array_equal(a, b) for a, b in zip(later, many[2:]))
+    whole = tree_estimates(filled, known, numeric, keys, chains=8).double()  # the engine's sum of the two parts
+    parts = (2 * tree_estimates(filled, known, numeric, keys, chains=2).double()
+             + 6 * tree_estimates(filled, known, numeric, keys, chains=8, first=2).double()) / 8
+    assert torch.allclose(whole, parts, atol=1e-6)
     assert torch.equal(tree_estimates(filled, known, numeric, keys), tree_estimates(filled, known, numeric, keys,
                                                                                     chains=tree_regression.CHAINS))
     hidden = ~known
