@@ -9,7 +9,8 @@
 3. Peak resident memory of imputing a 10,000 x 100 table (``DiffusionImputer``'s point estimate, the checkpoint's
    stored settings: two calls with the two-view ensemble)
    in a fresh child process: ``ru_maxrss`` after the imputation, and before it (imports, model, table).
-4. End to end on development-size tables (Boston 506 x 14, Gaussian 2,000 x 25; 30% MCAR): the point
+4. End to end on development-size tables (Boston 506 x 14, ISLR/College 777 x 17, AER/Guns 1,000 x 11, Gaussian
+   1,000 x 20 and 2,000 x 25; 30% MCAR): the point
    estimate (stored settings), 20 imputations of the conditional sampler (``n_steps=5``), MICE and MissForest-like,
    timed in the same process. The sampler's cost is a fixed part (its centre, the point estimate, and the
    calibration of its spread) plus a part linear in the number of imputations (a batch dimension), so by default it
@@ -209,8 +210,9 @@ def measure_memory(checkpoint: str, n_rows: int, n_features: int, threads: int) 
 def end_to_end(pretrained, draws_measured: int, draws: int, n_steps: int, quick: bool) -> list[list]:
     """Rows of the end-to-end table: each method on each development-size table, one process."""
     tables = [load_real_table("boston")]
-    if not quick:  # 1,000 x 20: issue 13's size for one point estimate (under 1 s)
-        tables += [gaussian_table(1000, 20, n_factors=5, seed=0), gaussian_table(2000, 25, n_factors=5, seed=0)]
+    if not quick:  # the real grid's widest tables (the trees carry their blend), and 1,000 x 20: issue 13's size
+        tables += [load_real_table("college"), load_real_table("guns"),  # for one point estimate (under 1 s)
+                   gaussian_table(1000, 20, n_factors=5, seed=0), gaussian_table(2000, 25, n_factors=5, seed=0)]
     rows = []
     for table in tables:
         missing = make_mask(table.x, "mcar", 0.3, np.random.default_rng(0))

@@ -81,6 +81,12 @@ LEVEL_TREES = 30  # trees per forest of a categorical column (``tree_probabiliti
 # tables (the last call fits the numeric trees only where their blend weight is not 0, rarely on mixed tables; the
 # classifiers then fit chains of their own). Off: within the noise for its cost.
 LEVEL_CHAINS = False
+# The chains are independent: on torch's threads (``torch.get_num_threads``) they are fitted side by side, each
+# forest on one thread (most forests hold one tree, so threads within a forest idle); each chain is seeded by its
+# index, so any number of threads gives the same fills, bit for bit. Off: one chain after another, each forest's trees
+# on the threads. Session 53, two threads: the point estimate of ISLR/College 7.8 -> 5.3 s
+# (benchmarks/results/speed_e2e.md).
+PARALLEL_CHAINS = True
 
 
 def fit_rows(n_rows: int, key_rows: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -115,6 +121,7 @@ class Forest:
         if isinstance(self.trees[0], ExtraTreeClassifier):
             self.classes_, target = np.unique(target, return_inverse=True)
         y = np.ascontiguousarray(np.reshape(target, (-1, 1)), dtype=np.float64)
+        threads = min(threads, len(self.trees))
         if threads > 1:
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(lambda tree: _fit(tree, x, y), self.trees))
@@ -147,14 +154,16 @@ def _fit(tree, x: np.ndarray, y: np.ndarray) -> None:
         tree.fit(x, y, check_input=False)
 
 
-def _forest(kind, trees: int, features: np.ndarray, target: np.ndarray, seed: int) -> Forest:
+def _forest(kind, trees: int, features: np.ndarray, target: np.ndarray, seed: int,
+            threads: int | None = None) -> Forest:
     """A ``Forest`` of ``trees`` trees of ``kind`` with the split candidates (``MAX_FEATURES`` of the D features) and
-    leaves (``LEAF_ROWS``) of every forest here, fitted on ``features`` (R, D) and ``target`` (R,) on as many threads
-    as torch uses (``torch.get_num_threads``); the same table gets the same estimate on any number, bit for bit."""
+    leaves (``LEAF_ROWS``) of every forest here, fitted on ``features`` (R, D) and ``target`` (R,) on ``threads``
+    threads (default as many as torch uses, ``torch.get_num_threads``); the same table gets the same estimate on any
+    number, bit for bit."""
     n_features = features.shape[1]
     candidates = MAX_FEATURES if isinstance(MAX_FEATURES, str) else min(MAX_FEATURES, n_features)
     forest = Forest(kind, trees, seed, max_features=candidates, min_samples_leaf=LEAF_ROWS)
-    return forest.fit(features, target, threads=torch.get_num_threads())
+    return forest.fit(features, target, threads=torch.get_num_threads() if threads is None else threads)
 
 
 def _class_probabilities(forest, features: np.ndarray, n_levels: int, device) -> torch.Tensor:
@@ -189,8 +198,9 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
         levels = levels[:, :0]
     # in turn: fewest unknown cells first (MissForest's order; ties in the table's order)
     order = np.argsort((~seen).sum(0), kind="stable") if IN_TURN else range(len(numeric))
-    fills = []
-    for chain in range(first, chains):
+    threads = min(torch.get_num_threads(), chains - first) if PARALLEL_CHAINS else 1
+
+    def chain_fill(chain: int) -> np.ndarray:
         z = start.copy() if IN_TURN else start
         for trees in sweeps:
             refilled = z if IN_TURN else z.copy()
@@ -200,11 +210,16 @@ def chain_fills(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor,
                 if len(unknown) == 0 or len(train) < MIN_ROWS:
                     continue
                 features = np.column_stack([np.delete(z, d, axis=1), levels])
-                forest = _forest(ExtraTreeRegressor, trees, features[train], z[train, d], seed + d + CHAIN_SEED * chain)
+                forest = _forest(ExtraTreeRegressor, trees, features[train], z[train, d], seed + d + CHAIN_SEED * chain,
+                                 threads=1 if threads > 1 else None)
                 refilled[unknown, d] = forest.predict(features[unknown])
             z = refilled
-        fills.append(z)
-    return fills
+        return z
+
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(chain_fill, range(first, chains)))
+    return [chain_fill(chain) for chain in range(first, chains)]
 
 
 def tree_estimates(filled: torch.Tensor, known: torch.Tensor, is_cat: torch.Tensor, key_rows: torch.Tensor,

@@ -65,8 +65,11 @@ def test_more_chains_add_chains_and_lower_the_estimate_s_spread():
 
 
 def test_the_trees_are_the_same_on_any_number_of_threads():
-    """The forests are built on torch's thread count and read on one thread (``_forest``); each tree is seeded
-    before it is built, so the estimate does not depend on the count, bit for bit."""
+    """On several threads the chains are fitted side by side (``chain_fills``), each forest on one thread; every
+    tree is seeded by its chain and column before it is built, so the estimate does not depend on the count, bit for
+    bit."""
+    import threading
+
     x, known = _table()
     filled = torch.where(known, x, 0.0)
     numeric = torch.zeros(3, dtype=torch.bool)
@@ -75,13 +78,18 @@ def test_the_trees_are_the_same_on_any_number_of_threads():
         torch.set_num_threads(1)
         one = tree_estimates(filled, known, numeric, torch.arange(len(x)))
         torch.set_num_threads(3)
-        built = []
+        built, where = [], set()
         fit = tree_regression.Forest.fit
+
+        def recording(self, *a, threads):
+            built.append(threads)
+            where.add(threading.get_ident())
+            return fit(self, *a, threads=threads)
+
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(tree_regression.Forest, "fit",
-                          lambda self, *a, threads: built.append(threads) or fit(self, *a, threads=threads))
+            patch.setattr(tree_regression.Forest, "fit", recording)
             three = tree_estimates(filled, known, numeric, torch.arange(len(x)))
-        assert set(built) == {3}
+        assert set(built) == {1} and len(where) > 1  # chains on several threads, a forest on one
         assert torch.equal(one, three)
     finally:
         torch.set_num_threads(threads)

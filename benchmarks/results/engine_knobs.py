@@ -2,14 +2,15 @@
 as tree_sweeps.py and em_iters.py, for any constant).
 
     python benchmarks/results/engine_knobs.py KNOB=VALUE ... screen SCREEN_ARGS...
-    python benchmarks/results/engine_knobs.py cost "LABEL:KNOB=VALUE,KNOB=VALUE" "LABEL:..."
+    python benchmarks/results/engine_knobs.py cost [--threads N] "LABEL:KNOB=VALUE,KNOB=VALUE" "LABEL:..."
     python benchmarks/results/engine_knobs.py KNOB=VALUE ... -- SCRIPT ARGS...   # any benchmark, e.g. draws_speed.py
 
 KNOB: ``module.NAME`` of the ``icl_diffusion`` package (``inference.INPUT_GAIN_SE``, ``inference.LEVEL_MIN_GAIN``,
 ``tree_regression.TREES``), VALUE a Python literal. ``screen``: ``benchmarks/screen.py``'s arguments, e.g.
 ``se2=checkpoints/icl_diffusion_small.safetensors --sections grid,gaussian --out-dir runs/screen``. ``cost``: seconds
-per point estimate of each labelled setting, alternating on 7 tables x 9 masks (``em_iters.alternate``); an empty
-setting (``"LABEL:"``) is the shipped engine. Run from the repository root.
+per point estimate of each labelled setting, alternating on 7 tables x 9 masks (``em_iters.alternate``), on one torch
+thread unless ``--threads`` says more; an empty setting (``"LABEL:"``) is the shipped engine. Run from the
+repository root.
 """
 
 import ast
@@ -47,9 +48,13 @@ if __name__ == "__main__":
         import em_iters
         import torch
 
-        torch.set_num_threads(1)
+        specs = sys.argv[2:]
+        threads = 1
+        if specs[0] == "--threads":  # the threads every variant runs on (default one)
+            threads, specs = int(specs[1]), specs[2:]
+        torch.set_num_threads(threads)
         variants = {}
-        for spec in sys.argv[2:]:
+        for spec in specs:
             label, _, knobs = spec.partition(":")
             variants[label] = setter([k for k in knobs.split(",") if k])
         em_iters.alternate(variants)
