@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 
 from .diffusion import GaussianDiffusion
 from .model import Denoiser, DenoiserConfig
-from .sampling import SamplerConfig
 from .resources import shipped_dir
+from .sampling import SamplerConfig
 
 FORMAT = "icl-diffusion/1"
 ENV_VAR = "ICL_DIFFUSION_CHECKPOINT"
