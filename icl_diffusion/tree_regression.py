@@ -164,7 +164,8 @@ _STREAMS = threading.local()
 def _stream(seed: int) -> np.random.RandomState:
     """This thread's ``RandomState`` seeded with ``seed``: the stream of ``np.random.RandomState(seed)`` (the legacy
     seeding of both) without making one, 1.5 against 110 microseconds, which a forest of one tree paid twice (session
-    53: 6% of the point estimate's time on ISLR/College on one thread). Read before the thread seeds it again."""
+    53, one thread: 5.19 -> 4.73 s a point estimate on four tables, benchmarks/results/speed_e2e.md). Read before the
+    thread seeds it again."""
     stream = getattr(_STREAMS, "stream", None)
     if stream is None:
         stream = _STREAMS.stream = np.random.RandomState(0)
