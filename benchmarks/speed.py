@@ -9,7 +9,7 @@
 3. Peak resident memory of imputing a 10,000 x 100 table (``DiffusionImputer``'s point estimate, the checkpoint's
    stored settings: two calls with the two-view ensemble)
    in a fresh child process: ``ru_maxrss`` after the imputation, and before it (imports, model, table).
-4. End to end on development-size tables (Boston 506 x 14, ISLR/College 777 x 17, AER/Guns 1,000 x 11, Gaussian
+4. End to end on development-size tables (Boston 506 x 14, ISLR/College 777 x 17, AER/Guns 1,173 x 11, Gaussian
    1,000 x 20 and 2,000 x 25; 30% MCAR): the point
    estimate (stored settings), 20 imputations of the conditional sampler (``n_steps=5``), MICE and MissForest-like,
    timed in the same process. The sampler's cost is a fixed part (its centre, the point estimate, and the
