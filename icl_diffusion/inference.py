@@ -686,32 +686,30 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
     hold = hold & ~is_cat[None, :]  # the numeric inputs' weights from the numeric held cells
     cells = hold.sum(0).double()  # (F,)
     measured = cells > 0
+    others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
+                         tree_rows=every, start=net)
+    names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
+    own_level = torch.zeros_like(measured)
+    if "gaussian" in names:
+        # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
+        # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
+        own_level = read_no_shift(net, others[names.index("gaussian")], ~seen & ~is_cat[None, :])
+        if at_random is not None:  # missing because of the other columns: they, not a shift, set the level
+            own_level = own_level | torch.as_tensor(at_random, device=x.device)
+        own_level = own_level & measured
 
     def held_losses(others: list[torch.Tensor]):
         """The grid of blends (W, K), their errors (W, N, F), mean errors (W, F) and losses (W, F) over the held
-        cells, and the columns whose inputs keep their own levels (F,)."""
+        cells (the plain squared error in the ``own_level`` columns: the level counts too)."""
         grid = input_grid(1 + len(others)).to(x.device)  # (W, K)
         estimates = torch.stack([net.double(), *(e.double() for e in others)])  # (K, N, F)
         error = torch.einsum("wk,knf->wnf", grid, estimates) - x.double()[None]  # (W, N, F)
         mean_error = torch.where(hold[None], error, 0.0).sum(1) / cells.clamp(min=1)  # (W, F)
         loss = torch.where(hold[None], (error - mean_error[:, None, :]) ** 2, 0.0).sum(1)  # (W, F)
-        own_level = torch.zeros_like(measured)
-        if "gaussian" in model.closed_form_inputs:
-            # Where the network's level over the column's unknown cells is the Gaussian estimate's, it read no shift
-            # off the missingness: the inputs keep their own levels, judged on the held cells with their shapes.
-            gaussian = estimates[1 + model.closed_form_inputs.index("gaussian")]
-            own_level = read_no_shift(estimates[0], gaussian, ~seen & ~is_cat[None, :])
-            if at_random is not None:  # missing because of the other columns: they, not a shift, set the level
-                own_level = own_level | torch.as_tensor(at_random, device=x.device)
-            own_level = own_level & measured
-            plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F): the level counts too
-            loss = torch.where(own_level[None], plain, loss)
-        return grid, error, mean_error, loss, own_level
+        plain = torch.where(hold[None], error ** 2, 0.0).sum(1)  # (W, F)
+        return grid, error, mean_error, torch.where(own_level[None], plain, loss)
 
-    others = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
-                         tree_rows=every, start=net)
-    grid, error, mean_error, loss, own_level = held_losses(others)
-    names = (*model.closed_form_inputs, *ENGINE_INPUTS)[: len(others)]  # the grid's columns after the network's
+    grid, error, mean_error, loss = held_losses(others)
     trees = [1 + names.index(n) for n in TREE_INPUTS if n in names]  # the grid's columns of the trees' inputs
     if HELD_CHAINS > tree_regression.CHAINS and trees and bool(measured.any()):
         uses = grid[:, trees].gt(0).any(1)  # (W,)
@@ -720,12 +718,12 @@ def input_weights(model, diffusion, x, known, is_cat, n_classes, columns: torch.
             first = tree_regression.CHAINS
             more = input_point(outputs, table_views, x, seen, members, model.closed_form_inputs, is_cat, keys,
                                tree_rows=every, fitted=("trees",), start=net, chains=HELD_CHAINS, first_chain=first)
-            at = 1 + names.index("trees")
-            mean = (first * others[at - 1].double() + (HELD_CHAINS - first) * more[at - 1].double()) / HELD_CHAINS
-            others[at - 1] = torch.where(seen, x, mean.to(x.dtype))
+            i = names.index("trees")
+            mean = (first * others[i].double() + (HELD_CHAINS - first) * more[i].double()) / HELD_CHAINS
+            others[i] = torch.where(seen, x, mean.to(x.dtype))
             if "extrapolated" in names:
-                others[names.index("extrapolated")] = extrapolated(others[at - 1], seen, is_cat, every)
-            grid, error, mean_error, loss, own_level = held_losses(others)
+                others[names.index("extrapolated")] = extrapolated(others[i], seen, is_cat, every)
+            grid, error, mean_error, loss = held_losses(others)
     for name, gain in INPUT_MIN_GAIN.items():  # gated inputs, offered where the table's held cells ask for them
         if name in names and bool(measured.any()):
             family = TREE_INPUTS if name == "trees" else (name,)  # the trees' gate: either of their inputs
