@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -146,6 +147,13 @@ def make_mask(x: np.ndarray, mechanism: str, rate: float, rng: np.random.Generat
     else:
         raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
     return missing
+
+
+def benchmark_mask(x: np.ndarray, name: str, mechanism: str, rate: float, seed: int) -> np.ndarray:
+    """The benchmarks' mask of table ``name`` (``make_mask``), seeded by (seed, name, mechanism, rate) alone, so that
+    every method and every script sees the same one (imputation.py's grid, screen.py, categorical.py)."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{mechanism}/{rate}".encode())])
+    return make_mask(x, mechanism, rate, rng)
 
 
 def nrmse(filled: np.ndarray, x: np.ndarray, missing: np.ndarray) -> float:

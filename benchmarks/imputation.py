@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from benchmarks.common import (
     MECHANISMS,
     REAL_TABLES,
+    benchmark_mask,
     diffusion_imputer,
     gaussian_table,
     knn_imputer,
     load_real_table,
-    make_mask,
     markdown_table,
     mean_imputer,
     mice_imputer,
@@ -159,8 +158,7 @@ def run(args, pretrained) -> pd.DataFrame:
             for mech in args.mechanisms.split(","):
                 for rate in rates:
                     # The mask depends on (table, mechanism, rate, seed) only: every method sees the same one.
-                    rng = np.random.default_rng([seed, zlib.crc32(f"{table.name}/{mech}/{rate}".encode())])
-                    missing = make_mask(table.x, mech, rate, rng)
+                    missing = benchmark_mask(table.x, table.name, mech, rate, seed)
                     x_in = np.where(missing, np.nan, table.x)
                     base = {"dataset": dataset, "rows": table.x.shape[0], "features": table.x.shape[1],
                             "mechanism": mech, "rate": rate, "seed": seed, "masked": float(missing.mean())}

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,7 @@ import categorical
 import classification
 import draws
 import imputation
-from common import REAL_TABLES, diffusion_imputer, make_mask, markdown_table
+from common import REAL_TABLES, benchmark_mask, diffusion_imputer, make_mask, markdown_table
 
 from icl_diffusion import load_checkpoint
 
@@ -98,8 +97,7 @@ def categorical_masks(seeds=(0, 1, 2)):
         for mech in ("mcar", "mar"):
             for rate in (0.1, 0.3, 0.5):
                 for seed in seeds:
-                    rng = np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{rate}".encode())])
-                    yield key, df, mech, rate, seed, make_mask(z, mech, rate, rng), mean, std
+                    yield key, df, mech, rate, seed, benchmark_mask(z, key, mech, rate, seed), mean, std
 
 
 def categorical_scores(pretrained, seeds=(0, 1, 2), **params) -> pd.DataFrame:

@@ -11,7 +11,6 @@ shift) and writes every column's -log10 p to ``--out``. Session 54, about 3 minu
 import argparse
 import math
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.common import REAL_TABLES, load_real_table, make_mask
+from benchmarks.common import REAL_TABLES, benchmark_mask, load_real_table
 
 THRESHOLDS = (3, 5, 8, 10, 15)
 
@@ -75,8 +74,7 @@ def main() -> None:
         for mechanism in ("mar", "mnar"):
             for rate in (0.1, 0.3, 0.5):
                 for seed in (0, 1, 2):  # the grid's masks (benchmarks/imputation.py)
-                    rng = np.random.default_rng([seed, zlib.crc32(f"{table.name}/{mechanism}/{rate}".encode())])
-                    missing = make_mask(table.x, mechanism, rate, rng)
+                    missing = benchmark_mask(table.x, table.name, mechanism, rate, seed)
                     x = np.where(missing, np.nan, table.x)
                     z_nan = (x - np.nanmean(x, 0)) / np.nanstd(x, 0)
                     z, seen = np.nan_to_num(z_nan), ~missing
