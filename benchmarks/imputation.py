@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rates", default="0.1,0.3,0.5")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (masks, Gaussian table, methods)")
     p.add_argument("--methods", default="icl_point," + ",".join(BASELINES),
-                   help="comma list of icl_point, icl_local (with --local-context-rows), icl_blend (blend_inputs), closed_form (the "
+                   help="comma list of icl_point, icl_local (with --local-context-rows), icl_blend (blend_inputs), icl_network (the "
+                   "network's two calls alone, blend_inputs off: the fast setting), closed_form (the "
                    "closed-form estimates alone, no network), "
                    "nearest_rows (the nearest-rows estimates alone), "
                    "mean, knn, mice, missforest")
@@ -104,6 +105,9 @@ def build_methods(args, pretrained) -> dict:
                                               local_context_rows=args.local_context_rows)
         elif name == "icl_blend":  # the point estimate blended with the network's closed-form inputs
             methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows, blend_inputs=True)
+        elif name == "icl_network":  # the network's calls alone: no held-out call, no kernel regression, no trees
+            methods[name] = diffusion_imputer(pretrained, max_context_rows=args.max_context_rows,
+                                              context_cells=args.context_cells, blend_inputs=False)
         elif name == "closed_form":  # the network's closed-form input estimates alone, same engine
             from icl_diffusion.baselines import closed_form
 
