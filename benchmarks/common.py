@@ -151,7 +151,8 @@ def make_mask(x: np.ndarray, mechanism: str, rate: float, rng: np.random.Generat
 
 def benchmark_mask(x: np.ndarray, name: str, mechanism: str, rate: float, seed: int) -> np.ndarray:
     """The benchmarks' mask of table ``name`` (``make_mask``), seeded by (seed, name, mechanism, rate) alone, so that
-    every method and every script sees the same one (imputation.py's grid, screen.py, categorical.py)."""
+    every method and every script sees the same one (imputation.py's grid, screen.py, categorical.py,
+    draws_categorical.py)."""
     rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{mechanism}/{rate}".encode())])
     return make_mask(x, mechanism, rate, rng)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/draws_categorical.py`
 
 from benchmarks.categorical import TABLES, _features, _is_cat, load_table, mode_mean, numeric_image
-from benchmarks.common import make_mask, markdown_table
+from benchmarks.common import benchmark_mask, markdown_table
 from benchmarks.draws import add_common_arguments, begin, crps
 
 
@@ -147,8 +146,7 @@ def main() -> None:
         for mech in args.mechs.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 # categorical.py's mask for (table, mechanism, rate, seed)
-                missing = make_mask(z, mech, args.rate,
-                                    np.random.default_rng([seed, zlib.crc32(f"{key}/{mech}/{args.rate}".encode())]))
+                missing = benchmark_mask(z, key, mech, args.rate, seed)
                 masked = df.mask(missing)
                 for name, draw in methods.items():
                     start = time.perf_counter()
